@@ -1,0 +1,48 @@
+# Two commands for a fresh machine: `make report` and `make test` (see README.md).
+PYTHON      ?= python3
+VENV        ?= .venv
+# CPU PyTorch by default; GPU users: make TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+REPORT_ARGS ?=
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install report test test-real lint bench sample-data clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC) $(TORCH_INDEX)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+report: install
+	$(VENV)/bin/workbench report --name sample $(REPORT_ARGS)
+
+test: install
+	$(VENV)/bin/pytest -m "not real_data" $(PYTEST_ARGS)
+
+test-real: install
+	$(VENV)/bin/pytest -m real_data $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check workbench tests bench
+	$(VENV)/bin/ruff format --check workbench tests bench
+
+bench: install
+	$(PY) bench/bench_exploration.py
+
+sample-data: install
+	$(PY) -m workbench.sample_data --out data/sample/tickets.csv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

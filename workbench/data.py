@@ -1,0 +1,311 @@
+"""Loading, validating and splitting ticket data.
+
+Everything downstream works on a frame with two columns, ``text`` and ``label``. Bad input
+fails with one line naming the file, column or row; rows that cannot be used are dropped,
+counted per reason and reported, never silently lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.errors import BadInputError
+
+DEFAULT_TEXT_COLUMN = "Document"
+DEFAULT_LABEL_COLUMN = "Topic_group"
+SUPPORTED_SUFFIXES = {
+    ".csv": "CSV",
+    ".parquet": "Parquet",
+    ".jsonl": "JSON Lines",
+    ".ndjson": "JSON Lines",
+}
+_SHOWN_ROWS = 5
+
+
+@dataclass
+class TicketData:
+    """Validated tickets plus the bookkeeping a report needs to be honest about them."""
+
+    frame: pd.DataFrame  # columns: text, label (label missing when the file has none), row
+    path: Path
+    sha256: str
+    rows_read: int
+    text_column: str
+    label_column: str | None
+    dropped: dict[str, int] = field(default_factory=dict)
+    dropped_rows: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names, sorted, so every figure and matrix uses one order."""
+        return sorted(self.frame["label"].unique()) if "label" in self.frame else []
+
+    def summary(self) -> dict:
+        """Counts for run metadata and reports."""
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "rows_read": self.rows_read,
+            "rows_used": len(self.frame),
+            "dropped": dict(self.dropped),
+            "classes": len(self.labels),
+        }
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hash of the raw file, recorded with every run so results can be traced to data."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read CSV, Parquet or JSON Lines as strings, with one-line errors for unreadable files."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(
+            f"data file not found: {path} (pass --data with a CSV, Parquet or JSON Lines file)"
+        )
+    if path.is_dir():
+        raise BadInputError(f"data path is a folder, not a file: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise BadInputError(
+            f"{path}: unsupported file type '{suffix or '(none)'}'; use .csv, .parquet or .jsonl"
+        )
+    if path.stat().st_size == 0:
+        raise BadInputError(f"{path}: the file is empty")
+    try:
+        if suffix == ".csv":
+            _check_utf8(path)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        _check_utf8(path)
+        return pd.read_json(path, lines=True, dtype=False)
+    except BadInputError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as error:
+        detail = " ".join(str(error).split())[:200]
+        raise BadInputError(
+            f"{path}: cannot read as {SUPPORTED_SUFFIXES[suffix]}: {detail}"
+        ) from error
+    except Exception as error:  # pyarrow raises its own types for corrupt Parquet
+        detail = " ".join(str(error).split())[:200]
+        raise BadInputError(
+            f"{path}: cannot read as {SUPPORTED_SUFFIXES[suffix]}: {detail}"
+        ) from error
+
+
+def _check_utf8(path: Path) -> None:
+    """Fail on the first non-UTF-8 byte with its line, rather than mojibake in every report."""
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise BadInputError(
+                    f"{path}: not valid UTF-8 at line {line_number} (byte 0x{raw[error.start]:02x}); "
+                    "re-export the file as UTF-8"
+                ) from None
+
+
+def load_tickets(
+    path: str | Path,
+    text_column: str = DEFAULT_TEXT_COLUMN,
+    label_column: str | None = DEFAULT_LABEL_COLUMN,
+    require_labels: bool = True,
+    drop_invalid: bool = True,
+) -> TicketData:
+    """Load and validate a ticket file.
+
+    Rows with empty or whitespace-only text, or without a label, are dropped and counted when
+    ``drop_invalid``; otherwise the first such row is an error. With ``require_labels=False``
+    (prediction on new tickets) a missing label column is fine.
+    """
+    path = Path(path)
+    raw = read_table(path)
+    columns = [str(c) for c in raw.columns]
+    if text_column not in raw.columns:
+        raise BadInputError(
+            f"{path}: no text column '{text_column}'; columns are: {', '.join(columns) or '(none)'} "
+            "(set --text-column)"
+        )
+    has_labels = label_column is not None and label_column in raw.columns
+    if require_labels and not has_labels:
+        raise BadInputError(
+            f"{path}: no label column '{label_column}'; columns are: {', '.join(columns)} "
+            "(set --label-column)"
+        )
+    if raw.empty:
+        raise BadInputError(f"{path}: no rows below the header")
+
+    frame = pd.DataFrame({"row": range(1, len(raw) + 1)})
+    frame["text"] = raw[text_column].map(_as_text).to_numpy()
+    if has_labels:
+        frame["label"] = raw[label_column].map(_as_text).str.strip().to_numpy()
+
+    problems = {"empty text": frame["text"].str.strip() == ""}
+    if has_labels:
+        problems["missing label"] = frame["label"] == ""
+    dropped: dict[str, int] = {}
+    dropped_rows: dict[str, list[int]] = {}
+    keep = pd.Series(True, index=frame.index)
+    for reason, mask in problems.items():
+        mask = mask & keep
+        if not mask.any():
+            continue
+        rows = frame.loc[mask, "row"].tolist()
+        column = text_column if reason == "empty text" else label_column
+        if not drop_invalid:
+            raise BadInputError(
+                f"{path}: row {rows[0]} has {reason} in column '{column}' "
+                f"({len(rows)} such rows); fix the file or allow dropping invalid rows"
+            )
+        dropped[reason] = len(rows)
+        dropped_rows[reason] = rows
+        keep &= ~mask
+    frame = frame[keep].reset_index(drop=True)
+    if frame.empty:
+        raise BadInputError(
+            f"{path}: no usable rows: {_describe(dropped)} (column '{text_column}')"
+        )
+
+    data = TicketData(
+        frame=frame,
+        path=path,
+        sha256=file_sha256(path),
+        rows_read=len(raw),
+        text_column=text_column,
+        label_column=label_column if has_labels else None,
+        dropped=dropped,
+        dropped_rows=dropped_rows,
+    )
+    if require_labels and len(data.labels) < 2:
+        only = ", ".join(repr(label) for label in data.labels)
+        raise BadInputError(
+            f"{path}: column '{label_column}' has {len(data.labels)} class ({only}); "
+            "a classifier needs at least 2"
+        )
+    return data
+
+
+def _as_text(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return str(value)
+
+
+def _describe(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{count} rows with {reason}" for reason, count in dropped.items()) or "none"
+
+
+@dataclass
+class Split:
+    """A deterministic stratified train/validation/test split."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    seed: int
+    leakage: dict[str, int]
+
+    def parts(self) -> dict[str, pd.DataFrame]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    def table(self) -> pd.DataFrame:
+        """Tickets per class and split, for the report's split summary."""
+        counts = {name: part["label"].value_counts() for name, part in self.parts().items()}
+        table = pd.DataFrame(counts).fillna(0).astype(int)
+        table.index.name = "category"
+        table = table.sort_index()
+        table.loc["total"] = table.sum()
+        return table
+
+
+def split_tickets(
+    data: TicketData | pd.DataFrame,
+    test_size: float = 0.2,
+    validation_size: float = 0.1,
+    seed: int = 42,
+) -> Split:
+    """Stratified split from a seed: same data and seed give the same rows in every split.
+
+    ``validation_size`` may be 0 (the 80/20 split of the benchmarks). Identical texts shared
+    between training and a held-out part are counted as leakage, not removed, so the numbers
+    stay comparable to other tools; the report shows the count.
+    """
+    from sklearn.model_selection import train_test_split
+
+    frame = data.frame if isinstance(data, TicketData) else data
+    for name, value in {"test_size": test_size, "validation_size": validation_size}.items():
+        if not 0 <= value < 1:
+            raise BadInputError(f"parameter {name}={value} must be in [0, 1)")
+    if test_size + validation_size >= 1:
+        raise BadInputError(
+            f"test_size + validation_size = {test_size + validation_size:g} leaves no training data"
+        )
+    held_out = test_size + validation_size
+    counts = frame["label"].value_counts()
+    fractions = [f for f in (1 - held_out, test_size, validation_size) if f > 0]
+    minimum = max(len(fractions), math.ceil(1 / min(fractions) - 1e-9))
+    if counts.min() < minimum:
+        smallest = counts.idxmin()
+        raise BadInputError(
+            f"class '{smallest}' has {counts.min()} rows; a stratified split with test_size={test_size:g} "
+            f"and validation_size={validation_size:g} needs at least {minimum} per class — add tickets "
+            "of that class, remove it from the data, or lower validation_size"
+        )
+    ordered = frame.sort_values("row", kind="stable").reset_index(drop=True)
+    try:
+        if held_out == 0:
+            train, rest = ordered, ordered.iloc[0:0]
+        else:
+            train, rest = train_test_split(
+                ordered, test_size=held_out, stratify=ordered["label"], random_state=seed
+            )
+        if validation_size and test_size:
+            validation, test = train_test_split(
+                rest,
+                test_size=test_size / held_out,
+                stratify=rest["label"],
+                random_state=seed,
+            )
+        elif validation_size:
+            validation, test = rest, rest.iloc[0:0]
+        else:
+            validation, test = rest.iloc[0:0], rest
+    except ValueError as error:
+        raise BadInputError(
+            f"cannot stratify the split (smallest class has {counts.min()} rows): {error}"
+        ) from error
+    train_texts = set(train["text"])
+    leakage = {
+        name: int(part["text"].isin(train_texts).sum())
+        for name, part in {"validation": validation, "test": test}.items()
+    }
+    return Split(
+        train=train.reset_index(drop=True),
+        validation=validation.reset_index(drop=True),
+        test=test.reset_index(drop=True),
+        seed=seed,
+        leakage=leakage,
+    )
+
+
+def write_json(path: str | Path, payload: object) -> Path:
+    """Write JSON with sorted keys so diffs between runs are readable."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+    return path
