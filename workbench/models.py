@@ -61,6 +61,7 @@ def load_model(
             )
     elif resolved.startswith((".", "/", "~")) or resolved.count("/") > 1:
         raise BadInputError(f"model not found: {resolved} does not exist; check the --model path")
+    quiet_hub_progress()
     try:
         model = SentenceTransformer(resolved, device=pick_device(device))
     except OSError as error:
@@ -72,3 +73,11 @@ def load_model(
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
     return model
+
+
+def quiet_hub_progress() -> None:
+    """No "Loading weights" bars in notebook outputs; reports keep only results."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
