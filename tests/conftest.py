@@ -1,0 +1,69 @@
+"""Shared fixtures. Tests run offline on the real packaged model; nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT = Path(__file__).resolve().parent.parent
+SAMPLE = PROJECT / "data" / "sample" / "tickets.csv"
+REAL_DATA = PROJECT.parent / "shared" / "data" / "it_tickets" / "tickets_dev.csv"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """One embedding cache per test session, never the user's."""
+    os.environ["WORKBENCH_CACHE"] = str(tmp_path_factory.mktemp("embedding-cache"))
+    yield
+
+
+@pytest.fixture
+def sample_path() -> Path:
+    return SAMPLE
+
+
+@pytest.fixture
+def real_data_path() -> Path:
+    if not REAL_DATA.exists():
+        pytest.skip(f"real data not found at {REAL_DATA}")
+    return REAL_DATA
+
+
+@pytest.fixture
+def write_tickets(tmp_path):
+    """Write a small ticket file in any supported format and return its path."""
+
+    def write(rows: list[dict] | pd.DataFrame, name: str = "tickets.csv") -> Path:
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+        path = tmp_path / name
+        if name.endswith(".csv"):
+            frame.to_csv(path, index=False)
+        elif name.endswith(".parquet"):
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_json(path, orient="records", lines=True)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory) -> Path:
+    """A stratified 240-ticket slice of the sample data: fast notebooks, every class present."""
+    from workbench.data import load_tickets
+    from workbench.explore import sample_rows
+
+    data = load_tickets(SAMPLE)
+    picked = sample_rows(data.frame, 240, seed=0)
+    path = tmp_path_factory.mktemp("small") / "tickets.csv"
+    picked.rename(columns={"text": "Document", "label": "Topic_group"})[["Document", "Topic_group"]].to_csv(
+        path, index=False
+    )
+    return path
