@@ -56,12 +56,12 @@ def write_tickets(tmp_path):
 
 @pytest.fixture(scope="session")
 def small_sample(tmp_path_factory) -> Path:
-    """A stratified 240-ticket slice of the sample data: fast notebooks, every class present."""
+    """A stratified 320-ticket slice of the sample data: fast notebooks, every class present."""
     from workbench.data import load_tickets
     from workbench.explore import sample_rows
 
     data = load_tickets(SAMPLE)
-    picked = sample_rows(data.frame, 240, seed=0)
+    picked = sample_rows(data.frame, 320, seed=0)
     path = tmp_path_factory.mktemp("small") / "tickets.csv"
     picked.rename(columns={"text": "Document", "label": "Topic_group"})[["Document", "Topic_group"]].to_csv(
         path, index=False
