@@ -1,0 +1,170 @@
+"""A trained model folder, loaded: embeddings, per-category scores and predictions.
+
+The folder is what ``workbench train`` (and notebook 02) writes: ``model/`` (sentence-transformers),
+``labels.json``, ``recipe.json`` and, for recipes with a classification head, ``head.joblib``.
+Recipes without a head classify by cosine similarity between the ticket and each category's
+name (or description), exactly like the reference model card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import BadInputError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+# Temperature that turns cosine similarities into probabilities for calibration plots only;
+# predictions and scores never depend on it.
+COSINE_TEMPERATURE = 0.05
+SCORE_PREFIX = "score::"
+
+
+@dataclass
+class Classifier:
+    """A trained model folder, loaded; ``scores`` columns follow ``labels`` (sorted)."""
+
+    path: Path
+    labels: list[str]
+    model: SentenceTransformer
+    recipe: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] | None = None
+    label_texts: list[str] = field(default_factory=list)
+    _label_vectors: np.ndarray | None = None
+
+    @property
+    def head_kind(self) -> str:
+        """``cosine`` (label-name similarity), ``logreg`` or ``fusion`` (TF-IDF ⊕ embeddings)."""
+        return self.head["kind"] if self.head else "cosine"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Normalised ticket embeddings, cached on disk per model fingerprint."""
+        from workbench.embeddings import encode
+
+        return encode(self.model, list(texts), description="encoding tickets")
+
+    def label_vectors(self) -> np.ndarray:
+        """Embeddings of the category names/descriptions (computed once per load)."""
+        if self._label_vectors is None:
+            from workbench.embeddings import encode
+
+            self._label_vectors = encode(self.model, self.label_texts or self.labels, cache=False)
+        return self._label_vectors
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """(n, len(labels)): cosine similarities, or head probabilities when there is a head."""
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        vectors = self.embed(texts)
+        if self.head is None:
+            return vectors @ self.label_vectors().T
+        return head_probabilities(self.head, vectors, texts, len(self.labels))
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """Scores as probabilities (softmax of cosines for head-less recipes), for calibration."""
+        scores = self.scores(texts)
+        return scores if self.head is not None else softmax(scores / COSINE_TEMPERATURE)
+
+    def predict(self, texts: list[str]) -> pd.DataFrame:
+        """One row per ticket: text, predicted, score and ``score::<label>`` for every category."""
+        texts = [str(t) for t in texts]
+        scores = self.scores(texts)
+        return predictions_frame(texts, scores, self.labels)
+
+
+def predictions_frame(texts: list[str], scores: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """The shared prediction table of the CLI, notebooks and run comparison."""
+    best = scores.argmax(axis=1) if len(texts) else np.zeros(0, dtype=int)
+    frame = pd.DataFrame(
+        {
+            "text": texts,
+            "predicted": [labels[i] for i in best],
+            "score": scores[np.arange(len(texts)), best] if len(texts) else [],
+        }
+    )
+    for j, label in enumerate(labels):
+        frame[f"{SCORE_PREFIX}{label}"] = scores[:, j]
+    return frame
+
+
+def softmax(values: np.ndarray) -> np.ndarray:
+    shifted = values - values.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def head_features(head: dict[str, Any], vectors: np.ndarray, texts: list[str]):
+    """The head's input: embeddings, or TF-IDF ⊕ weighted embeddings for the fusion head."""
+    if head["kind"] == "fusion":
+        from scipy import sparse
+
+        tfidf = head["vectorizer"].transform(texts)
+        weighted = sparse.csr_matrix(vectors * float(head.get("embedding_weight", 1.0)))
+        return sparse.hstack([tfidf, weighted], format="csr")
+    return vectors
+
+
+def head_probabilities(
+    head: dict[str, Any], vectors: np.ndarray, texts: list[str], n_labels: int
+) -> np.ndarray:
+    """Class probabilities in label order; classes absent from training get 0."""
+    estimator = head["estimator"]
+    proba = estimator.predict_proba(head_features(head, vectors, texts))
+    full = np.zeros((len(texts), n_labels), dtype=np.float32)
+    full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    return full
+
+
+def load_classifier(path: str | Path, device: str | None = None) -> Classifier:
+    """Load a training output folder; one-line ``BadInputError`` when it is not one."""
+    from workbench.models import load_model
+
+    path = Path(path)
+    hint = "pass the --out folder written by 'workbench train' (it holds model/ and labels.json)"
+    if not path.exists():
+        raise BadInputError(f"model folder not found: {path}; {hint}")
+    if not path.is_dir():
+        raise BadInputError(f"model path is a file, not a folder: {path}; {hint}")
+    missing = [n for n in ("model", "labels.json") if not (path / n).exists()]
+    if missing:
+        raise BadInputError(
+            f"{path} is not a trained model folder (missing {', '.join(missing)}); {hint}"
+        )
+    try:
+        labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
+        recipe = (
+            json.loads((path / "recipe.json").read_text(encoding="utf-8"))
+            if (path / "recipe.json").exists()
+            else {}
+        )
+    except (OSError, json.JSONDecodeError) as error:
+        raise BadInputError(f"{path}: unreadable labels.json or recipe.json: {error}") from error
+    if (
+        not isinstance(labels, list)
+        or len(labels) < 2
+        or not all(isinstance(x, str) for x in labels)
+    ):
+        raise BadInputError(f"{path / 'labels.json'}: expected a list of at least 2 category names")
+    head = None
+    if (path / "head.joblib").exists():
+        import joblib
+
+        try:
+            head = joblib.load(path / "head.joblib")
+        except Exception as error:  # a truncated or foreign pickle
+            raise BadInputError(f"{path / 'head.joblib'}: cannot load the head: {error}") from error
+    model = load_model(path / "model", device=device)
+    label_texts = recipe.get("label_texts") or labels
+    if len(label_texts) != len(labels):
+        label_texts = labels
+    return Classifier(
+        path=path, labels=labels, model=model, recipe=recipe, head=head, label_texts=label_texts
+    )
