@@ -81,6 +81,32 @@ class PageCheck:
         return found
 
 
+def _listen(page, check: PageCheck) -> None:
+    """Record what the page does; anything leaving the file system is blocked and recorded."""
+
+    def route(route):
+        url = route.request.url
+        if url.startswith(("file:", "data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            check.external_requests.append(url)
+            route.abort()
+
+    def on_console(message):
+        if message.type == "error":
+            check.console_errors.append(message.text)
+
+    def on_dialog(dialog):
+        check.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.route("**/*", route)
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: check.page_errors.append(str(error)))
+    page.on("requestfailed", lambda request: check.failed_requests.append(request.url))
+    page.on("dialog", on_dialog)
+
+
 def check_pages(paths: list[Path], screenshot_dir: Path | None = None) -> list[PageCheck]:
     """Load each page offline and collect figures, requests, console errors and dialogs."""
     from playwright.sync_api import sync_playwright
@@ -102,33 +128,8 @@ def check_pages(paths: list[Path], screenshot_dir: Path | None = None) -> list[P
             check = PageCheck(path=Path(path))
             page = context.new_page()
 
-            def route(route, check=check):
-                url = route.request.url
-                if url.startswith(("file:", "data:", "blob:", "about:")):
-                    route.continue_()
-                else:
-                    check.external_requests.append(url)
-                    route.abort()
-
-            page.route("**/*", route)
-            page.on(
-                "console",
-                lambda msg, check=check: (
-                    msg.type == "error" and check.console_errors.append(msg.text)
-                ),
-            )
-            page.on("pageerror", lambda error, check=check: check.page_errors.append(str(error)))
-            page.on(
-                "requestfailed",
-                lambda request, check=check: check.failed_requests.append(request.url),
-            )
-
-            def on_dialog(dialog, check=check):
-                check.dialogs.append(dialog.message)
-                dialog.dismiss()
-
-            page.on("dialog", on_dialog)
-            page.goto(Path(path).resolve().as_uri(), wait_until="load", timeout=120_000)
+            _listen(page, check)
+            page.goto(Path(path).resolve().as_uri(), wait_until="load", timeout=60_000)
             page.wait_for_timeout(500)
             check.title = page.title()
             check.figures = page.evaluate(FIGURES_JS)

@@ -63,7 +63,7 @@ def small_sample(tmp_path_factory) -> Path:
     data = load_tickets(SAMPLE)
     picked = sample_rows(data.frame, 320, seed=0)
     path = tmp_path_factory.mktemp("small") / "tickets.csv"
-    picked.rename(columns={"text": "Document", "label": "Topic_group"})[["Document", "Topic_group"]].to_csv(
-        path, index=False
-    )
+    picked.rename(columns={"text": "Document", "label": "Topic_group"})[
+        ["Document", "Topic_group"]
+    ].to_csv(path, index=False)
     return path

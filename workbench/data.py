@@ -265,17 +265,21 @@ def split_tickets(
             "of that class, remove it from the data, or lower validation_size"
         )
     ordered = frame.sort_values("row", kind="stable").reset_index(drop=True)
+    n_test, n_validation = round(len(ordered) * test_size), round(len(ordered) * validation_size)
     try:
         if held_out == 0:
             train, rest = ordered, ordered.iloc[0:0]
         else:
             train, rest = train_test_split(
-                ordered, test_size=held_out, stratify=ordered["label"], random_state=seed
+                ordered,
+                test_size=n_test + n_validation,
+                stratify=ordered["label"],
+                random_state=seed,
             )
         if validation_size and test_size:
             validation, test = train_test_split(
                 rest,
-                test_size=test_size / held_out,
+                test_size=n_test,
                 stratify=rest["label"],
                 random_state=seed,
             )

@@ -46,15 +46,19 @@ LATEST_NAME = "latest"
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {
         "recipe": "seed",
-        "num_pairs": 400,
+        "num_pairs": 256,
         "epochs": 1,
-        "max_seq_length": 128,
+        "batch_size": 32,
+        "learning_rate": 5e-5,
+        "max_seq_length": 64,
         "umap_max_points": 3000,
     },
     "full": {
         "recipe": "seed",
         "num_pairs": 4000,
         "epochs": 10,
+        "batch_size": 32,
+        "learning_rate": 5e-5,
         "max_seq_length": 256,
         "umap_max_points": 20000,
     },
