@@ -25,6 +25,7 @@ import yaml
 from workbench import runinfo
 from workbench.data import load_tickets, split_tickets, write_json
 from workbench.display import HEADLESS_ENV
+from workbench.drift import data_profile
 from workbench.errors import BadInputError, LockHeldError, NotebookFailedError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -37,7 +38,9 @@ NOTEBOOKS = (
     "02_fine_tuning",
     "03_embedding_visualization",
     "04_evaluation",
+    "05_comparison",
 )
+COMPARISON = "05_comparison"  # runs only when a reference_run is given
 LOCK_NAME = ".workbench.lock"
 LATEST_NAME = "latest"
 
@@ -105,6 +108,7 @@ def build_parameters(
         "test_size": 0.2,
         "validation_size": 0.1,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "reference_run": "",
         **PROFILES[profile],
         "profile": profile,
     }
@@ -215,6 +219,7 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
         seed=int(params["seed"]),
     )
     summary = data.summary()
+    summary["profile"] = data_profile(data.frame)
     summary["dropped_rows"] = {k: v[:20] for k, v in data.dropped_rows.items()}
     summary["split"] = {name: len(part) for name, part in split.parts().items()}
     summary["leakage"] = split.leakage
@@ -236,10 +241,30 @@ def run_report(
     notebook_dir: Path = NOTEBOOK_DIR,
     keep: int | None = None,
     progress: bool = True,
+    validated: dict[str, object] | None = None,
 ) -> RunResult:
-    """Run the notebooks in order into a new run folder and render its HTML pages."""
+    """Run the notebooks in order into a new run folder and render its HTML pages.
+
+    ``validated`` is the data summary of an earlier ``validate_inputs`` on the same data
+    parameters (sweeps validate once for all their runs).
+    """
     reports_dir = Path(reports_dir).resolve()
     selected = notebooks or available_notebooks(notebook_dir)
+    if not params.get("reference_run"):
+        if notebooks and COMPARISON in notebooks:
+            raise BadInputError(
+                f"{COMPARISON} needs a reference run: add --param reference_run=latest (or a run folder)"
+            )
+        selected = [n for n in selected if n != COMPARISON]
+    else:
+        from workbench.compare import resolve_run
+
+        params = {
+            **params,
+            "reference_run": str(
+                resolve_run(str(params["reference_run"]), Path(reports_dir).resolve())
+            ),
+        }
     missing = [n for n in selected if not (notebook_dir / f"{n}.ipynb").exists()]
     if missing:
         raise BadInputError(
@@ -247,7 +272,7 @@ def run_report(
         )
     params = dict(params)
     params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
-    data_summary = validate_inputs(params)
+    data_summary = validated if validated is not None else validate_inputs(params)
 
     with reports_lock(reports_dir):
         run_dir = new_run_dir(reports_dir, name)

@@ -1,0 +1,138 @@
+"""Parameter sweeps: one run per combination of a grid, then one comparison page.
+
+Work that does not depend on the swept parameters is shared: the data is validated and
+profiled once, the exploratory notebook runs once (in the first run), and base-model
+embeddings come from the shared embedding cache instead of being re-encoded per run.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from workbench.errors import BadInputError, NotebookFailedError
+from workbench.report import available_notebooks, read_metrics, run_report, validate_inputs
+
+DATA_PARAMETERS = (
+    "data_path",
+    "text_column",
+    "label_column",
+    "seed",
+    "test_size",
+    "validation_size",
+)
+EXPLORATION = "01_exploratory_analysis"
+
+
+def read_grid(path: str | Path) -> dict[str, list]:
+    """``grid:`` (or the top level) maps each parameter to a list of values."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"sweep file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise BadInputError(
+            f"{path}: not valid YAML: {' '.join(str(error).split())[:160]}"
+        ) from error
+    grid = loaded.get("grid", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(grid, dict) or not grid:
+        raise BadInputError(f"{path}: expected 'grid:' mapping each parameter to a list of values")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise BadInputError(
+                f"{path}: grid parameter '{key}' must be a non-empty list, got {values!r}"
+            )
+    return {str(k): v for k, v in grid.items()}
+
+
+def combinations(grid: dict[str, list]) -> list[dict[str, object]]:
+    keys = list(grid)
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(grid[k] for k in keys))
+    ]
+
+
+def run_sweep(
+    sweep_file: str | Path,
+    params: dict[str, object],
+    reports_dir: Path,
+    name: str = "sweep",
+    notebooks: list[str] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run every combination and write ``reports/sweep-<time>-<name>.html``; returns its path."""
+    grid = read_grid(sweep_file)
+    varying_data = [k for k in grid if k in DATA_PARAMETERS]
+    base = dict(params)
+    base["data_path"] = str(Path(str(base["data_path"])).expanduser().resolve())
+    shared_summary = None if varying_data else validate_inputs(base)
+    selected = notebooks or available_notebooks()
+    rows = []
+    for position, combo in enumerate(combinations(grid), start=1):
+        run_params = {**base, **combo}
+        label = "-".join(f"{k}-{v}" for k, v in combo.items())
+        chosen = (
+            selected if position == 1 or varying_data else [n for n in selected if n != EXPLORATION]
+        )
+        if progress:
+            print(f"sweep {position}/{len(combinations(grid))}: {combo}", flush=True)
+        try:
+            result = run_report(
+                run_params,
+                reports_dir,
+                f"{name}-{position}-{label}",
+                chosen,
+                progress=progress,
+                validated=shared_summary,
+            )
+            run_dir, status = result.run_dir, result.status
+            seconds = sum(n.seconds for n in result.notebooks)
+        except NotebookFailedError as error:
+            failed = sorted(Path(reports_dir).glob(f"*-{name}-{position}-*"))
+            run_dir, status, seconds = (failed[-1] if failed else None), "failed", 0.0
+            if progress:
+                print(f"  failed: {error}", flush=True)
+        rows.append(
+            {
+                "combo": combo,
+                "run_dir": run_dir,
+                "status": status,
+                "seconds": seconds,
+                "metrics": read_metrics(run_dir) if run_dir else {},
+            }
+        )
+    return write_sweep_page(rows, Path(reports_dir), name, grid)
+
+
+def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[str, list]) -> Path:
+    """One row per run: parameters, accuracy, macro-F1, per-class F1, time; the best highlighted."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from workbench.report import TEMPLATES
+    from workbench.runinfo import now_iso
+
+    scored = [r for r in rows if r["metrics"].get("headline", {}).get("macro-F1") is not None]
+    best = max(scored, key=lambda r: r["metrics"]["headline"]["macro-F1"]) if scored else None
+    categories = sorted({c for r in rows for c in r["metrics"].get("per_class_f1", {})})
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = reports_dir / f"sweep-{stamp}-{html.escape(name)}.html"
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
+    )
+    page = env.get_template("sweep.html.j2").render(
+        rows=rows,
+        best=best,
+        keys=list(grid),
+        categories=categories,
+        name=name,
+        updated=now_iso(),
+        link=lambda run_dir: f"{run_dir.name}/index.html" if run_dir else None,
+    )
+    target.write_text(page, encoding="utf-8")
+    return target
