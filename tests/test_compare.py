@@ -8,7 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.compare import compare_runs, load_run, resolve_run, summary_lines, write_comparison_page
+from workbench.compare import (
+    compare_runs,
+    load_run,
+    resolve_run,
+    summary_lines,
+    write_comparison_page,
+)
 from workbench.drift import compare_profiles, data_profile
 from workbench.errors import BadInputError
 from workbench.report import build_parameters, run_report
@@ -27,7 +33,11 @@ def shifted_runs(tmp_path_factory, sample_path_module) -> tuple[Path, Path, Path
     hardware = raw[raw["Topic_group"] == "Hardware"]
     hr = raw[raw["Topic_group"] == "HR Support"]
     shifted = pd.concat(
-        [raw[raw["Topic_group"] != "Hardware"], hardware.sample(frac=0.15, random_state=0), hr.sample(frac=1.0, random_state=1)]
+        [
+            raw[raw["Topic_group"] != "Hardware"],
+            hardware.sample(frac=0.15, random_state=0),
+            hr.sample(frac=1.0, random_state=1),
+        ]
     )
     shifted_path = folder / "shifted.csv"
     shifted.to_csv(shifted_path, index=False)
@@ -35,7 +45,9 @@ def shifted_runs(tmp_path_factory, sample_path_module) -> tuple[Path, Path, Path
     runs = []
     for name, data in (("reference", sample_path_module), ("current", shifted_path)):
         params = build_parameters(overrides={"data_path": str(data)})
-        runs.append(run_report(params, reports, name, ["01_exploratory_analysis"], progress=False).run_dir)
+        runs.append(
+            run_report(params, reports, name, ["01_exploratory_analysis"], progress=False).run_dir
+        )
     return runs[0], runs[1], reports
 
 
@@ -78,7 +90,9 @@ def test_stable_data_is_not_flagged(sample_path_module):
 def test_vocabulary_shift_is_flagged(sample_path_module):
     frame = _frame(sample_path_module)
     moved = frame.assign(text=frame["text"] + " migration portal outage new system rollout zzz")
-    drift = compare_profiles(data_profile(frame), data_profile(moved), thresholds={"vocabulary": 0.1})
+    drift = compare_profiles(
+        data_profile(frame), data_profile(moved), thresholds={"vocabulary": 0.1}
+    )
     assert drift["flags"]["vocabulary"]
     assert "zzz" in drift["new_terms"] or "zzz" in drift["rising_terms"].index
 

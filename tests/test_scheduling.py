@@ -22,7 +22,11 @@ def workbench_args(command: str) -> list[str]:
 
 
 def cron_command() -> str:
-    line = next(line for line in (EXAMPLES / "crontab").read_text().splitlines() if line and not line.startswith("#"))
+    line = next(
+        line
+        for line in (EXAMPLES / "crontab").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     fields = line.split(None, 5)
     assert len(fields) == 6
     minute, hour, day, month, weekday = fields[:5]
@@ -43,7 +47,9 @@ def test_cron_command_runs_for_real(tmp_path, small_sample):
     args.remove("--param")
     args.remove("reference_run=latest")
     for _night in range(2):
-        done = subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "workbench", *args], capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr[-2000:]
     runs = [p for p in (tmp_path / "reports").iterdir() if p.is_dir() and not p.is_symlink()]
     assert len(runs) == 2 and (tmp_path / "reports" / "latest").is_symlink()
@@ -70,9 +76,19 @@ def test_airflow_task_command():
     workbench_dir = ast.literal_eval(constants["WORKBENCH"])
     template = "".join(
         part.value if isinstance(part, ast.Constant) else workbench_dir
-        for part in (constants["REPORT_COMMAND"].values if isinstance(constants["REPORT_COMMAND"], ast.JoinedStr) else [])
+        for part in (
+            constants["REPORT_COMMAND"].values
+            if isinstance(constants["REPORT_COMMAND"], ast.JoinedStr)
+            else []
+        )
     ) or ast.literal_eval(constants["REPORT_COMMAND"])
-    rendered = template.replace("{{{{ ds_nodash }}}}", "20260101").replace("{{ ds_nodash }}", "20260101")
+    rendered = template.replace("{{{{ ds_nodash }}}}", "20260101").replace(
+        "{{ ds_nodash }}", "20260101"
+    )
     assert "{{" not in rendered
     args = build_parser().parse_args(workbench_args(rendered))
-    assert args.command == "report" and args.data == "/data/exports/tickets_20260101.csv" and args.keep == 30
+    assert (
+        args.command == "report"
+        and args.data == "/data/exports/tickets_20260101.csv"
+        and args.keep == 30
+    )

@@ -24,4 +24,9 @@ with DAG(
     max_active_runs=1,
     tags=["ml", "tickets"],
 ) as dag:
-    BashOperator(task_id="workbench_report", bash_command=REPORT_COMMAND, env={"HF_HUB_OFFLINE": "1"}, append_env=True)
+    BashOperator(
+        task_id="workbench_report",
+        bash_command=REPORT_COMMAND,
+        env={"HF_HUB_OFFLINE": "1"},
+        append_env=True,
+    )
