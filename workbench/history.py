@@ -70,6 +70,7 @@ def write_history_index(reports_dir: str | Path) -> Path:
     page = env.get_template("history_index.html.j2").render(
         runs=runs,
         latest=latest,
+        sweeps=sorted((p.name for p in reports_dir.glob("sweep-*.html")), reverse=True),
         updated=runinfo.now_iso(),
         trend=figure_html(fig) if fig else None,
         plotlyjs=get_plotlyjs() if fig else "",

@@ -135,4 +135,7 @@ def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[
         link=lambda run_dir: f"{run_dir.name}/index.html" if run_dir else None,
     )
     target.write_text(page, encoding="utf-8")
+    from workbench.history import write_history_index
+
+    write_history_index(reports_dir)
     return target
