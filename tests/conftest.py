@@ -67,3 +67,29 @@ def small_sample(tmp_path_factory) -> Path:
         ["Document", "Topic_group"]
     ].to_csv(path, index=False)
     return path
+
+
+# Appended for training/evaluation tests: one tiny real fine-tune that several tests reuse.
+TINY_TRAINING = [
+    "--param",
+    "num_pairs=32",
+    "--param",
+    "epochs=1",
+    "--param",
+    "batch_size=16",
+    "--param",
+    "max_seq_length=32",
+]
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, small_sample) -> Path:
+    """A real `workbench train` run (recipe seed, 32 pairs, 1 epoch, 32 tokens) on small_sample."""
+    from workbench.cli import main
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    code = main(
+        ["train", "--data", str(small_sample), "--recipe", "seed", "--out", str(out), *TINY_TRAINING]
+    )
+    assert code == 0
+    return out

@@ -48,6 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--quiet", action="store_true", help="no progress output")
 
+    train = commands.add_parser("train", help="fine-tune a classifier into a training folder")
+    _data_arguments(train, required=True)
+    train.add_argument(
+        "--recipe", default=None, help="recipe name (default: the best measured, see bench/)"
+    )
+    train.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe parameter, e.g. epochs=2 (also test_size, validation_size)",
+    )
+    train.add_argument("--out", required=True, help="training folder to write")
+    train.add_argument("--seed", type=int, default=42)
+
+    predict = commands.add_parser("predict", help="classify tickets with a trained folder")
+    _data_arguments(predict, required=True)
+    predict.add_argument("--model", required=True, help="folder written by 'workbench train'")
+    predict.add_argument("--out", required=True, help="CSV of predictions to write")
+
     return parser
 
 
@@ -95,6 +115,65 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from workbench.report import parse_assignments
+    from workbench.training import train_file
+
+    result = train_file(
+        args.data,
+        args.out,
+        recipe=args.recipe,
+        overrides=parse_assignments(args.param),
+        text_column=args.text_column,
+        label_column=args.label_column,
+        seed=args.seed,
+    )
+    headline = result.metrics.get("headline")
+    summary = (
+        f"accuracy {headline['accuracy']:.3f}, macro-F1 {headline['macro-F1']:.3f} on the test split"
+        if headline
+        else "no test split"
+    )
+    print(
+        f"trained recipe '{result.recipe['recipe']}' in {result.recipe['training_seconds']:.1f} s; "
+        f"{summary}"
+    )
+    print(result.out_dir)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from workbench.classifier import load_classifier
+    from workbench.data import load_tickets
+    from workbench.evaluation import headline, predictions_table
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
+    classifier = load_classifier(args.model)
+    data = load_tickets(
+        args.data,
+        args.text_column or "Document",
+        args.label_column or "Topic_group",
+        require_labels=False,
+    )
+    frame = data.frame
+    scores = classifier.scores(frame["text"].tolist())
+    table = predictions_table(frame, scores, classifier.labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(f"{len(table)} predictions written to {out}")
+    if data.dropped:
+        print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in data.dropped.items()))
+    if "label" in frame:
+        unknown = sorted(set(frame["label"]) - set(classifier.labels))
+        metrics = headline(frame["label"], scores, classifier.labels)
+        print(" · ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        if unknown:
+            print(f"note: labels the model does not know count as errors: {', '.join(unknown)}")
+    return 0
+
+
 def _bad(message: str) -> WorkbenchError:
     from workbench.errors import BadInputError
 
@@ -104,7 +183,7 @@ def _bad(message: str) -> WorkbenchError:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"report": _report}
+    handlers = {"report": _report, "train": _train, "predict": _predict}
     try:
         return handlers[args.command](args)
     except WorkbenchError as error:

@@ -1,0 +1,212 @@
+"""Recipes, pair building, the training loop's settings and the training folder (real model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.errors import BadInputError
+from workbench.training import (
+    RECIPES,
+    TokenCache,
+    build_pairs,
+    length_batches,
+    make_loss,
+    make_optimizer,
+    resolve_recipe,
+)
+
+LABELS = ["Access", "Hardware", "Purchase"]
+
+
+def _train_frame(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "text": [f"ticket {i} " + "word " * int(rng.integers(1, 40)) for i in range(n)],
+            "label": [LABELS[i % 3] for i in range(n)],
+            "row": range(1, n + 1),
+        }
+    )
+
+
+def test_label_pairs_are_deterministic_and_half_positive():
+    frame = _train_frame()
+    params = resolve_recipe("seed")
+    first = build_pairs(frame, LABELS, params, seed=42)
+    again = build_pairs(frame, LABELS, params, seed=42)
+    other = build_pairs(frame, LABELS, params, seed=7)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first.equals(other)
+    assert len(first) == 4000
+    assert 0.47 < first["score"].mean() < 0.53
+    own = dict(zip(frame["text"], frame["label"], strict=True))
+    positives = first[first["score"] == 1.0]
+    negatives = first[first["score"] == 0.0]
+    assert (positives["a"].map(own) == positives["b"]).all()
+    assert (negatives["a"].map(own) != negatives["b"]).all()
+    assert set(first["b"]) <= set(LABELS)
+
+
+def test_negatives_per_positive_and_ticket_pairs():
+    frame = _train_frame()
+    params = resolve_recipe("seed", {"negatives_per_positive": 3, "num_pairs": 2000})
+    assert 0.22 < build_pairs(frame, LABELS, params, 1)["score"].mean() < 0.28
+    tickets = build_pairs(frame, LABELS, resolve_recipe("setfit", {"num_pairs": 500}), 1)
+    own = dict(zip(frame["text"], frame["label"], strict=True))
+    assert ((tickets["a"].map(own) == tickets["b"].map(own)) == (tickets["score"] == 1.0)).all()
+
+
+def test_seed_recipe_is_the_reference_model_card():
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    from torch import nn
+
+    params = RECIPES["seed"]
+    assert params["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert params["max_seq_length"] == 256
+    assert params["num_pairs"] == 4000 and params["negatives_per_positive"] == 1.0
+    assert params["loss"] == "cosine" and params["pairs"] == "label"
+    assert params["epochs"] == 10 and params["batch_size"] == 32
+    assert params["learning_rate"] == 5e-5
+    assert params["warmup_ratio"] == 0.0 and params["scheduler"] == "linear"
+    assert params["head"] == "cosine" and params["label_text"] == "name"
+
+    from workbench.models import load_model
+
+    model = load_model(max_seq_length=32)
+    loss = make_loss(model, params["loss"])
+    assert isinstance(loss, CosineSimilarityLoss) and isinstance(loss.loss_fct, nn.MSELoss)
+    steps = 125 * 10  # 4,000 pairs / 32 per batch, 10 epochs
+    optimizer, scheduler = make_optimizer(model, params, steps)
+    assert [g["lr"] for g in optimizer.param_groups] == [
+        5e-5,
+        5e-5,
+    ]  # no warm-up: full lr at step 0
+    assert all(g["weight_decay"] == 0.0 for g in optimizer.param_groups)
+    rates = []
+    for _ in range(steps):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(5e-5)
+    assert rates[steps // 2] == pytest.approx(2.5e-5)  # linear decay to 0
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.0)
+
+
+def test_token_cache_matches_the_model_tokenisation():
+    from workbench.models import load_model
+
+    model = load_model(max_seq_length=16)
+    texts = ["laptop screen broken", "please reset my password " * 10, "x"]
+    cache = TokenCache(model, texts, 16)
+    ours = cache.batch([cache.index[t] for t in texts], "cpu")
+    theirs = model.preprocess(texts)
+    for key in ("input_ids", "attention_mask"):
+        assert ours[key].tolist() == theirs[key].tolist()
+
+
+def test_length_batches_cover_every_example_once_with_less_padding():
+    rng_lengths = np.random.default_rng(0).integers(5, 256, size=1000)
+    plain = length_batches(rng_lengths, 32, np.random.default_rng(1), bucketing=False)
+    bucketed = length_batches(rng_lengths, 32, np.random.default_rng(1), bucketing=True)
+    assert len(plain) == len(bucketed) == 32
+    assert sorted(np.concatenate(bucketed).tolist()) == list(range(1000))
+
+    def padded(batches):
+        return sum(len(b) * rng_lengths[b].max() for b in batches)
+
+    assert padded(bucketed) < 0.6 * padded(plain)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "message"),
+    [
+        ("nope", {}, "unknown recipe 'nope'"),
+        ("seed", {"epoch": 1}, "unknown training parameter 'epoch'"),
+        ("seed", {"epochs": "many"}, "epochs='many' must be a float"),
+        ("seed", {"loss": "batch_hard_triplet"}, "does not fit pairs=label"),
+        ("seed", {"head": "forest"}, "head='forest'"),
+        ("seed", {"num_pairs": 0}, "num_pairs=0 must be at least 1"),
+    ],
+)
+def test_bad_recipe_parameters(recipe, overrides, message):
+    with pytest.raises(BadInputError, match=message.replace("(", r"\(")):
+        resolve_recipe(recipe, overrides)
+
+
+def test_training_folder_layout(trained_dir):
+    from sentence_transformers import SentenceTransformer
+
+    for name in (
+        "model",
+        "labels.json",
+        "recipe.json",
+        "training_log.csv",
+        "README.md",
+        "metrics.json",
+        "predictions.csv",
+        "loss_curve.html",
+    ):
+        assert (trained_dir / name).exists(), name
+    assert SentenceTransformer(str(trained_dir / "model")).max_seq_length == 32
+    recipe = json.loads((trained_dir / "recipe.json").read_text())
+    assert recipe["recipe"] == "seed" and recipe["seed"] == 42
+    assert recipe["params"]["num_pairs"] == 32 and recipe["params"]["learning_rate"] == 5e-5
+    assert len(recipe["data"]["sha256"]) == 64
+    assert recipe["examples"]["count"] == 32
+    log = pd.read_csv(trained_dir / "training_log.csv")
+    assert list(log.columns[:3]) == ["step", "epoch", "loss"] and log["step"].iloc[-1] == 2
+    page = (trained_dir / "loss_curve.html").read_text()
+    assert 'src="https://cdn.plot.ly' not in page and len(page) > 1_000_000  # plotly.js inline
+    card = (trained_dir / "README.md").read_text()
+    for section in (
+        "Base model",
+        "Training data",
+        "CosineSimilarityLoss",
+        "Training log",
+        "Evaluation",
+    ):
+        assert section in card
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    assert set(metrics["headline"]) == {"accuracy", "macro-F1", "weighted-F1", "top-2 accuracy"}
+
+
+def test_same_seed_same_model(tmp_path, small_sample, trained_dir):
+    from conftest import TINY_TRAINING
+
+    from workbench.cli import main
+
+    out = tmp_path / "again"
+    args = ["train", "--data", str(small_sample), "--recipe", "seed", "--out", str(out)]
+    assert main([*args, *TINY_TRAINING]) == 0
+    first = pd.read_csv(trained_dir / "predictions.csv")
+    second = pd.read_csv(out / "predictions.csv")
+    pd.testing.assert_frame_equal(first, second)
+    assert (
+        json.loads((out / "metrics.json").read_text())["headline"]
+        == json.loads((trained_dir / "metrics.json").read_text())["headline"]
+    )
+
+
+def test_fusion_head_gives_probabilities(tmp_path, small_sample):
+    from workbench.classifier import load_classifier
+    from workbench.data import load_tickets
+    from workbench.training import train
+
+    data = load_tickets(small_sample)
+    result = train(
+        data,
+        tmp_path / "fusion",
+        "fusion",
+        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32},
+        progress=False,
+    )
+    assert (tmp_path / "fusion" / "head.joblib").exists()
+    classifier = load_classifier(tmp_path / "fusion")
+    scores = classifier.scores(["printer out of toner", "reset password for vpn"])
+    assert scores.shape == (2, len(data.labels))
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+    assert result.metrics["headline"]["accuracy"] > 0.5

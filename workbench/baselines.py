@@ -1,0 +1,95 @@
+"""Baselines computed on the same split as every recipe, so a comparison is never flattering.
+
+* TF-IDF (1–2-grams, sublinear) + LinearSVC (C=0.3): the strong classic baseline.
+* The base model zero-shot: cosine similarity between the ticket and each category name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from workbench.models import DEFAULT_BASE_MODEL
+
+
+def tfidf_vectorizer():
+    """The TF-IDF used by the baseline and by the fusion head (one definition, one behaviour)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+
+
+def tfidf_svm_scores(
+    train: pd.DataFrame, test: pd.DataFrame, labels: list[str] | None = None, C: float = 0.3
+) -> np.ndarray:
+    """Decision values (n_test, n_labels) of TF-IDF + LinearSVC trained on ``train``."""
+    from sklearn.svm import LinearSVC
+
+    labels = labels or sorted(train["label"].unique())
+    index = {label: i for i, label in enumerate(labels)}
+    vectorizer = tfidf_vectorizer()
+    x_train = vectorizer.fit_transform(train["text"])
+    estimator = LinearSVC(C=C).fit(x_train, train["label"].map(index).to_numpy())
+    decision = estimator.decision_function(vectorizer.transform(test["text"]))
+    if decision.ndim == 1:  # two classes
+        decision = np.stack([-decision, decision], axis=1)
+    scores = np.full((len(test), len(labels)), -np.inf)
+    scores[:, estimator.classes_] = decision
+    return scores
+
+
+def zero_shot_scores(
+    test: pd.DataFrame,
+    labels: list[str],
+    base_model: str = DEFAULT_BASE_MODEL,
+    max_seq_length: int = 256,
+) -> np.ndarray:
+    """Cosine similarity of each ticket to each category name with the untouched base model."""
+    from workbench.embeddings import encode
+    from workbench.models import load_model
+
+    model = load_model(base_model, max_seq_length=max_seq_length)
+    tickets = encode(model, test["text"].tolist(), description="encoding (zero-shot)")
+    names = encode(model, list(labels), cache=False)
+    return tickets @ names.T
+
+
+def summary(test: pd.DataFrame, scores: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Accuracy and macro-F1, the two numbers the comparison table and metrics.json carry."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted = np.asarray(labels)[scores.argmax(axis=1)]
+    return {
+        "accuracy": float(accuracy_score(test["label"], predicted)),
+        "macro-F1": float(
+            f1_score(test["label"], predicted, labels=labels, average="macro", zero_division=0)
+        ),
+    }
+
+
+def tfidf_svm(train: pd.DataFrame, test: pd.DataFrame, labels: list[str] | None = None) -> dict:
+    labels = labels or sorted(train["label"].unique())
+    return summary(test, tfidf_svm_scores(train, test, labels), labels)
+
+
+def zero_shot(
+    test: pd.DataFrame,
+    labels: list[str],
+    base_model: str = DEFAULT_BASE_MODEL,
+    max_seq_length: int = 256,
+) -> dict:
+    return summary(test, zero_shot_scores(test, labels, base_model, max_seq_length), labels)
+
+
+def all_baselines(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    labels: list[str],
+    base_model: str = DEFAULT_BASE_MODEL,
+    max_seq_length: int = 256,
+) -> dict[str, dict[str, float]]:
+    """Every baseline on this split, keyed by the name shown in tables and metrics.json."""
+    return {
+        "TF-IDF + LinearSVC": tfidf_svm(train, test, labels),
+        "zero-shot base model": zero_shot(test, labels, base_model, max_seq_length),
+    }

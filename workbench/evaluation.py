@@ -1,0 +1,319 @@
+"""Evaluation of a trained classifier on a test split: metrics, confusion, calibration, figures.
+
+Everything takes the score matrix (n tickets × categories, columns in sorted label order) so
+the recipe and the baselines are measured by the same code on the same tickets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from workbench.classifier import SCORE_PREFIX
+from workbench.data import write_json
+from workbench.figures import heatmap
+
+
+def _predicted(scores: np.ndarray, labels: list[str]) -> np.ndarray:
+    return np.asarray(labels, dtype=object)[scores.argmax(axis=1)]
+
+
+def headline(y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str]) -> dict:
+    """Accuracy, macro- and weighted-F1 and top-2 accuracy: the four numbers of every run."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y_true = np.asarray(list(y_true), dtype=object)
+    predicted = _predicted(scores, labels)
+    index = {label: i for i, label in enumerate(labels)}
+    true_ids = np.array([index.get(y, -1) for y in y_true])
+    top2 = np.argsort(-scores, axis=1)[:, :2]
+    return {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "macro-F1": float(
+            f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)
+        ),
+        "weighted-F1": float(
+            f1_score(y_true, predicted, labels=labels, average="weighted", zero_division=0)
+        ),
+        "top-2 accuracy": float(np.mean((top2 == true_ids[:, None]).any(axis=1))),
+    }
+
+
+def per_class(y_true: pd.Series | list[str], predicted, labels: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per category."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        list(y_true), list(predicted), labels=labels, zero_division=0
+    )
+    table = pd.DataFrame(
+        {"precision": precision, "recall": recall, "F1": f1, "support": support.astype(int)},
+        index=pd.Index(labels, name="category"),
+    )
+    return table
+
+
+def metrics_payload(
+    y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str], recipe: str
+) -> dict[str, Any]:
+    """The part of metrics.json that depends on the model (baselines and time are added)."""
+    table = per_class(y_true, _predicted(scores, labels), labels)
+    return {
+        "headline": headline(y_true, scores, labels),
+        "per_class_f1": {label: float(table.loc[label, "F1"]) for label in labels},
+        "recipe": recipe,
+    }
+
+
+def predictions_table(test: pd.DataFrame, scores: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """row, text, label, predicted, score, score::<category>: what run comparisons read."""
+    from workbench.classifier import predictions_frame
+
+    frame = predictions_frame(test["text"].tolist(), scores, labels)
+    frame.insert(0, "row", test["row"].to_numpy() if "row" in test else np.arange(1, len(test) + 1))
+    if "label" in test:
+        frame.insert(2, "label", test["label"].to_numpy())
+    return frame
+
+
+def confusion(
+    y_true: pd.Series | list[str], predicted, labels: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts, and counts divided by each true category's total (rows sum to 1)."""
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(list(y_true), list(predicted), labels=labels)
+    totals = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, totals, out=np.zeros_like(counts, dtype=float), where=totals > 0)
+    return counts, normalised
+
+
+def confusion_figures(counts: np.ndarray, normalised: np.ndarray, labels: list[str]):
+    """Two interactive heatmaps with hover: counts and row-normalised shares."""
+    count_fig = heatmap(
+        counts,
+        labels,
+        "Confusion matrix (tickets)",
+        text_format="d",
+        hover="true %{y}<br>predicted %{x}<br>%{z} tickets<extra></extra>",
+    )
+    share_fig = heatmap(
+        np.round(normalised, 4),
+        labels,
+        "Confusion matrix (share of each true category)",
+        text_format=".2f",
+        hover="true %{y}<br>predicted %{x}<br>%{z:.1%} of the true category<extra></extra>",
+    )
+    return count_fig, share_fig
+
+
+def most_confused(counts: np.ndarray, labels: list[str], top: int = 10) -> pd.DataFrame:
+    """Off-diagonal cells, largest first, with their share of the true category."""
+    rows = []
+    totals = counts.sum(axis=1)
+    for i, true in enumerate(labels):
+        for j, predicted in enumerate(labels):
+            if i != j and counts[i, j]:
+                rows.append(
+                    {
+                        "true": true,
+                        "predicted": predicted,
+                        "tickets": int(counts[i, j]),
+                        "share of true": counts[i, j] / max(totals[i], 1),
+                    }
+                )
+    frame = pd.DataFrame(rows, columns=["true", "predicted", "tickets", "share of true"])
+    return frame.sort_values(["tickets", "true"], ascending=[False, True]).head(top)
+
+
+def misclassified(
+    table: pd.DataFrame, labels: list[str], limit: int = 20, text_limit: int = 200
+) -> pd.DataFrame:
+    """Wrong predictions, most confident first, with the score of the true category."""
+    from workbench.display import shorten
+
+    wrong = table[table["label"] != table["predicted"]].copy()
+    wrong["true score"] = [
+        row.get(f"{SCORE_PREFIX}{row['label']}", np.nan) for _, row in wrong.iterrows()
+    ]
+    wrong = wrong.sort_values("score", ascending=False).head(limit)
+    wrong["text"] = wrong["text"].map(lambda t: shorten(t, text_limit))
+    return wrong[["row", "text", "label", "predicted", "score", "true score"]].reset_index(
+        drop=True
+    )
+
+
+def calibration(
+    probabilities: np.ndarray, y_true: pd.Series | list[str], labels: list[str], bins: int = 10
+) -> tuple[pd.DataFrame, float]:
+    """Reliability table of the top class (confidence bins) and the expected calibration error."""
+    index = {label: i for i, label in enumerate(labels)}
+    true_ids = np.array([index.get(y, -1) for y in y_true])
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == true_ids
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            rows.append(
+                {
+                    "bin": f"{edges[b]:.1f}–{edges[b + 1]:.1f}",
+                    "tickets": int(mask.sum()),
+                    "mean confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                }
+            )
+    table = pd.DataFrame(rows, columns=["bin", "tickets", "mean confidence", "accuracy"])
+    total = max(len(confidence), 1)
+    ece = float(
+        (table["tickets"] / total * (table["accuracy"] - table["mean confidence"]).abs()).sum()
+    )
+    return table, ece
+
+
+def reliability_figure(table: pd.DataFrame, ece: float, title: str | None = None) -> go.Figure:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "#999"}
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=table["mean confidence"],
+            y=table["accuracy"],
+            mode="lines+markers",
+            name="model",
+            marker={"size": 6 + 14 * np.sqrt(table["tickets"] / max(table["tickets"].max(), 1))},
+            customdata=table[["bin", "tickets"]].to_numpy(),
+            hovertemplate="confidence %{customdata[0]}<br>%{customdata[1]} tickets<br>"
+            "mean confidence %{x:.3f}<br>accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or f"Reliability diagram (expected calibration error {ece:.3f})",
+        xaxis={"title": "confidence (top class)", "range": [0, 1]},
+        yaxis={"title": "accuracy", "range": [0, 1]},
+        height=420,
+    )
+    return fig
+
+
+def loss_figure(log: pd.DataFrame, title: str = "Training loss") -> go.Figure:
+    """Loss per logged step, with the epoch in the hover."""
+    fig = go.Figure(
+        go.Scatter(
+            x=log["step"],
+            y=log["loss"],
+            mode="lines+markers" if len(log) < 60 else "lines",
+            customdata=log[["epoch"]].to_numpy() if len(log) else None,
+            hovertemplate="step %{x}<br>epoch %{customdata[0]:.2f}<br>loss %{y:.4f}<extra></extra>",
+            name="loss",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=380)
+    return fig
+
+
+def comparison_table(
+    recipe: str, headline_metrics: dict, baselines: dict[str, dict[str, float]]
+) -> pd.DataFrame:
+    """Recipe against baselines on the same test split; Δ is in macro-F1 points."""
+    rows = [
+        {
+            "method": f"recipe '{recipe}'",
+            "accuracy": headline_metrics["accuracy"],
+            "macro-F1": headline_metrics["macro-F1"],
+        }
+    ]
+    rows += [{"method": name, **values} for name, values in baselines.items()]
+    table = pd.DataFrame(rows)
+    table["Δ macro-F1 vs recipe (points)"] = 100 * (
+        table["macro-F1"] - headline_metrics["macro-F1"]
+    )
+    return table
+
+
+@dataclass
+class Evaluation:
+    """Everything notebook 04 shows and writes, computed once."""
+
+    recipe: str
+    labels: list[str]
+    table: pd.DataFrame  # predictions_table
+    probabilities: np.ndarray
+    headline: dict[str, float]
+    per_class: pd.DataFrame
+    counts: np.ndarray
+    normalised: np.ndarray
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    training_seconds: float = 0.0
+
+    def metrics(self) -> dict[str, Any]:
+        """The metrics.json schema read by the run index, history and comparison code."""
+        return {
+            "headline": self.headline,
+            "per_class_f1": {label: float(self.per_class.loc[label, "F1"]) for label in self.labels},
+            "baselines": self.baselines,
+            "recipe": self.recipe,
+            "training_seconds": float(self.training_seconds),
+        }
+
+    def write(self, run_dir: str | Path) -> tuple[Path, Path]:
+        """``metrics.json`` and ``predictions.csv`` in the run folder."""
+        run_dir = Path(run_dir)
+        metrics = write_json(run_dir / "metrics.json", self.metrics())
+        predictions = run_dir / "predictions.csv"
+        self.table.to_csv(predictions, index=False)
+        return metrics, predictions
+
+
+def evaluate(
+    training_dir: str | Path,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    base_model: str | None = None,
+    max_seq_length: int | None = None,
+    baselines: bool = True,
+) -> Evaluation:
+    """Load the trained folder, score the test split, and run the baselines on the same split."""
+    from workbench import baselines as base
+    from workbench.classifier import load_classifier
+
+    classifier = load_classifier(training_dir)
+    labels = classifier.labels
+    texts = test["text"].tolist()
+    scores = classifier.scores(texts)
+    probabilities = classifier.probabilities(texts)
+    table = predictions_table(test, scores, labels)
+    counts, normalised = confusion(test["label"], table["predicted"], labels)
+    recipe = classifier.recipe
+    compared = {}
+    if baselines:
+        compared = base.all_baselines(
+            train,
+            test,
+            labels,
+            base_model or recipe.get("params", {}).get("base_model") or base.DEFAULT_BASE_MODEL,
+            int(max_seq_length or recipe.get("params", {}).get("max_seq_length") or 256),
+        )
+    return Evaluation(
+        recipe=str(recipe.get("recipe", "unknown")),
+        labels=labels,
+        table=table,
+        probabilities=probabilities,
+        headline=headline(test["label"], scores, labels),
+        per_class=per_class(test["label"], table["predicted"], labels),
+        counts=counts,
+        normalised=normalised,
+        baselines=compared,
+        training_seconds=float(recipe.get("training_seconds", 0.0)),
+    )

@@ -1,0 +1,138 @@
+"""The README.md model card of a training folder, in the style of sentence-transformers cards.
+
+It states what someone needs to trust or reproduce the model: base model, recipe and every
+hyper-parameter, data (hash, size, class counts), the training log and the test results next to
+the baselines measured on the same split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from workbench.data import Split
+
+_LOSS_NAMES = {
+    "cosine": "CosineSimilarityLoss (MSE between cosine similarity and the pair label)",
+    "online_contrastive": "OnlineContrastiveLoss",
+    "contrastive": "ContrastiveLoss",
+    "cosent": "CoSENTLoss",
+    "batch_hard_triplet": "BatchHardTripletLoss",
+    "batch_all_triplet": "BatchAllTripletLoss",
+    "batch_semi_hard_triplet": "BatchSemiHardTripletLoss",
+}
+_HEADS = {
+    "cosine": "cosine similarity between the ticket and each category name (highest wins)",
+    "logreg": "logistic regression on the fine-tuned embeddings",
+    "fusion": "calibrated LinearSVC on TF-IDF (1–2-grams) ⊕ fine-tuned embeddings",
+}
+
+
+def _markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
+    """A pipe table without the optional ``tabulate`` dependency; pipes in cells are escaped."""
+    columns = [str(c) for c in frame.columns]
+
+    def cell(value: Any) -> str:
+        text = float_format.format(value) if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join(lines)
+
+
+def model_card(
+    record: dict[str, Any], log: pd.DataFrame, metrics: dict[str, Any], split: Split
+) -> str:
+    """Markdown for ``DIR/README.md``."""
+    params = record["params"]
+    data = record["data"]
+    examples = record["examples"]
+    pair_kind = {
+        "label": "(ticket, category text, 1.0 for its own category / 0.0 for a random other one)",
+        "ticket": "(ticket, ticket, 1.0 same category / 0.0 different) — SetFit-style",
+        "grouped": "tickets with their category, in batches grouped by category",
+    }[params["pairs"]]
+    lines = [
+        f"# Ticket classifier — recipe `{record['recipe']}`",
+        "",
+        f"A [sentence-transformers](https://www.sbert.net) model fine-tuned from `{params['base_model']}` "
+        "to classify IT helpdesk tickets into "
+        f"{len(record['label_texts'])} categories.",
+        "",
+        "## Model details",
+        "",
+        f"- **Base model:** `{params['base_model']}`",
+        f"- **Maximum sequence length:** {params['max_seq_length']} tokens",
+        f"- **Classification:** {_HEADS[params['head']]}",
+        f"- **Categories:** {', '.join(f'`{t}`' for t in split.train['label'].drop_duplicates().sort_values())}",
+        f"- **Training device:** {record['device']} ({record['threads']} threads)",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from workbench.classifier import load_classifier",
+        "",
+        'classifier = load_classifier("<this folder>")',
+        'classifier.predict(["vpn access not working after password reset"])',
+        "```",
+        "",
+        "The `model/` folder alone loads with `SentenceTransformer(<this folder>/model)`.",
+        "",
+        "## Training data",
+        "",
+        f"- **File:** `{data['path']}` (SHA-256 `{data['sha256']}`), {data['rows_used']} tickets used"
+        + (f", dropped: {data['dropped']}" if data.get("dropped") else ""),
+        f"- **Split (seed {record['seed']}):** train {record['split']['train']}, validation "
+        f"{record['split']['validation']}, test {record['split']['test']}",
+        f"- **Training examples:** {examples['count']} {pair_kind}"
+        + (
+            f"; positive share {examples['positive_share']:.3f}"
+            if examples.get("positive_share") is not None
+            else ""
+        ),
+        "",
+        _markdown_table(split.table().reset_index()),
+        "",
+        "## Training procedure",
+        "",
+        f"- **Loss:** {_LOSS_NAMES[params['loss']]}",
+        f"- **Training time:** {record['training_seconds']:.1f} s in total "
+        f"({record['fine_tune_seconds']:.1f} s fine-tuning, {record['steps']} steps)",
+        "",
+        "### Hyper-parameters",
+        "",
+        _markdown_table(
+            pd.DataFrame(
+                [
+                    {"parameter": k, "value": str(v)}
+                    for k, v in sorted({**params, "seed": record["seed"]}.items())
+                ]
+            )
+        ),
+        "",
+        "### Training log",
+        "",
+    ]
+    if len(log):
+        shown = log if len(log) <= 30 else log.iloc[:: max(1, len(log) // 30)]
+        lines.append(_markdown_table(shown[["step", "epoch", "loss"]]))
+    else:
+        lines.append("(no optimisation steps: epochs=0)")
+    lines += ["", "## Evaluation (test split)", ""]
+    if "headline" in metrics:
+        rows = [{"method": f"this model ({record['recipe']})", **metrics["headline"]}]
+        rows += [{"method": name, **values} for name, values in metrics.get("baselines", {}).items()]
+        lines.append(_markdown_table(pd.DataFrame(rows).fillna("")))
+        lines += ["", "### F1 per category", ""]
+        lines.append(
+            _markdown_table(
+                pd.DataFrame(
+                    {"category": list(metrics["per_class_f1"]), "F1": list(metrics["per_class_f1"].values())}
+                )
+            )
+        )
+    else:
+        lines.append("(no test split: test_size=0)")
+    return "\n".join(lines) + "\n"
