@@ -110,3 +110,24 @@ def test_summary_records_data_profile(shifted_runs):
     profile = json.loads((reference_dir / "summary.json").read_text())["data"]["profile"]
     assert profile["tickets"] == 1000 and sum(profile["categories"].values()) == 1000
     assert profile["length_quantiles"]["0.5"] > 5
+
+
+def test_compare_cli_prints_summary_and_writes_page(shifted_runs, capsys):
+    from workbench import cli
+
+    reference_dir, current_dir, reports = shifted_runs
+    code = cli.main(["compare", reference_dir.name, "latest", "--reports-dir", str(reports)])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert out[0] == f"reference {reference_dir.name} → current {current_dir.name}"
+    assert any("category_mix beyond threshold" in line for line in out)
+    page = Path(out[-1])
+    assert page == current_dir / f"compare-{reference_dir.name}.html" and page.exists()
+
+
+def test_compare_cli_unknown_run_is_one_line(tmp_path, capsys):
+    from workbench import cli
+
+    assert cli.main(["compare", "nope", "latest", "--reports-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run not found: nope" in err[0]

@@ -68,7 +68,32 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="folder written by 'workbench train'")
     predict.add_argument("--out", required=True, help="CSV of predictions to write")
 
+    compare = commands.add_parser(
+        "compare", help="what changed between two runs (metrics, predictions, drift)"
+    )
+    compare.add_argument(
+        "reference", help="reference run: folder, run name in --reports-dir, or 'latest'"
+    )
+    compare.add_argument(
+        "current", help="current run: folder, run name in --reports-dir, or 'latest'"
+    )
+    compare.add_argument(
+        "--out", default=None, help="HTML page to write (default: CURRENT/compare-REFERENCE.html)"
+    )
+    compare.add_argument(
+        "--reports-dir", default=None, help="where run names are looked up (default: reports/)"
+    )
+
     return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from workbench.compare import compare_command
+    from workbench.report import PROJECT_DIR
+
+    reports_dir = Path(args.reports_dir) if args.reports_dir else PROJECT_DIR / "reports"
+    print(compare_command(args.reference, args.current, args.out, reports_dir))
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -183,7 +208,7 @@ def _bad(message: str) -> WorkbenchError:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"report": _report, "train": _train, "predict": _predict}
+    handlers = {"report": _report, "train": _train, "predict": _predict, "compare": _compare}
     try:
         return handlers[args.command](args)
     except WorkbenchError as error:

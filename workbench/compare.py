@@ -288,3 +288,16 @@ def summary_lines(comparison: Comparison) -> list[str]:
         )
     lines.extend(f"  note: {n}" for n in comparison.notes)
     return lines
+
+
+def compare_command(
+    reference: str, current: str, out: str | None = None, reports_dir: Path | None = None
+) -> Path:
+    """``workbench compare RUN_A RUN_B``: print the summary, write the page, return its path."""
+    comparison = compare_runs(load_run(reference, reports_dir), load_run(current, reports_dir))
+    target = (
+        Path(out) if out else comparison.current.path / f"compare-{comparison.reference.name}.html"
+    )
+    for line in summary_lines(comparison):
+        print(line)
+    return write_comparison_page(comparison, target)
