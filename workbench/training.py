@@ -137,7 +137,9 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
         default = params[key]
         try:
             if isinstance(default, bool):
-                value = value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+                value = (
+                    value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+                )
             elif isinstance(default, int):
                 value = int(value)
             elif isinstance(default, float):
@@ -459,9 +461,7 @@ def fit(
         bar.close()
         model.eval()
     log = pd.DataFrame(rows, columns=["step", "epoch", "loss", "learning_rate", "seconds"])
-    return FitResult(
-        log=log, seconds=time.perf_counter() - started, steps=step, device=str(device)
-    )
+    return FitResult(log=log, seconds=time.perf_counter() - started, steps=step, device=str(device))
 
 
 def _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device):
@@ -475,7 +475,7 @@ def _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device
     ]
     if pos_b is None:
         labels = torch.as_tensor(targets[batch], dtype=torch.long, device=device)
-        return loss_module.compute_loss_from_embeddings([embeddings_a], labels)
+        return loss_module.compute_loss_from_embeddings([embeddings_a.float()], labels)
     unique_b, inverse_b = np.unique(pos_b[batch], return_inverse=True)
     embeddings_b = _embed(model, tokens.batch(unique_b.tolist(), device))[
         torch.as_tensor(inverse_b, device=device)
