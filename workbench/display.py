@@ -78,6 +78,13 @@ def table_html(
     """An escaped HTML table; numbers right-aligned and rounded."""
     frame = frame.copy()
     numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
+    # Columns of whole numbers (counts, support) read better without decimals.
+    counts = {
+        c
+        for c in numeric
+        if not pd.api.types.is_bool_dtype(frame[c])
+        and frame[c].dropna().map(lambda v: float(v).is_integer()).all()
+    }
     header = "".join(
         f'<th class="{"num" if c in numeric else ""}">{html.escape(str(c))}</th>'
         for c in frame.columns
@@ -90,7 +97,12 @@ def table_html(
         for column in frame.columns:
             value = row[column]
             if column in numeric:
-                text = float_format.format(value) if isinstance(value, float) else f"{value}"
+                if pd.isna(value):
+                    text = ""
+                elif column in counts:
+                    text = f"{int(value):,}"
+                else:
+                    text = float_format.format(value) if isinstance(value, float) else f"{value}"
                 cells.append(f'<td class="num">{html.escape(text)}</td>')
             else:
                 cells.append(f"<td>{html.escape(_plain(value))}</td>")
