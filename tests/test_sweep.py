@@ -1,0 +1,89 @@
+"""A real 2×2 sweep (tiny fine-tunes on the sample data), its comparison page, run comparison
+with metrics, and the stakeholder index with its trend chart in Chromium."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.compare import compare_runs, load_run
+from workbench.report import build_parameters, list_runs
+from workbench.sweep import combinations, read_grid, run_sweep
+
+TINY = {"num_pairs": 32, "epochs": 1, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, small_sample) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("sweep")
+    grid = folder / "grid.yml"
+    grid.write_text("grid:\n  recipe: [seed, seed_logreg]\n  max_seq_length: [24, 32]\n")
+    params = build_parameters(overrides={"data_path": str(small_sample), **TINY})
+    reports = folder / "reports"
+    page = run_sweep(
+        grid, params, reports, "grid", ["02_fine_tuning", "04_evaluation"], progress=False
+    )
+    return page, reports
+
+
+def test_grid_expands_to_every_combination(tmp_path):
+    grid = tmp_path / "g.yml"
+    grid.write_text("recipe: [a, b]\nmax_seq_length: [1, 2, 3]\n")
+    combos = combinations(read_grid(grid))
+    assert len(combos) == 6 and {"recipe": "b", "max_seq_length": 3} in combos
+    grid.write_text("grid:\n  recipe: a\n")
+    with pytest.raises(Exception, match="must be a non-empty list"):
+        read_grid(grid)
+
+
+def test_sweep_runs_each_combination_and_writes_comparison_page(sweep):
+    page, reports = sweep
+    runs = [r for r in list_runs(reports) if "grid" in r["run"]]
+    assert len(runs) == 4 and all(r["status"] == "succeeded" for r in runs)
+    seen = {(r["parameters"]["recipe"], r["parameters"]["max_seq_length"]) for r in runs}
+    assert seen == {("seed", 24), ("seed", 32), ("seed_logreg", 24), ("seed_logreg", 32)}
+    # Validation is shared: every run records the same data summary and hash.
+    assert len({r["data"]["sha256"] for r in runs}) == 1
+    html = page.read_text()
+    assert html.count('<tr class="') == 4 and html.count('<tr class="best">') == 1
+    for run in runs:
+        assert f'href="{run["run"]}/index.html"' in html
+        assert f"{run['metrics']['headline']['macro-F1']:.3f}" in html
+    assert "F1 Access" in html
+
+
+def test_compare_two_sweep_runs_reports_metric_deltas(sweep):
+    _, reports = sweep
+    first, second = sorted(p for p in reports.iterdir() if p.is_dir() and not p.is_symlink())[:2]
+    comparison = compare_runs(load_run(first), load_run(second))
+    reference = json.loads((first / "metrics.json").read_text())["headline"]["macro-F1"]
+    current = json.loads((second / "metrics.json").read_text())["headline"]["macro-F1"]
+    assert comparison.metrics.loc["macro-F1", "change"] == pytest.approx(current - reference)
+    assert comparison.confusion_difference is not None
+    assert (
+        abs(comparison.confusion_difference.sum(axis=1)).max() < 1e-9
+    )  # rows of shares: differences sum to 0
+    assert comparison.drift is not None and not comparison.drift["drifted"]  # same data
+    assert set(comparison.changed["now"]) <= {"fixed", "broken", "still wrong"}
+
+
+@pytest.mark.browser
+def test_stakeholder_index_and_sweep_page_render_with_trend_chart(sweep):
+    sys.path.insert(0, str(Path(__file__).parent))
+    import browser
+
+    if browser.chromium_path() is None:
+        pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+    page, reports = sweep
+    index = reports / "index.html"
+    assert page.name in index.read_text()
+    checks = browser.check_pages([index, page])
+    for check in checks:
+        assert check.problems() == [], check.problems()
+    trend = checks[0].figures
+    assert len(trend) == 1
+    assert trend[0]["traces"] >= 1 + 8  # macro-F1 plus one line per category
+    assert trend[0]["drawn"] > 0
