@@ -122,7 +122,9 @@ def encode(
 
     ``cache=False`` skips the disk cache (training-time encodes of a moving model).
     """
-    from tqdm.auto import tqdm
+    from tqdm.std import (
+        tqdm,  # text bar on progress_stream(); tqdm.auto would put a widget in outputs
+    )
 
     texts = [str(t) for t in texts]
     dimension = embedding_dimension(model)
