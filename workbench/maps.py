@@ -1,0 +1,528 @@
+"""Embedding maps: what the base and the fine-tuned model "see", side by side.
+
+Tickets are encoded through ``workbench.embeddings.encode`` (disk cache), reduced to 2-D or 3-D
+with UMAP (cosine, fixed seed) and drawn as plotly scatter plots coloured with the shared
+category colours. Large sets are sampled on purpose (stratified, ``umap_max_points``) and the
+figures use SVG below ``svg_max_points`` so that static reports never show a blank WebGL canvas.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from workbench.embeddings import encode
+from workbench.figures import category_colors, hover_text
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+SVG_MAX_POINTS = 8000
+CORRECT_COLOR = "rgba(140,140,140,0.35)"
+INCORRECT_COLOR = "#d62728"
+VIEWS = ("true category", "predicted category", "correct / incorrect")
+
+
+# --------------------------------------------------------------------------- models and scores
+
+
+@dataclass
+class MapModel:
+    """A model as the maps need it: cached embeddings and class scores from those embeddings.
+
+    ``classifier`` is a ``workbench.classifier.Classifier`` when the fine-tuned run has one;
+    without it (base model, or an older run) scores are cosine similarities to the category
+    names, the zero-shot rule of the reference recipe.
+    """
+
+    name: str
+    model: SentenceTransformer
+    labels: list[str]
+    classifier: object | None = None
+    source: str = ""
+    _label_vectors: np.ndarray | None = field(default=None, repr=False)
+
+    def embed(self, texts: list[str] | pd.Series, cache: bool = True) -> np.ndarray:
+        """Normalised embeddings through the shared on-disk cache."""
+        return encode(self.model, list(texts), cache=cache, description=f"encoding ({self.name})")
+
+    def label_vectors(self) -> np.ndarray:
+        """Embeddings of the category names (drawn as labelled markers on the map).
+
+        With a classifier: the texts it compares tickets to (names or descriptions).
+        """
+        if self._label_vectors is None:
+            if self.classifier is not None:
+                self._label_vectors = np.asarray(self.classifier.label_vectors())
+            else:
+                self._label_vectors = self.embed(self.labels)
+        return self._label_vectors
+
+    def scores_from_embeddings(
+        self, embeddings: np.ndarray, texts: list[str] | None = None
+    ) -> np.ndarray:
+        """Class scores (n, n_labels) from cached embeddings, without re-encoding.
+
+        Head-less models score by cosine to the category names; a classifier with a trained
+        head gives its probabilities (a TF-IDF fusion head also needs the ``texts``).
+        """
+        head = getattr(self.classifier, "head", None)
+        if head is None:
+            return np.asarray(embeddings @ self.label_vectors().T, dtype=np.float32)
+        from workbench.classifier import head_probabilities
+
+        if head.get("kind") == "fusion" and texts is None:
+            raise ValueError("a fusion head needs the ticket texts as well as their embeddings")
+        return head_probabilities(head, embeddings, list(texts or []), len(self.labels))
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """Scores for new text (typed tickets): not cached, so the cache holds only data."""
+        texts = [str(t) for t in texts]
+        return self.scores_from_embeddings(self.embed(texts, cache=False), texts)
+
+
+def load_base(
+    base_model: str, labels: list[str], max_seq_length: int | None = None, device: str | None = None
+) -> MapModel:
+    """The untrained base model, scored zero-shot against the category names."""
+    from workbench.models import load_model
+
+    model = load_model(base_model, device=device, max_seq_length=max_seq_length)
+    return MapModel("base model", model, list(labels), source=str(base_model))
+
+
+def load_finetuned(training_dir: str | Path, device: str | None = None) -> MapModel | None:
+    """The fine-tuned model of a run (``<run>/training``), or None when the run has none.
+
+    A missing folder is normal (the notebook run alone); a broken one is an error.
+    """
+    from workbench.classifier import load_classifier
+
+    training_dir = Path(training_dir)
+    if not (training_dir / "model").exists() and not (training_dir / "labels.json").exists():
+        return None
+    classifier = load_classifier(training_dir, device=device)
+    return MapModel(
+        "fine-tuned",
+        classifier.model,
+        list(classifier.labels),
+        classifier=classifier,
+        source=str(training_dir),
+    )
+
+
+def predictions(scores: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """Predicted category and its score for each row of a score matrix."""
+    best = scores.argmax(axis=1)
+    return pd.DataFrame(
+        {
+            "predicted": np.asarray(labels, dtype=object)[best],
+            "score": scores[np.arange(len(scores)), best].astype(float),
+        }
+    )
+
+
+def top_k(scores: np.ndarray, labels: list[str], k: int = 3) -> pd.DataFrame:
+    """The k best categories per row as ``category 1``, ``score 1``, …, for explorer tables."""
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    columns: dict[str, list] = {}
+    for rank in range(k):
+        columns[f"category {rank + 1}"] = [labels[i] for i in order[:, rank]]
+        columns[f"score {rank + 1}"] = scores[np.arange(len(scores)), order[:, rank]].astype(float)
+    return pd.DataFrame(columns)
+
+
+# --------------------------------------------------------------------------- sampling and UMAP
+
+
+def sample_points(frame: pd.DataFrame, max_points: int | None, seed: int = 42) -> np.ndarray:
+    """Positions of a stratified sample of at most ``max_points`` rows (all rows if fewer).
+
+    UMAP and the browser both slow down with size; a stratified sample keeps every category's
+    share, so the map's picture stays true while its cost stays bounded.
+    """
+    positions = np.arange(len(frame))
+    if not max_points or len(frame) <= max_points:
+        return positions
+    from sklearn.model_selection import train_test_split
+
+    counts = frame["label"].value_counts()
+    stratify = frame["label"] if counts.min() >= 2 else None
+    kept, _ = train_test_split(
+        positions, train_size=int(max_points), stratify=stratify, random_state=seed
+    )
+    return np.sort(kept)
+
+
+def reduce(
+    embeddings: np.ndarray,
+    n_components: int = 2,
+    seed: int = 42,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """UMAP with the cosine metric and a fixed seed: the same data gives the same map.
+
+    The map is fitted on ``embeddings`` only; ``extra`` points (category names) are placed
+    with ``transform``, i.e. next to the tickets they resemble, without bending the map.
+    Returns the coordinates of ``embeddings`` and of ``extra`` (empty when not given).
+    """
+    import warnings
+
+    import umap
+
+    n = len(embeddings)
+    extra = np.zeros((0, embeddings.shape[1]), dtype=np.float32) if extra is None else extra
+    if n < 4:
+        zeros = np.zeros((n, n_components), dtype=np.float32)
+        return zeros, np.zeros((len(extra), n_components), dtype=np.float32)
+    reducer = umap.UMAP(
+        n_components=n_components,
+        metric="cosine",
+        n_neighbors=max(2, min(n_neighbors, n - 1)),
+        min_dist=min_dist,
+        random_state=seed,
+        transform_seed=seed,
+        init="spectral" if n > n_components + 8 else "random",
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # random_state forces 1 job
+        warnings.filterwarnings("ignore", category=UserWarning, module="umap")
+        coords = reducer.fit_transform(np.asarray(embeddings, dtype=np.float32))
+        placed = (
+            reducer.transform(np.asarray(extra, dtype=np.float32))
+            if len(extra)
+            else np.zeros((0, n_components))
+        )
+    return coords.astype(np.float32), np.asarray(placed, dtype=np.float32)
+
+
+@dataclass
+class EmbeddingMap:
+    """One model's map of the sampled tickets, its category-name markers and its predictions."""
+
+    title: str
+    coords: np.ndarray  # (n_points, 2 or 3)
+    name_coords: np.ndarray  # (n_labels, 2 or 3)
+    predicted: np.ndarray  # (n_points,) category names
+    score: np.ndarray  # (n_points,)
+    names: list[str] = field(default_factory=list)  # category of each name marker
+
+
+def build_map(
+    title: str,
+    embeddings: np.ndarray,
+    name_embeddings: np.ndarray,
+    scores: np.ndarray,
+    labels: list[str],
+    n_components: int = 2,
+    seed: int = 42,
+    n_neighbors: int = 15,
+) -> EmbeddingMap:
+    """Map the tickets, then place the category names on it (``transform``).
+
+    ``name_embeddings`` and the columns of ``scores`` follow the order of ``labels``.
+    """
+    coords, name_coords = reduce(
+        embeddings,
+        n_components=n_components,
+        seed=seed,
+        n_neighbors=n_neighbors,
+        extra=name_embeddings,
+    )
+    predicted = predictions(scores, labels)
+    return EmbeddingMap(
+        title=title,
+        coords=coords,
+        name_coords=name_coords,
+        predicted=predicted["predicted"].to_numpy(),
+        score=predicted["score"].to_numpy(),
+        names=list(labels),
+    )
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def point_hovers(points: pd.DataFrame, emap: EmbeddingMap, limit: int = 160) -> list[str]:
+    """Hover per ticket: true and predicted category, score, split and the escaped ticket text."""
+    texts = hover_text(points["text"], limit)
+    split = points["split"] if "split" in points else pd.Series([""] * len(points))
+    hovers = []
+    for text, true, pred, score, part in zip(
+        texts, points["label"], emap.predicted, emap.score, split, strict=True
+    ):
+        mark = "✓" if pred == true else "✗"
+        where = f" · {html.escape(str(part))}" if part else ""
+        hovers.append(
+            f"<b>{html.escape(str(true))}</b> → {html.escape(str(pred))} {mark} "
+            f"(score {score:.2f}){where}<br>{text}"
+        )
+    return hovers
+
+
+def map_figure(
+    points: pd.DataFrame,
+    maps: list[EmbeddingMap],
+    labels: list[str],
+    title: str = "Ticket embeddings (UMAP)",
+    svg_max_points: int = SVG_MAX_POINTS,
+    hover_limit: int = 160,
+    height: int = 600,
+) -> go.Figure:
+    """Maps side by side, one trace per true category, with buttons to recolour the points.
+
+    Buttons switch between true category, predicted category and correct/incorrect by
+    restyling colours (data is not duplicated, so large maps stay small in the HTML). Legend
+    clicks on a category hide it in every map. Up to ``svg_max_points`` points per map are
+    SVG (always drawn, even without a GPU); above it WebGL keeps the browser responsive.
+    """
+    from plotly.subplots import make_subplots
+
+    labels = sorted(labels)
+    colors = category_colors(labels)
+    three_d = maps and maps[0].coords.shape[1] == 3
+    specs = [[{"type": "scene"} if three_d else {"type": "xy"} for _ in maps]]
+    fig = make_subplots(
+        rows=1,
+        cols=len(maps),
+        subplot_titles=[html.escape(m.title) for m in maps],
+        specs=specs,
+        horizontal_spacing=0.04,
+    )
+    n = len(points)
+    webgl = three_d or n > svg_max_points  # Scatter3d is WebGL; Scattergl only when large
+    point_trace = go.Scatter3d if three_d else (go.Scattergl if webgl else go.Scatter)
+    name_trace = go.Scatter3d if three_d else go.Scatter
+    true = points["label"].to_numpy()
+    marker_size = 3 if three_d else (4 if n > 3000 else 6)
+
+    # per view and trace: (colour, size, showlegend, visible)
+    view_styles: dict[str, list[tuple]] = {view: [] for view in VIEWS}
+    for column, emap in enumerate(maps, start=1):
+        hovers = np.asarray(point_hovers(points, emap, hover_limit), dtype=object)
+        correct = emap.predicted == true
+        for label in labels:
+            mask = true == label
+            coords = emap.coords[mask]
+            xyz = {"x": coords[:, 0], "y": coords[:, 1]}
+            if three_d:
+                xyz["z"] = coords[:, 2]
+            fig.add_trace(
+                point_trace(
+                    **xyz,
+                    mode="markers",
+                    name=html.escape(label),
+                    legendgroup=label,
+                    showlegend=column == 1,
+                    marker={"color": colors[label], "size": marker_size, "opacity": 0.8},
+                    text=hovers[mask].tolist(),
+                    hoverinfo="text",
+                    hoverlabel={"align": "left"},
+                ),
+                row=1,
+                col=column,
+            )
+            predicted_colors = [colors.get(p, "#444444") for p in emap.predicted[mask]]
+            right = correct[mask]
+            view_styles["true category"].append((colors[label], marker_size, column == 1, True))
+            view_styles["predicted category"].append((predicted_colors, marker_size, False, True))
+            view_styles["correct / incorrect"].append(
+                (
+                    [CORRECT_COLOR if r else INCORRECT_COLOR for r in right],
+                    [marker_size if r else marker_size + 2 for r in right],
+                    False,
+                    True,
+                )
+            )
+        xyz = {"x": emap.name_coords[:, 0], "y": emap.name_coords[:, 1]}
+        if three_d:
+            xyz["z"] = emap.name_coords[:, 2]
+        fig.add_trace(
+            name_trace(
+                **xyz,
+                mode="markers+text",
+                name="category names",
+                **({} if three_d else {"cliponaxis": False}),
+                legendgroup="category names",
+                showlegend=column == 1,
+                text=[f"<b>{html.escape(label)}</b>" for label in emap.names],
+                textposition="top center",
+                textfont={"size": 12, "color": "#102a43"},
+                marker={
+                    "symbol": "diamond",
+                    "size": 8 if three_d else 13,
+                    "color": [colors.get(label, "#444444") for label in emap.names],
+                    "line": {"color": "#102a43", "width": 1.5},
+                },
+                hovertext=[f"category name: {html.escape(label)}" for label in emap.names],
+                hoverinfo="text",
+            ),
+            row=1,
+            col=column,
+        )
+        for view in VIEWS:
+            view_styles[view].append(
+                (
+                    [colors.get(label, "#444444") for label in emap.names],
+                    8 if three_d else 13,
+                    column == 1,
+                    True,
+                )
+            )
+    # Legend-only keys for the recoloured views (no data: nothing is duplicated).
+    key_traces = [(f"predicted: {html.escape(label)}", colors[label]) for label in labels] + [
+        ("correct", CORRECT_COLOR),
+        ("incorrect", INCORRECT_COLOR),
+    ]
+    for name, color in key_traces:
+        empty = {"x": [None], "y": [None]}
+        if three_d:
+            empty["z"] = [None]
+        fig.add_trace(
+            name_trace(
+                **empty,
+                mode="markers",
+                name=name,
+                marker={"color": color, "size": 9},
+                visible=False,
+                showlegend=True,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
+        predicted_key = name.startswith("predicted:")
+        for view in VIEWS:
+            shown = (view == "predicted category" and predicted_key) or (
+                view == "correct / incorrect" and not predicted_key
+            )
+            view_styles[view].append((color, 9, True, shown))
+
+    buttons = []
+    for view in VIEWS:
+        styles = view_styles[view]
+        buttons.append(
+            {
+                "label": view,
+                "method": "restyle",
+                "args": [
+                    {
+                        "marker.color": [s[0] for s in styles],
+                        "marker.size": [s[1] for s in styles],
+                        "showlegend": [s[2] for s in styles],
+                        "visible": [s[3] for s in styles],
+                    }
+                ],
+            }
+        )
+    fig.update_layout(
+        title={"text": title, "y": 0.98, "yanchor": "top"},
+        height=height,
+        legend={"itemsizing": "constant", "title": {"text": "colour"}},
+        hovermode="closest",
+        margin={"t": 120},
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "right",
+                "x": 0,
+                "xanchor": "left",
+                "y": 1.07,
+                "yanchor": "bottom",
+                "showactive": True,
+                "buttons": buttons,
+            }
+        ],
+    )
+    if not three_d:
+        fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+        fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    return fig
+
+
+def points_drawn(fig: go.Figure) -> int:
+    """Ticket points in a map figure's first map (category traces only), for checks and notes."""
+    first_axis = [
+        t
+        for t in fig.data
+        if t.legendgroup not in (None, "category names")
+        and (
+            getattr(t, "xaxis", None) in (None, "x")
+            and getattr(t, "scene", None) in (None, "scene")
+        )
+        and t.x is not None
+        and not (len(t.x) == 1 and t.x[0] is None)
+    ]
+    return int(sum(len(t.x) for t in first_axis))
+
+
+# --------------------------------------------------------------------------- cluster quality
+
+
+def class_silhouettes(
+    embeddings: np.ndarray,
+    labels: pd.Series | np.ndarray,
+    max_points: int | None = 5000,
+    seed: int = 42,
+) -> pd.Series:
+    """Mean silhouette per class in the original space (cosine): how well each class separates.
+
+    Silhouette needs all pairwise distances, so above ``max_points`` a stratified sample is
+    used; the same seed picks the same tickets for every model, so before/after is comparable.
+    """
+    from sklearn.metrics import silhouette_samples
+
+    labels = pd.Series(np.asarray(labels)).reset_index(drop=True)
+    keep = sample_points(pd.DataFrame({"label": labels}), max_points, seed)
+    values = silhouette_samples(embeddings[keep], labels.iloc[keep].to_numpy(), metric="cosine")
+    per_class = pd.Series(values.astype(np.float64)).groupby(labels.iloc[keep].to_numpy()).mean()
+    per_class.loc["all"] = float(np.mean(values))
+    per_class.index.name = "category"
+    return per_class.rename("silhouette")
+
+
+def silhouette_table(per_model: dict[str, pd.Series]) -> pd.DataFrame:
+    """Per-class silhouette of each model, plus the change from the first to the last model."""
+    table = pd.DataFrame(per_model).astype(np.float64)
+    if len(per_model) > 1:
+        first, last = list(per_model)[0], list(per_model)[-1]
+        table["change"] = table[last] - table[first]
+    return table
+
+
+def silhouette_figure(
+    table: pd.DataFrame, title: str = "Cluster quality per category"
+) -> go.Figure:
+    """Grouped bars of per-class silhouette, one bar per model."""
+    models = [c for c in table.columns if c != "change"]
+    shades = ["#9aa5b1", "#1f4e79", "#2f855a", "#b7791f"]
+    fig = go.Figure()
+    for i, model in enumerate(models):
+        fig.add_trace(
+            go.Bar(
+                x=[html.escape(str(c)) for c in table.index],
+                y=table[model].to_numpy(),
+                name=html.escape(str(model)),
+                marker_color=shades[i % len(shades)],
+                hovertemplate="%{x}<br>silhouette %{y:.3f}<extra>"
+                + html.escape(model)
+                + "</extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        yaxis_title="mean silhouette (cosine)",
+        height=380,
+        legend={"orientation": "h", "y": 1.1},
+    )
+    return fig
