@@ -360,6 +360,7 @@ def _execute_all(
                 progress_bar=progress,
                 cwd=str(run_dir),
                 log_output=False,
+                config=_kernel_config(),
             )
         except PapermillExecutionError as error:
             run.seconds = round(time.time() - started, 1)
@@ -383,6 +384,18 @@ def _execute_all(
         render_notebook(output, result.run_dir)
         if progress:
             print(f"      done in {run.seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def _kernel_config():
+    """Talk to the kernel over local IPC sockets in the temp folder rather than plain TCP."""
+    import tempfile
+
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(tempfile.gettempdir(), f"workbench-kernel-{os.getpid()}")
+    return config
 
 
 def first_line(text: str) -> str:
