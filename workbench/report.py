@@ -118,17 +118,22 @@ def build_parameters(
     return params
 
 
-def read_config(path: str | Path) -> dict[str, object]:
-    """A flat YAML mapping of notebook parameters."""
+def read_yaml(path: str | Path, what: str = "config file") -> object:
+    """Parsed YAML with one-line errors for a missing or malformed file."""
     path = Path(path)
     if not path.exists():
-        raise BadInputError(f"config file not found: {path}")
+        raise BadInputError(f"{what} not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise BadInputError(
             f"{path}: not valid YAML: {' '.join(str(error).split())[:160]}"
         ) from error
+
+
+def read_config(path: str | Path) -> dict[str, object]:
+    """A flat YAML mapping of notebook parameters."""
+    loaded = read_yaml(path)
     if not isinstance(loaded, dict):
         raise BadInputError(
             f"{path}: expected a mapping of parameter: value, got {type(loaded).__name__}"

@@ -12,10 +12,14 @@ import itertools
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
 from workbench.errors import BadInputError, NotebookFailedError
-from workbench.report import available_notebooks, read_metrics, run_report, validate_inputs
+from workbench.report import (
+    available_notebooks,
+    read_metrics,
+    read_yaml,
+    run_report,
+    validate_inputs,
+)
 
 DATA_PARAMETERS = (
     "data_path",
@@ -30,15 +34,7 @@ EXPLORATION = "01_exploratory_analysis"
 
 def read_grid(path: str | Path) -> dict[str, list]:
     """``grid:`` (or the top level) maps each parameter to a list of values."""
-    path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"sweep file not found: {path}")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise BadInputError(
-            f"{path}: not valid YAML: {' '.join(str(error).split())[:160]}"
-        ) from error
+    loaded = read_yaml(path, "sweep file")
     grid = loaded.get("grid", loaded) if isinstance(loaded, dict) else None
     if not isinstance(grid, dict) or not grid:
         raise BadInputError(f"{path}: expected 'grid:' mapping each parameter to a list of values")
