@@ -7,6 +7,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from workbench import runinfo
+from workbench.figures import category_colors
 
 
 def trend_figure(runs: list[dict]) -> go.Figure | None:
@@ -30,6 +31,7 @@ def trend_figure(runs: list[dict]) -> go.Figure | None:
         )
     )
     categories = sorted({c for r in points for c in r["metrics"].get("per_class_f1", {})})
+    colors = category_colors(categories)
     for category in categories:
         fig.add_trace(
             go.Scatter(
@@ -37,7 +39,7 @@ def trend_figure(runs: list[dict]) -> go.Figure | None:
                 y=[r["metrics"].get("per_class_f1", {}).get(category) for r in points],
                 name=category,
                 mode="lines+markers",
-                line={"width": 1.5, "dash": "dot"},
+                line={"width": 1.5, "dash": "dot", "color": colors[category]},
             )
         )
     fig.update_layout(
