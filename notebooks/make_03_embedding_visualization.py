@@ -83,7 +83,8 @@ wb.note((f"All {len(frame)} tickets are drawn" if len(points) == len(frame) else
          f"{len(points)} of {len(frame)} tickets are drawn: a stratified sample (umap_max_points {umap_max_points}) "
          "keeps each category's share while bounding UMAP time and page size")
         + f"; {renderer} rendering. Diamonds are the category names embedded by each model. "
-        "Hover a point for its ticket, true → predicted category and score; click a legend entry to hide a category.")"""
+        f"Hover a point for true → predicted category, score and the ticket (first {maps.hover_limit_for(len(points))} characters); "
+        "click a legend entry to hide a category.")"""
 
 MAP_3D = """\
 if umap_3d:

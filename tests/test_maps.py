@@ -70,6 +70,8 @@ def test_umap_is_seeded_and_names_are_placed(encoded):
     np.testing.assert_allclose(emap.coords, again.coords)
     assert emap.coords.shape == (120, 2) and emap.name_coords.shape == (len(labels), 2)
     assert np.isfinite(emap.name_coords).all()
+    low, high = emap.coords.min(axis=0), emap.coords.max(axis=0)
+    assert ((emap.name_coords >= low) & (emap.name_coords <= high)).all()  # among the tickets
     assert emap.names == labels
 
 
@@ -95,13 +97,18 @@ def test_map_draws_every_sampled_point_with_escaped_hovers(encoded):
         style = button.args[0]
         assert all(len(style[key]) == len(fig.data) for key in style)
     correct = menu.buttons[2].args[0]["marker.color"]
-    wrong = (emap.predicted != points["label"].to_numpy()).sum()
+    wrong = int((emap.predicted != points["label"].to_numpy()).sum())
     drawn_wrong = sum(
-        c.count(maps.INCORRECT_COLOR)
+        len(t.x)
         for c, t in zip(correct, fig.data, strict=True)
-        if t.legendgroup in labels and isinstance(c, list)
+        if t.legendgroup in labels and c == maps.INCORRECT_COLOR
     )
     assert drawn_wrong == 2 * wrong
+    # each trace is one (true, predicted) pair; its hover names both and the ticket's own score
+    first = ticket_traces[0]
+    true_label = first.legendgroup
+    assert f"<b>{true_label}</b> → " in first.hovertemplate
+    assert "%{customdata:.2f}" in first.hovertemplate and len(first.customdata) == len(first.x)
 
 
 def test_webgl_only_above_threshold(encoded):

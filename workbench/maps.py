@@ -167,42 +167,44 @@ def reduce(
     seed: int = 42,
     n_neighbors: int = 15,
     min_dist: float = 0.1,
-    extra: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """UMAP with the cosine metric and a fixed seed: the same data gives the same map.
-
-    The map is fitted on ``embeddings`` only; ``extra`` points (category names) are placed
-    with ``transform``, i.e. next to the tickets they resemble, without bending the map.
-    Returns the coordinates of ``embeddings`` and of ``extra`` (empty when not given).
-    """
+) -> np.ndarray:
+    """UMAP with the cosine metric and a fixed seed: the same data gives the same map."""
     import warnings
 
     import umap
 
     n = len(embeddings)
-    extra = np.zeros((0, embeddings.shape[1]), dtype=np.float32) if extra is None else extra
     if n < 4:
-        zeros = np.zeros((n, n_components), dtype=np.float32)
-        return zeros, np.zeros((len(extra), n_components), dtype=np.float32)
+        return np.zeros((n, n_components), dtype=np.float32)
     reducer = umap.UMAP(
         n_components=n_components,
         metric="cosine",
         n_neighbors=max(2, min(n_neighbors, n - 1)),
         min_dist=min_dist,
         random_state=seed,
-        transform_seed=seed,
         init="spectral" if n > n_components + 8 else "random",
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # random_state forces 1 job
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")
-        coords = reducer.fit_transform(np.asarray(embeddings, dtype=np.float32))
-        placed = (
-            reducer.transform(np.asarray(extra, dtype=np.float32))
-            if len(extra)
-            else np.zeros((0, n_components))
-        )
-    return coords.astype(np.float32), np.asarray(placed, dtype=np.float32)
+        return reducer.fit_transform(np.asarray(embeddings, dtype=np.float32)).astype(np.float32)
+
+
+def place_on_map(
+    vectors: np.ndarray, embeddings: np.ndarray, coords: np.ndarray, k: int = 15
+) -> np.ndarray:
+    """Map positions for new vectors (category names): the similarity-weighted mean position
+    of their ``k`` most similar tickets.
+
+    This is how UMAP's ``transform`` initialises new points, without its extra optimisation
+    (and its JIT compilation, ~20 s per process); names do not bend the map of the tickets.
+    """
+    k = max(1, min(k, len(embeddings)))
+    sims = np.asarray(vectors, dtype=np.float32) @ np.asarray(embeddings, dtype=np.float32).T
+    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    weights = np.clip(np.take_along_axis(sims, nearest, axis=1), 1e-6, None)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    return np.einsum("nk,nkd->nd", weights, coords[nearest]).astype(np.float32)
 
 
 @dataclass
@@ -227,17 +229,12 @@ def build_map(
     seed: int = 42,
     n_neighbors: int = 15,
 ) -> EmbeddingMap:
-    """Map the tickets, then place the category names on it (``transform``).
+    """Map the tickets, then place the category names among their most similar tickets.
 
     ``name_embeddings`` and the columns of ``scores`` follow the order of ``labels``.
     """
-    coords, name_coords = reduce(
-        embeddings,
-        n_components=n_components,
-        seed=seed,
-        n_neighbors=n_neighbors,
-        extra=name_embeddings,
-    )
+    coords = reduce(embeddings, n_components=n_components, seed=seed, n_neighbors=n_neighbors)
+    name_coords = place_on_map(name_embeddings, embeddings, coords, k=n_neighbors)
     predicted = predictions(scores, labels)
     return EmbeddingMap(
         title=title,
@@ -252,21 +249,16 @@ def build_map(
 # --------------------------------------------------------------------------- figures
 
 
-def point_hovers(points: pd.DataFrame, emap: EmbeddingMap, limit: int = 160) -> list[str]:
-    """Hover per ticket: true and predicted category, score, split and the escaped ticket text."""
-    texts = hover_text(points["text"], limit)
-    split = points["split"] if "split" in points else pd.Series([""] * len(points))
-    hovers = []
-    for text, true, pred, score, part in zip(
-        texts, points["label"], emap.predicted, emap.score, split, strict=True
-    ):
-        mark = "✓" if pred == true else "✗"
-        where = f" · {html.escape(str(part))}" if part else ""
-        hovers.append(
-            f"<b>{html.escape(str(true))}</b> → {html.escape(str(pred))} {mark} "
-            f"(score {score:.2f}){where}<br>{text}"
-        )
-    return hovers
+def wrap(escaped: str, width: int = 80) -> str:
+    """Break an escaped hover text into lines (plotly never wraps hover labels)."""
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(escaped, width, break_long_words=False)) or escaped
+
+
+def hover_limit_for(n_points: int) -> int:
+    """Characters of ticket text per hover: shorter on big maps, where text dominates page size."""
+    return 160 if n_points <= 5000 else 100
 
 
 def map_figure(
@@ -275,21 +267,23 @@ def map_figure(
     labels: list[str],
     title: str = "Ticket embeddings (UMAP)",
     svg_max_points: int = SVG_MAX_POINTS,
-    hover_limit: int = 160,
+    hover_limit: int | None = None,
     height: int = 600,
 ) -> go.Figure:
-    """Maps side by side, one trace per true category, with buttons to recolour the points.
+    """Maps side by side, with buttons to colour points by true or predicted category or by
+    correct/incorrect.
 
-    Buttons switch between true category, predicted category and correct/incorrect by
-    restyling colours (data is not duplicated, so large maps stay small in the HTML). Legend
-    clicks on a category hide it in every map. Up to ``svg_max_points`` points per map are
-    SVG (always drawn, even without a GPU); above it WebGL keeps the browser responsive.
+    One trace per (true, predicted) category pair: the pair and the colours of every view are
+    per trace, so the buttons restyle a handful of values instead of per-point arrays and each
+    point carries only its coordinates, score and escaped text (big maps stay small in the
+    HTML). Legend clicks on a category hide it in every map. Up to ``svg_max_points`` points
+    per map are SVG (drawn even without a GPU); above it WebGL keeps the browser responsive.
     """
     from plotly.subplots import make_subplots
 
     labels = sorted(labels)
     colors = category_colors(labels)
-    three_d = maps and maps[0].coords.shape[1] == 3
+    three_d = bool(maps) and maps[0].coords.shape[1] == 3
     specs = [[{"type": "scene"} if three_d else {"type": "xy"} for _ in maps]]
     fig = make_subplots(
         rows=1,
@@ -303,55 +297,68 @@ def map_figure(
     point_trace = go.Scatter3d if three_d else (go.Scattergl if webgl else go.Scatter)
     name_trace = go.Scatter3d if three_d else go.Scatter
     true = points["label"].to_numpy()
-    marker_size = 3 if three_d else (4 if n > 3000 else 6)
+    limit = hover_limit or hover_limit_for(n)
+    texts = np.asarray([wrap(t) for t in hover_text(points["text"], limit)], dtype=object)
+    size = 3 if three_d else (4 if n > 3000 else 6)
+    name_size = 8 if three_d else 13
 
-    # per view and trace: (colour, size, showlegend, visible)
+    # per view, per trace: (colour, size, showlegend, visible)
     view_styles: dict[str, list[tuple]] = {view: [] for view in VIEWS}
     for column, emap in enumerate(maps, start=1):
-        hovers = np.asarray(point_hovers(points, emap, hover_limit), dtype=object)
-        correct = emap.predicted == true
         for label in labels:
-            mask = true == label
-            coords = emap.coords[mask]
-            xyz = {"x": coords[:, 0], "y": coords[:, 1]}
-            if three_d:
-                xyz["z"] = coords[:, 2]
-            fig.add_trace(
-                point_trace(
-                    **xyz,
-                    mode="markers",
-                    name=html.escape(label),
-                    legendgroup=label,
-                    showlegend=column == 1,
-                    marker={"color": colors[label], "size": marker_size, "opacity": 0.8},
-                    text=hovers[mask].tolist(),
-                    hoverinfo="text",
-                    hoverlabel={"align": "left"},
-                ),
-                row=1,
-                col=column,
-            )
-            predicted_colors = [colors.get(p, "#444444") for p in emap.predicted[mask]]
-            right = correct[mask]
-            view_styles["true category"].append((colors[label], marker_size, column == 1, True))
-            view_styles["predicted category"].append((predicted_colors, marker_size, False, True))
-            view_styles["correct / incorrect"].append(
-                (
-                    [CORRECT_COLOR if r else INCORRECT_COLOR for r in right],
-                    [marker_size if r else marker_size + 2 for r in right],
-                    False,
-                    True,
+            in_label = true == label
+            first = True
+            for predicted in sorted(set(emap.predicted[in_label])):
+                mask = in_label & (emap.predicted == predicted)
+                right = predicted == label
+                coords = emap.coords[mask]
+                xyz = {"x": coords[:, 0], "y": coords[:, 1]}
+                if three_d:
+                    xyz["z"] = coords[:, 2]
+                pair = (
+                    f"<b>{html.escape(label)}</b> → {html.escape(str(predicted))} "
+                    f"{'✓' if right else '✗'}"
                 )
-            )
+                fig.add_trace(
+                    point_trace(
+                        **xyz,
+                        mode="markers",
+                        name=html.escape(label),
+                        legendgroup=label,
+                        showlegend=column == 1 and first,
+                        marker={"color": colors[label], "size": size, "opacity": 0.8},
+                        text=texts[mask].tolist(),
+                        customdata=emap.score[mask].astype(np.float32),
+                        hovertemplate=pair + " (score %{customdata:.2f})<br>%{text}<extra></extra>",
+                        hoverlabel={"align": "left"},
+                    ),
+                    row=1,
+                    col=column,
+                )
+                view_styles["true category"].append(
+                    (colors[label], size, column == 1 and first, True)
+                )
+                view_styles["predicted category"].append(
+                    (colors.get(predicted, "#444444"), size, False, True)
+                )
+                view_styles["correct / incorrect"].append(
+                    (
+                        CORRECT_COLOR if right else INCORRECT_COLOR,
+                        size if right else size + 2,
+                        False,
+                        True,
+                    )
+                )
+                first = False
         xyz = {"x": emap.name_coords[:, 0], "y": emap.name_coords[:, 1]}
         if three_d:
             xyz["z"] = emap.name_coords[:, 2]
+        name_colors = [colors.get(label, "#444444") for label in emap.names]
         fig.add_trace(
             name_trace(
                 **xyz,
                 mode="markers+text",
                 name="category names",
-                **({} if three_d else {"cliponaxis": False}),
                 legendgroup="category names",
                 showlegend=column == 1,
                 text=[f"<b>{html.escape(label)}</b>" for label in emap.names],
@@ -359,25 +366,19 @@ def map_figure(
                 textfont={"size": 12, "color": "#102a43"},
                 marker={
                     "symbol": "diamond",
-                    "size": 8 if three_d else 13,
-                    "color": [colors.get(label, "#444444") for label in emap.names],
+                    "size": name_size,
+                    "color": name_colors,
                     "line": {"color": "#102a43", "width": 1.5},
                 },
                 hovertext=[f"category name: {html.escape(label)}" for label in emap.names],
                 hoverinfo="text",
+                **({} if three_d else {"cliponaxis": False}),
             ),
             row=1,
             col=column,
         )
         for view in VIEWS:
-            view_styles[view].append(
-                (
-                    [colors.get(label, "#444444") for label in emap.names],
-                    8 if three_d else 13,
-                    column == 1,
-                    True,
-                )
-            )
+            view_styles[view].append((name_colors, name_size, column == 1, True))
     # Legend-only keys for the recoloured views (no data: nothing is duplicated).
     key_traces = [(f"predicted: {html.escape(label)}", colors[label]) for label in labels] + [
         ("correct", CORRECT_COLOR),
