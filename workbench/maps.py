@@ -357,7 +357,7 @@ def map_figure(
         fig.add_trace(
             name_trace(
                 **xyz,
-                mode="markers+text",
+                mode="markers+text" if three_d else "markers",
                 name="category names",
                 legendgroup="category names",
                 showlegend=column == 1,
@@ -377,6 +377,20 @@ def map_figure(
             row=1,
             col=column,
         )
+        if not three_d:  # annotations stay above a WebGL canvas, trace text would not
+            axis = "" if column == 1 else str(column)
+            for label, (x, y) in zip(emap.names, emap.name_coords[:, :2], strict=True):
+                fig.add_annotation(
+                    x=float(x),
+                    y=float(y),
+                    xref=f"x{axis}",
+                    yref=f"y{axis}",
+                    text=f"<b>{html.escape(label)}</b>",
+                    showarrow=False,
+                    yshift=14,
+                    font={"size": 12, "color": "#102a43"},
+                    bgcolor="rgba(255,255,255,0.75)",
+                )
         for view in VIEWS:
             view_styles[view].append((name_colors, name_size, column == 1, True))
     # Legend-only keys for the recoloured views (no data: nothing is duplicated).
