@@ -118,3 +118,15 @@ def test_embedding_pages_render_offline_in_chromium(run_dir: Path):
         assert "Ticket embeddings, UMAP 2-D" in titles and len(check.figures) >= 2
         ticket_map = check.figures[titles.index("Ticket embeddings, UMAP 2-D")]
         assert ticket_map["points"] >= 2 * MAP_POINTS and ticket_map["drawn"] > 0
+
+
+def test_without_training_folder_shows_base_model_only(tmp_path, small_sample):
+    """Notebook run alone (no fine-tuning before it): base model only, and the report says so."""
+    params = build_parameters(overrides={"data_path": str(small_sample), "max_seq_length": 64})
+    result = run_report(params, tmp_path, "alone", [NOTEBOOK], progress=False)
+    assert result.status == "succeeded"
+    page = (result.run_dir / f"{NOTEBOOK}-stakeholder.html").read_text(encoding="utf-8")
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "No fine-tuned model at" in text and "this report shows the base model only" in text
+    assert "test accuracy, base model" in text and "test accuracy, fine-tuned" not in text
+    assert "All 320 tickets are drawn" in text
