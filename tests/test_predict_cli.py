@@ -17,7 +17,14 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
 def test_predict_with_labels_prints_metrics(trained_dir, small_sample, tmp_path, capsys):
     out = tmp_path / "predictions.csv"
     code, stdout, _ = _run(
-        capsys, "predict", "--model", str(trained_dir), "--data", str(small_sample), "--out", str(out)
+        capsys,
+        "predict",
+        "--model",
+        str(trained_dir),
+        "--data",
+        str(small_sample),
+        "--out",
+        str(out),
     )
     assert code == 0
     frame = pd.read_csv(out)

@@ -261,7 +261,9 @@ class Evaluation:
         """The metrics.json schema read by the run index, history and comparison code."""
         return {
             "headline": self.headline,
-            "per_class_f1": {label: float(self.per_class.loc[label, "F1"]) for label in self.labels},
+            "per_class_f1": {
+                label: float(self.per_class.loc[label, "F1"]) for label in self.labels
+            },
             "baselines": self.baselines,
             "recipe": self.recipe,
             "training_seconds": float(self.training_seconds),

@@ -123,13 +123,18 @@ def model_card(
     lines += ["", "## Evaluation (test split)", ""]
     if "headline" in metrics:
         rows = [{"method": f"this model ({record['recipe']})", **metrics["headline"]}]
-        rows += [{"method": name, **values} for name, values in metrics.get("baselines", {}).items()]
+        rows += [
+            {"method": name, **values} for name, values in metrics.get("baselines", {}).items()
+        ]
         lines.append(_markdown_table(pd.DataFrame(rows).fillna("")))
         lines += ["", "### F1 per category", ""]
         lines.append(
             _markdown_table(
                 pd.DataFrame(
-                    {"category": list(metrics["per_class_f1"]), "F1": list(metrics["per_class_f1"].values())}
+                    {
+                        "category": list(metrics["per_class_f1"]),
+                        "F1": list(metrics["per_class_f1"].values()),
+                    }
                 )
             )
         )
