@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 CACHE_ENV = "WORKBENCH_CACHE"
+CHECKPOINT_EVERY = 8192  # tickets encoded between cache saves
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "embeddings"
 
 
@@ -145,10 +146,15 @@ def encode(
         unique_missing.setdefault(keys[i], i)
     fresh = np.zeros((0, dimension), dtype=np.float32)
     if unique_missing:
-        order = list(unique_missing.values())
+        # Globally sorted by length, so every chunk pads to similar widths (encode sorts only
+        # within a call); the cache is saved every few thousand tickets, so an interrupted
+        # encode of a large file keeps its progress.
+        order = sorted(unique_missing.values(), key=lambda i: len(texts[i]))
+        fresh_keys = [keys[i] for i in order]
         fresh_texts = [texts[i] for i in order]
         chunks = []
         step = max(batch_size * 8, 256)
+        saved = 0
         with tqdm(
             total=len(fresh_texts),
             desc=description,
@@ -168,10 +174,18 @@ def encode(
                     ).astype(np.float32)
                 )
                 bar.update(len(part))
+                done = start + len(part)
+                if (
+                    store is not None
+                    and done - saved >= CHECKPOINT_EVERY
+                    and done < len(fresh_texts)
+                ):
+                    store.add(fresh_keys[saved:done], np.concatenate(chunks)[saved:done])
+                    saved = done
         fresh = np.concatenate(chunks)
         if store is not None:
-            store.add(list(unique_missing), fresh)
-    fresh_index = {key: i for i, key in enumerate(unique_missing)}
+            store.add(fresh_keys[saved:], fresh[saved:])
+    fresh_index = {key: i for i, key in enumerate(fresh_keys)} if unique_missing else {}
 
     result = np.empty((len(texts), dimension), dtype=np.float32)
     for i, (key, position) in enumerate(zip(keys, positions, strict=True)):
