@@ -67,6 +67,7 @@ _SEED_PARAMS: dict[str, Any] = {
     "threads": 0,  # 0 = torch's default
     "log_every": 10,
     "device": "auto",
+    "precision": "auto",  # auto: bf16 autocast where the chip has bf16 units (GPU, AVX512-BF16/AMX CPUs)
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -111,6 +112,7 @@ DEFAULT_RECIPE = "fusion"
 PAIR_LOSSES = {"cosine", "online_contrastive", "contrastive", "cosent"}
 GROUPED_LOSSES = {"batch_hard_triplet", "batch_all_triplet", "batch_semi_hard_triplet"}
 CHOICES = {
+    "precision": {"auto", "fp32", "bf16", "fp16"},
     "pairs": {"label", "ticket", "grouped"},
     "loss": PAIR_LOSSES | GROUPED_LOSSES,
     "scheduler": {"linear", "constant", "cosine"},
@@ -357,10 +359,35 @@ class FitResult:
     seconds: float
     steps: int
     device: str
+    precision: str = "fp32"
 
 
 def _embed(model, features: dict):
     return model(features)["sentence_embedding"]
+
+
+def mixed_precision(precision: str, device_type: str) -> tuple[bool, Any]:
+    """Whether to autocast, and to which type.
+
+    bf16 autocast keeps fp32 master weights and gradients; on CPUs with bf16 units (AVX512-BF16,
+    AMX) it halves to quarters the step time, on GPUs it is the usual mixed precision. fp16 is
+    for older GPUs and uses a gradient scaler.
+    """
+    import torch
+
+    if precision == "fp32" or device_type not in {"cpu", "cuda"}:
+        return False, torch.float32
+    if precision == "fp16":
+        return device_type == "cuda", torch.float16
+    if device_type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if precision == "bf16" or bf16:
+            return True, torch.bfloat16 if bf16 else torch.float16
+        return True, torch.float16
+    cpu_bf16 = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()) or bool(
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
+    return (precision == "bf16" or cpu_bf16), torch.bfloat16
 
 
 def fit(
@@ -407,8 +434,8 @@ def fit(
     per_epoch = len(plan[0]) if plan else 0
     total_steps = min(sum(len(p) for p in plan), math.ceil(epochs * per_epoch))
     optimizer, scheduler = make_optimizer(model, params, total_steps)
-    use_amp = device == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    device_type = torch.device(device).type
+    use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     rows, running, counted = [], 0.0, 0
@@ -429,7 +456,7 @@ def fit(
             for batch_number, batch in enumerate(batches, start=1):
                 if step >= total_steps:
                     break
-                with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
+                with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
                     loss = _batch_loss(
                         model, loss_module, tokens, pos_a, pos_b, targets, batch, device
                     )
@@ -461,7 +488,14 @@ def fit(
         bar.close()
         model.eval()
     log = pd.DataFrame(rows, columns=["step", "epoch", "loss", "learning_rate", "seconds"])
-    return FitResult(log=log, seconds=time.perf_counter() - started, steps=step, device=str(device))
+    precision = str(amp_dtype).replace("torch.", "") if use_amp else "fp32"
+    return FitResult(
+        log=log,
+        seconds=time.perf_counter() - started,
+        steps=step,
+        device=str(device),
+        precision=precision,
+    )
 
 
 def _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device):
@@ -618,6 +652,7 @@ def train(
         "fine_tune_seconds": round(result.seconds, 2),
         "steps": result.steps,
         "device": result.device,
+        "precision": result.precision,
         "threads": _threads(),
     }
     write_json(out_dir / "recipe.json", record)
