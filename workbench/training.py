@@ -96,7 +96,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "max_seq_length": 128,
         "head": "logreg",
     },
-    # SetFit-style fine-tune, then one calibrated linear SVM on TF-IDF ⊕ fine-tuned embeddings.
+    # SetFit-style fine-tune, then one calibrated linear SVM on word+char TF-IDF ⊕ fine-tuned embeddings.
     "fusion": {
         **_SEED_PARAMS,
         "pairs": "ticket",
@@ -554,10 +554,10 @@ def fit_head(
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import LinearSVC
 
-    from workbench.baselines import tfidf_vectorizer
+    from workbench.baselines import word_char_vectorizer
     from workbench.classifier import head_features
 
-    vectorizer = tfidf_vectorizer().fit(texts)
+    vectorizer = word_char_vectorizer().fit(texts)
     head = {
         "kind": "fusion",
         "vectorizer": vectorizer,
