@@ -40,6 +40,11 @@ lint: install
 
 bench: install
 	$(PY) bench/bench_exploration.py
+	$(PY) bench/bench_embeddings.py
+	$(PY) bench/bench_training.py baselines
+	$(PY) bench/bench_training.py ratio --pairs 4000 --test-limit 2000
+	$(PY) bench/bench_training.py recipe --recipe fusion
+	$(PY) bench/bench_sweep.py
 
 sample-data: install
 	$(PY) -m workbench.sample_data --out data/sample/tickets.csv
