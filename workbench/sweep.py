@@ -14,6 +14,7 @@ from pathlib import Path
 
 from workbench.errors import BadInputError, NotebookFailedError
 from workbench.report import (
+    COMPARISON,
     available_notebooks,
     read_metrics,
     read_yaml,
@@ -68,7 +69,9 @@ def run_sweep(
     base = dict(params)
     base["data_path"] = str(Path(str(base["data_path"])).expanduser().resolve())
     shared_summary = None if varying_data else validate_inputs(base)
-    selected = notebooks or available_notebooks()
+    selected = notebooks or [
+        n for n in available_notebooks() if n != COMPARISON or base.get("reference_run")
+    ]
     rows = []
     for position, combo in enumerate(combinations(grid), start=1):
         run_params = {**base, **combo}
