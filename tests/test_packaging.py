@@ -1,0 +1,40 @@
+"""Install surfaces: conda environment, console script, CPU PyTorch by default, offline model."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from workbench.models import DEFAULT_BASE_MODEL, resolve_model
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def test_environment_yml_installs_the_package_with_pip():
+    env = yaml.safe_load((PROJECT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    assert "python=3.11" in deps and "pip" in deps
+    pip_section = next(d["pip"] for d in deps if isinstance(d, dict))
+    assert "-e .[dev]" in pip_section
+
+
+def test_console_script_and_cpu_torch_default():
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["workbench"] == "workbench.cli:main"
+    makefile = (PROJECT / "Makefile").read_text()
+    assert re.search(r"^TORCH_SPEC\s*\?=\s*torch==2\.13\.0$", makefile, re.MULTILINE)
+    assert re.search(r"^TORCH_INDEX\s*\?=\s*$", makefile, re.MULTILINE)  # overridable for GPU users
+
+
+def test_default_model_resolves_to_packaged_weights():
+    import hashlib
+
+    folder = Path(resolve_model(DEFAULT_BASE_MODEL))
+    assert (folder / "modules.json").exists()
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert digest.startswith("53aa5117") and digest.endswith("d9db")
+    assert resolve_model("some-org/other-model") == "some-org/other-model"
+    assert resolve_model("/local/path") == "/local/path"
