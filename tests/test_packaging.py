@@ -38,3 +38,19 @@ def test_default_model_resolves_to_packaged_weights():
     assert digest.startswith("53aa5117") and digest.endswith("d9db")
     assert resolve_model("some-org/other-model") == "some-org/other-model"
     assert resolve_model("/local/path") == "/local/path"
+
+
+def test_unknown_model_paths_fail_with_one_line(tmp_path):
+    import pytest
+
+    from workbench.errors import BadInputError
+    from workbench.models import load_model
+
+    with pytest.raises(BadInputError, match="does not exist; check the --model path"):
+        load_model(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="is not a sentence-transformers folder"):
+        load_model(str(tmp_path / "empty"))
+    with pytest.raises(BadInputError, match="cannot load model 'nobody/such-model-offline'") as error:
+        load_model("nobody/such-model-offline")
+    assert "\n" not in str(error.value)
