@@ -131,3 +131,40 @@ def test_compare_cli_unknown_run_is_one_line(tmp_path, capsys):
     assert cli.main(["compare", "nope", "latest", "--reports-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run not found: nope" in err[0]
+
+
+def test_comparison_notebook_joins_the_pipeline_with_a_reference_run(shifted_runs):
+    reference_dir, current_dir, reports = shifted_runs
+    params = build_parameters(
+        overrides={
+            "data_path": str(current_dir.parent.parent / "shifted.csv"),
+            "reference_run": reference_dir.name,
+        }
+    )
+    result = run_report(
+        params,
+        reports,
+        "with-reference",
+        ["01_exploratory_analysis", "05_comparison"],
+        progress=False,
+    )
+    assert [n.name for n in result.notebooks] == ["01_exploratory_analysis", "05_comparison"]
+    page = (result.run_dir / "05_comparison-stakeholder.html").read_text()
+    assert "DRIFT" in page and reference_dir.name in page
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["parameters"]["reference_run"] == str(reference_dir.resolve())
+
+
+def test_comparison_notebook_needs_an_existing_reference(shifted_runs, sample_path_module):
+    _, _, reports = shifted_runs
+    params = build_parameters(overrides={"data_path": str(sample_path_module)})
+    with pytest.raises(BadInputError, match="05_comparison needs a reference run"):
+        run_report(params, reports, "no-ref", ["05_comparison"], progress=False)
+    with pytest.raises(BadInputError, match="run not found: missing-run"):
+        run_report(
+            {**params, "reference_run": "missing-run"},
+            reports,
+            "bad-ref",
+            ["01_exploratory_analysis"],
+            progress=False,
+        )
