@@ -299,6 +299,10 @@ def run_report(
             yaml.safe_dump(params, sort_keys=True), encoding="utf-8"
         )
         write_json(run_dir / "summary.json", record)
+        record["notebooks"] = [
+            {"name": n, "seconds": 0.0, "status": "pending", "error": None} for n in selected
+        ]
+        write_run_index(run_dir, record)  # a running run already has an overview page
         result = RunResult(
             run_dir=run_dir, status="running", notebooks=[NotebookRun(n) for n in selected]
         )
