@@ -214,11 +214,10 @@ def comparison_figures(comparison: Comparison) -> list:
 
 def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
     """A standalone offline HTML page (plotly.js embedded, text escaped)."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
     from plotly.offline import get_plotlyjs
 
     from workbench.display import figure_html, shorten, table_html
-    from workbench.report import TEMPLATES
+    from workbench.report import render_template
     from workbench.runinfo import now_iso
 
     drift = comparison.drift
@@ -252,10 +251,8 @@ def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
         tables["rising"] = table_html(drift["rising_terms"], "Terms more frequent now", "{:.4f}")
         tables["falling"] = table_html(drift["falling_terms"], "Terms less frequent now", "{:.4f}")
     target = Path(target)
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
-    )
-    page = env.get_template("comparison.html.j2").render(
+    page = render_template(
+        "comparison.html.j2",
         reference=comparison.reference,
         current=comparison.current,
         comparison=comparison,

@@ -55,21 +55,18 @@ def trend_figure(runs: list[dict]) -> go.Figure | None:
 
 def write_history_index(reports_dir: str | Path) -> Path:
     """Rewrite ``reports/index.html``; offline (plotly.js embedded) and free of code."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
     from plotly.offline import get_plotlyjs
 
     from workbench.display import figure_html
-    from workbench.report import TEMPLATES, list_runs
+    from workbench.report import list_runs, render_template
 
     reports_dir = Path(reports_dir)
     runs = list_runs(reports_dir)
     latest_file = reports_dir / "LATEST.txt"
     latest = latest_file.read_text(encoding="utf-8").strip() if latest_file.exists() else None
     fig = trend_figure(runs)
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
-    )
-    page = env.get_template("history_index.html.j2").render(
+    page = render_template(
+        "history_index.html.j2",
         runs=runs,
         latest=latest,
         sweeps=sorted((p.name for p in reports_dir.glob("sweep-*.html")), reverse=True),

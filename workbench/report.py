@@ -298,11 +298,12 @@ def run_report(
         (run_dir / "parameters.yaml").write_text(
             yaml.safe_dump(params, sort_keys=True), encoding="utf-8"
         )
-        write_json(run_dir / "summary.json", record)
+        # The overview page first: once summary.json exists, a running run can be looked at.
         record["notebooks"] = [
             {"name": n, "seconds": 0.0, "status": "pending", "error": None} for n in selected
         ]
-        write_run_index(run_dir, record)  # a running run already has an overview page
+        write_run_index(run_dir, record)
+        write_json(run_dir / "summary.json", record)
         result = RunResult(
             run_dir=run_dir, status="running", notebooks=[NotebookRun(n) for n in selected]
         )
@@ -469,13 +470,18 @@ def read_metrics(run_dir: Path) -> dict:
         return {}
 
 
-def write_run_index(run_dir: Path, record: dict) -> Path:
-    """``index.html``: what ran, on which data and code, how long it took, and the pages."""
+def render_template(template: str, /, **context: object) -> str:
+    """Render one of the package's HTML templates with autoescaping (ticket text is untrusted)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
     )
+    return env.get_template(template).render(**context)
+
+
+def write_run_index(run_dir: Path, record: dict) -> Path:
+    """``index.html``: what ran, on which data and code, how long it took, and the pages."""
     pages = []
     for notebook in record["notebooks"]:
         stem = notebook["name"]
@@ -490,9 +496,7 @@ def write_run_index(run_dir: Path, record: dict) -> Path:
                 "ipynb": f"{stem}.ipynb" if (run_dir / f"{stem}.ipynb").exists() else None,
             }
         )
-    page = env.get_template("run_index.html.j2").render(
-        run=record, pages=pages, run_name=run_dir.name
-    )
+    page = render_template("run_index.html.j2", run=record, pages=pages, run_name=run_dir.name)
     target = run_dir / "index.html"
     target.write_text(page, encoding="utf-8")
     return target

@@ -111,9 +111,8 @@ def run_sweep(
 
 def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[str, list]) -> Path:
     """One row per run: parameters, accuracy, macro-F1, per-class F1, time; the best highlighted."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from workbench.report import TEMPLATES
+    from workbench.report import render_template
     from workbench.runinfo import now_iso
 
     scored = [r for r in rows if r["metrics"].get("headline", {}).get("macro-F1") is not None]
@@ -121,10 +120,8 @@ def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[
     categories = sorted({c for r in rows for c in r["metrics"].get("per_class_f1", {})})
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = reports_dir / f"sweep-{stamp}-{html.escape(name)}.html"
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
-    )
-    page = env.get_template("sweep.html.j2").render(
+    page = render_template(
+        "sweep.html.j2",
         rows=rows,
         best=best,
         keys=list(grid),

@@ -123,6 +123,15 @@ CHOICES = {
 NON_RECIPE_KEYS = {"recipe", "seed", "text_column", "label_column", "data_path"}
 
 
+def notebook_overrides(
+    training_params: dict[str, Any] | None = None, **knobs: Any
+) -> dict[str, Any]:
+    """Recipe overrides from notebook parameters: ``None`` means "the recipe's default"."""
+    overrides = {key: value for key, value in knobs.items() if value is not None}
+    overrides.update(training_params or {})
+    return overrides
+
+
 def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The recipe's defaults with overrides applied, type-checked; unknown keys are errors."""
     name = name or DEFAULT_RECIPE
