@@ -130,6 +130,9 @@ def test_length_batches_cover_every_example_once_with_less_padding():
         ("seed", {"loss": "batch_hard_triplet"}, "does not fit pairs=label"),
         ("seed", {"head": "forest"}, "head='forest'"),
         ("seed", {"num_pairs": 0}, "num_pairs=0 must be at least 1"),
+        ("seed", {"loss": "softmax"}, "does not fit pairs=label"),
+        ("classify", {"loss": "cosine"}, "does not fit pairs=labelled"),
+        ("seed", {"head": "prototypes"}, "head=prototypes needs loss=softmax"),
     ],
 )
 def test_bad_recipe_parameters(recipe, overrides, message):
@@ -210,3 +213,46 @@ def test_fusion_head_gives_probabilities(tmp_path, small_sample):
     assert scores.shape == (2, len(data.labels))
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
     assert result.metrics["headline"]["accuracy"] > 0.5
+
+
+def test_labelled_examples_are_every_ticket_once():
+    frame = _train_frame()
+    examples = build_pairs(frame, LABELS, resolve_recipe("classify"), seed=42)
+    assert examples["a"].tolist() == frame["text"].tolist()
+    assert [LABELS[i] for i in examples["label_id"]] == frame["label"].tolist()
+    sampled = build_pairs(frame, LABELS, resolve_recipe("classify", {"num_pairs": 50}), seed=42)
+    own = dict(zip(frame["text"], frame["label"], strict=True))
+    assert len(sampled) == 50
+    assert [LABELS[i] for i in sampled["label_id"]] == sampled["a"].map(own).tolist()
+
+
+def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
+    """A tiny real cross-entropy fine-tune: prototypes move away from the category names, the
+    loss falls, and the saved head scores tickets with probabilities."""
+    from workbench.classifier import load_classifier
+    from workbench.data import load_tickets
+    from workbench.embeddings import encode
+    from workbench.models import load_model
+    from workbench.training import train
+
+    data = load_tickets(small_sample)
+    out = tmp_path / "classify"
+    result = train(
+        data, out, "classify", {"epochs": 2, "batch_size": 16, "max_seq_length": 32}, progress=False
+    )
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["examples"]["count"] == recipe["split"]["train"]  # every training ticket
+    log = result.log
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]
+    classifier = load_classifier(out)
+    assert classifier.head_kind == "prototypes"
+    prototypes = np.asarray(classifier.head["vectors"])
+    names = encode(load_model(max_seq_length=32), data.labels, cache=False)
+    assert prototypes.shape == names.shape
+    assert np.allclose(np.linalg.norm(prototypes, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(prototypes, names, atol=1e-3)
+    assert np.allclose(classifier.label_vectors(), prototypes)  # map markers sit on prototypes
+    scores = classifier.scores(["printer out of toner", "reset password for vpn"])
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+    assert result.metrics["headline"]["accuracy"] > 0.3
+    assert "prototypes" in (out / "README.md").read_text()

@@ -41,7 +41,7 @@ class Classifier:
 
     @property
     def head_kind(self) -> str:
-        """``cosine`` (label-name similarity), ``logreg`` or ``fusion`` (TF-IDF ⊕ embeddings)."""
+        """``cosine`` (label names), ``prototypes``, ``logreg`` or ``fusion`` (TF-IDF ⊕ embeddings)."""
         return self.head["kind"] if self.head else "cosine"
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -51,7 +51,10 @@ class Classifier:
         return encode(self.model, list(texts), description="encoding tickets")
 
     def label_vectors(self) -> np.ndarray:
-        """Embeddings of the category names/descriptions (computed once per load)."""
+        """Where each category sits in embedding space: its learned prototype (``prototypes``
+        head), else the embedding of its name/description (computed once per load)."""
+        if self._label_vectors is None and self.head_kind == "prototypes":
+            self._label_vectors = np.asarray(self.head["vectors"], dtype=np.float32)
         if self._label_vectors is None:
             from workbench.embeddings import encode
 
@@ -116,6 +119,10 @@ def head_probabilities(
     head: dict[str, Any], vectors: np.ndarray, texts: list[str], n_labels: int
 ) -> np.ndarray:
     """Class probabilities in label order; classes absent from training get 0."""
+    if head["kind"] == "prototypes":
+        return softmax(float(head["scale"]) * vectors @ np.asarray(head["vectors"]).T).astype(
+            np.float32
+        )
     estimator = head["estimator"]
     proba = estimator.predict_proba(head_features(head, vectors, texts))
     full = np.zeros((len(texts), n_labels), dtype=np.float32)

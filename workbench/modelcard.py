@@ -21,11 +21,13 @@ _LOSS_NAMES = {
     "batch_hard_triplet": "BatchHardTripletLoss",
     "batch_all_triplet": "BatchAllTripletLoss",
     "batch_semi_hard_triplet": "BatchSemiHardTripletLoss",
+    "softmax": "cross-entropy over scaled cosines to learned category prototypes (NormFace)",
 }
 _HEADS = {
     "cosine": "cosine similarity between the ticket and each category name (highest wins)",
+    "prototypes": "cosine similarity to the category prototypes learned with the softmax loss",
     "logreg": "logistic regression on the fine-tuned embeddings",
-    "fusion": "calibrated LinearSVC on TF-IDF (1–2-grams) ⊕ fine-tuned embeddings",
+    "fusion": "calibrated LinearSVC on word 1–2-gram + char 2–5-gram TF-IDF ⊕ fine-tuned embeddings",
 }
 
 
@@ -53,6 +55,7 @@ def model_card(
         "label": "(ticket, category text, 1.0 for its own category / 0.0 for a random other one)",
         "ticket": "(ticket, ticket, 1.0 same category / 0.0 different) — SetFit-style",
         "grouped": "tickets with their category, in batches grouped by category",
+        "labelled": "tickets with their category, in length-bucketed random batches",
     }[params["pairs"]]
     lines = [
         f"# Ticket classifier — recipe `{record['recipe']}`",

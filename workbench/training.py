@@ -47,8 +47,10 @@ DESCRIPTIONS = {
 _SEED_PARAMS: dict[str, Any] = {
     "base_model": DEFAULT_BASE_MODEL,
     "max_seq_length": 256,
-    "pairs": "label",  # label: (ticket, category text); ticket: (ticket, ticket); grouped: triplet batches
-    "num_pairs": 4000,
+    # label: (ticket, category text); ticket: (ticket, ticket); grouped: label-grouped batches;
+    # labelled: each ticket with its label id in length-bucketed batches (softmax, triplet losses)
+    "pairs": "label",
+    "num_pairs": 4000,  # with pairs=labelled or grouped, 0 = every training ticket once per epoch
     "negatives_per_positive": 1.0,
     "loss": "cosine",
     "epochs": 10.0,
@@ -59,7 +61,7 @@ _SEED_PARAMS: dict[str, Any] = {
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
     "label_text": "name",  # name | description
-    "head": "cosine",  # cosine | logreg | fusion
+    "head": "cosine",  # cosine | prototypes | logreg | fusion
     "head_C": 10.0,
     "head_tickets": 0,  # 0 = every training ticket
     "embedding_weight": 1.0,
@@ -68,6 +70,19 @@ _SEED_PARAMS: dict[str, Any] = {
     "log_every": 10,
     "device": "auto",
     "precision": "auto",  # auto: bf16 autocast where the chip has bf16 units (GPU, AVX512-BF16/AMX CPUs)
+}
+
+_CLASSIFY_PARAMS = {
+    **_SEED_PARAMS,
+    "pairs": "labelled",
+    "loss": "softmax",
+    "num_pairs": 0,
+    "epochs": 2.0,
+    "learning_rate": 5e-5,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "max_seq_length": 128,
+    "head": "prototypes",
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -96,28 +111,28 @@ RECIPES: dict[str, dict[str, Any]] = {
         "max_seq_length": 128,
         "head": "logreg",
     },
-    # SetFit-style fine-tune, then one calibrated linear SVM on word+char TF-IDF ⊕ fine-tuned embeddings.
-    "fusion": {
-        **_SEED_PARAMS,
-        "pairs": "ticket",
-        "num_pairs": 4000,
-        "epochs": 1.0,
-        "learning_rate": 2e-5,
-        "max_seq_length": 128,
-        "head": "fusion",
-        "head_C": 0.3,
-    },
+    # Cross-entropy fine-tune on every training ticket against learned category prototypes
+    # (initialised from the category names), classified by cosine to the prototypes.
+    "classify": _CLASSIFY_PARAMS,
+    # The `classify` fine-tune, then one calibrated linear SVM on word+char TF-IDF ⊕ its
+    # embeddings: the two views make different mistakes.
+    "fusion": {**_CLASSIFY_PARAMS, "head": "fusion", "head_C": 0.3},
 }
 DEFAULT_RECIPE = "fusion"
 PAIR_LOSSES = {"cosine", "online_contrastive", "contrastive", "cosent"}
 GROUPED_LOSSES = {"batch_hard_triplet", "batch_all_triplet", "batch_semi_hard_triplet"}
+LABEL_ID_LOSSES = GROUPED_LOSSES | {"softmax"}
+LABEL_ID_PAIRS = {"grouped", "labelled"}
+# Cross-entropy over cosine similarities times this scale (NormFace); prototypes learn faster.
+SOFTMAX_SCALE = 20.0
+PROTOTYPE_LR_FACTOR = 20.0
 CHOICES = {
     "precision": {"auto", "fp32", "bf16", "fp16"},
-    "pairs": {"label", "ticket", "grouped"},
-    "loss": PAIR_LOSSES | GROUPED_LOSSES,
+    "pairs": {"label", "ticket"} | LABEL_ID_PAIRS,
+    "loss": PAIR_LOSSES | LABEL_ID_LOSSES,
     "scheduler": {"linear", "constant", "cosine"},
     "label_text": {"name", "description"},
-    "head": {"cosine", "logreg", "fusion"},
+    "head": {"cosine", "prototypes", "logreg", "fusion"},
 }
 # Keys the notebooks and the report pipeline pass that are not recipe knobs.
 NON_RECIPE_KEYS = {"recipe", "seed", "text_column", "label_column", "data_path"}
@@ -167,15 +182,23 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
             raise BadInputError(
                 f"parameter {key}={params[key]!r}; choose one of: {', '.join(sorted(allowed))}"
             )
-    grouped = params["pairs"] == "grouped"
-    if grouped != (params["loss"] in GROUPED_LOSSES):
+    by_label = params["pairs"] in LABEL_ID_PAIRS
+    if by_label != (params["loss"] in LABEL_ID_LOSSES):
         raise BadInputError(
-            f"loss={params['loss']} does not fit pairs={params['pairs']}: triplet losses "
-            f"({', '.join(sorted(GROUPED_LOSSES))}) need pairs=grouped, pair losses need label or ticket"
+            f"loss={params['loss']} does not fit pairs={params['pairs']}: softmax and triplet "
+            f"losses need pairs=labelled or grouped, pair losses ({', '.join(sorted(PAIR_LOSSES))}) "
+            "need pairs=label or ticket"
         )
-    for key in ("num_pairs", "batch_size", "max_seq_length"):
+    if params["head"] == "prototypes" and params["loss"] != "softmax":
+        raise BadInputError("head=prototypes needs loss=softmax (the prototypes are learned there)")
+    for key in ("batch_size", "max_seq_length"):
         if params[key] < 1:
             raise BadInputError(f"parameter {key}={params[key]} must be at least 1")
+    if params["num_pairs"] < (0 if by_label else 1):
+        raise BadInputError(
+            f"parameter num_pairs={params['num_pairs']} must be at least 1 "
+            "(0, every training ticket, only with pairs=labelled or grouped)"
+        )
     if params["epochs"] < 0 or params["learning_rate"] < 0 or params["negatives_per_positive"] < 0:
         raise BadInputError("epochs, learning_rate and negatives_per_positive must be ≥ 0")
     return params
@@ -207,15 +230,18 @@ def build_pairs(
 
     ``pairs=label``: (ticket, category text, 1.0 own category / 0.0 a random other one);
     ``pairs=ticket``: (ticket, ticket, 1.0 same category / 0.0 different);
-    ``pairs=grouped``: tickets with their label id (batches are grouped later).
+    ``pairs=grouped`` / ``labelled``: tickets with their label id (``num_pairs=0``: every training
+    ticket once; batches are grouped by label or bucketed by length later).
     The share of positives is 1 / (1 + negatives_per_positive).
     """
     rng = np.random.default_rng(seed)
     texts = train["text"].to_numpy()
     label_ids = train["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
     n, k = int(params["num_pairs"]), len(labels)
+    if params["pairs"] in LABEL_ID_PAIRS and (n == 0 or n == len(train)):
+        return pd.DataFrame({"a": texts, "label_id": label_ids})  # every ticket, once
     anchors = rng.choice(len(train), size=n, replace=n > len(train))
-    if params["pairs"] == "grouped":
+    if params["pairs"] in LABEL_ID_PAIRS:
         return pd.DataFrame({"a": texts[anchors], "label_id": label_ids[anchors]})
     positive = rng.random(n) < 1.0 / (1.0 + float(params["negatives_per_positive"]))
     own = label_ids[anchors]
@@ -317,9 +343,44 @@ class TokenCache:
         return {k: v.to(device) for k, v in features.items()}
 
 
-def make_loss(model: SentenceTransformer, name: str):
+def prototype_softmax_loss(model: SentenceTransformer, label_texts: list[str]):
+    """Cross-entropy over scaled cosines to one learned prototype per category (NormFace).
+
+    sentence-transformers has no single-text classification loss (``SoftmaxLoss`` classifies
+    pairs). Prototypes start at the embeddings of the category names, so the first step is the
+    zero-shot classifier and training only has to correct it. ``compute_loss_from_embeddings``
+    has the library losses' signature, so the loop treats it like them.
+    """
+    import torch
+
+    from workbench.embeddings import encode
+
+    class PrototypeSoftmaxLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            start = np.asarray(encode(model, list(label_texts), cache=False), np.float32)
+            self.prototypes = torch.nn.Parameter(torch.tensor(start, device=model.device))
+
+        def normalized_prototypes(self) -> torch.Tensor:
+            return torch.nn.functional.normalize(self.prototypes, dim=1)
+
+        def compute_loss_from_embeddings(self, embeddings, labels):
+            with torch.autocast(device_type=labels.device.type, enabled=False):
+                vectors = torch.nn.functional.normalize(embeddings[0].float(), dim=1)
+                logits = SOFTMAX_SCALE * vectors @ self.normalized_prototypes().T
+                return torch.nn.functional.cross_entropy(logits, labels)
+
+    return PrototypeSoftmaxLoss()
+
+
+def make_loss(model: SentenceTransformer, name: str, label_texts: list[str] | None = None):
     """The sentence-transformers loss object for a loss name (its math is used unchanged)."""
     from sentence_transformers.sentence_transformer import losses
+
+    if name == "softmax":
+        if not label_texts:
+            raise BadInputError("loss=softmax needs the category texts")
+        return prototype_softmax_loss(model, label_texts)
 
     factories = {
         "cosine": losses.CosineSimilarityLoss,
@@ -333,8 +394,13 @@ def make_loss(model: SentenceTransformer, name: str):
     return factories[name](model)
 
 
-def make_optimizer(model: SentenceTransformer, params: dict[str, Any], total_steps: int):
-    """AdamW and the schedule of the HF trainer's defaults (decay skips biases and LayerNorm)."""
+def make_optimizer(
+    model: SentenceTransformer, params: dict[str, Any], total_steps: int, loss_module=None
+):
+    """AdamW and the schedule of the HF trainer's defaults (decay skips biases and LayerNorm).
+
+    A loss with parameters of its own (the softmax prototypes) trains them at a higher rate.
+    """
     import torch
     from transformers import get_scheduler
 
@@ -343,11 +409,22 @@ def make_optimizer(model: SentenceTransformer, params: dict[str, Any], total_ste
         if not parameter.requires_grad:
             continue
         (no_decay if "bias" in name or "LayerNorm" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": float(params["weight_decay"])},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    own = [p for p in getattr(loss_module, "parameters", lambda: [])() if p.requires_grad]
+    own = [p for p in own if all(p is not q for q in decay + no_decay)]
+    if own:
+        groups.append(
+            {
+                "params": own,
+                "weight_decay": 0.0,
+                "lr": float(params["learning_rate"]) * PROTOTYPE_LR_FACTOR,
+            }
+        )
     optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": float(params["weight_decay"])},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
+        groups,
         lr=float(params["learning_rate"]),
         betas=(0.9, 0.999),
         eps=1e-8,
@@ -369,6 +446,7 @@ class FitResult:
     steps: int
     device: str
     precision: str = "fp32"
+    prototypes: np.ndarray | None = None  # (labels, dim), normalised; loss=softmax only
 
 
 def _embed(model, features: dict):
@@ -405,8 +483,12 @@ def fit(
     params: dict[str, Any],
     seed: int,
     progress: bool = True,
+    labels: list[str] | None = None,
 ) -> FitResult:
-    """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``)."""
+    """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``).
+
+    ``labels`` (the sorted category names) are needed by ``loss=softmax`` only.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -418,15 +500,17 @@ def fit(
     device = pick_device(None if params["device"] == "auto" else params["device"])
     model.to(device)
     model.max_seq_length = int(params["max_seq_length"])
-    loss_module = make_loss(model, params["loss"])
-    grouped = params["pairs"] == "grouped"
+    loss_module = make_loss(
+        model, params["loss"], label_texts(labels, params["label_text"]) if labels else None
+    )
+    by_label = params["pairs"] in LABEL_ID_PAIRS
     texts_a = examples["a"].tolist()
     tokens = TokenCache(
-        model, texts_a + ([] if grouped else examples["b"].tolist()), int(params["max_seq_length"])
+        model, texts_a + ([] if by_label else examples["b"].tolist()), int(params["max_seq_length"])
     )
     pos_a = np.array([tokens.index[t] for t in texts_a])
-    pos_b = None if grouped else np.array([tokens.index[t] for t in examples["b"]])
-    targets = examples["label_id" if grouped else "score"].to_numpy()
+    pos_b = None if by_label else np.array([tokens.index[t] for t in examples["b"]])
+    targets = examples["label_id" if by_label else "score"].to_numpy()
 
     rng = np.random.default_rng(seed)
     batch_size = int(params["batch_size"])
@@ -434,7 +518,7 @@ def fit(
     whole_epochs = math.ceil(epochs)
 
     def epoch_batches() -> list[np.ndarray]:
-        if grouped:
+        if params["pairs"] == "grouped":
             return grouped_batches(targets.astype(int), batch_size, rng)
         lengths = tokens.lengths[pos_a]
         return length_batches(lengths, batch_size, rng, bool(params["length_bucketing"]))
@@ -442,7 +526,7 @@ def fit(
     plan = [epoch_batches() for _ in range(whole_epochs)]
     per_epoch = len(plan[0]) if plan else 0
     total_steps = min(sum(len(p) for p in plan), math.ceil(epochs * per_epoch))
-    optimizer, scheduler = make_optimizer(model, params, total_steps)
+    optimizer, scheduler = make_optimizer(model, params, total_steps, loss_module)
     device_type = torch.device(device).type
     use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -499,12 +583,16 @@ def fit(
         model.eval()
     log = pd.DataFrame(rows, columns=["step", "epoch", "loss", "learning_rate", "seconds"])
     precision = str(amp_dtype).replace("torch.", "") if use_amp else "fp32"
+    prototypes = None
+    if hasattr(loss_module, "normalized_prototypes"):
+        prototypes = loss_module.normalized_prototypes().detach().float().cpu().numpy()
     return FitResult(
         log=log,
         seconds=time.perf_counter() - started,
         steps=step,
         device=str(device),
         precision=precision,
+        prototypes=prototypes,
     )
 
 
@@ -539,10 +627,20 @@ def fit_head(
     labels: list[str],
     params: dict[str, Any],
     seed: int,
+    prototypes: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
-    """A classification head on the fine-tuned embeddings (``logreg``) or on TF-IDF ⊕ them."""
+    """The classifier on top of the fine-tuned model.
+
+    ``cosine``: none (label-name similarity); ``prototypes``: the learned category prototypes of
+    ``loss=softmax``; ``logreg``: logistic regression on the embeddings; ``fusion``: a calibrated
+    LinearSVC on word+char TF-IDF ⊕ the embeddings.
+    """
     if params["head"] == "cosine":
         return None
+    if params["head"] == "prototypes":
+        if prototypes is None:
+            raise BadInputError("head=prototypes needs loss=softmax")
+        return {"kind": "prototypes", "vectors": prototypes, "scale": SOFTMAX_SCALE}
     from workbench.embeddings import encode
 
     frame = train
@@ -625,8 +723,8 @@ def train(
     model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
     examples = build_pairs(split.train, labels, params, seed)
     started = time.perf_counter()
-    result = fit(model, examples, params, seed, progress=progress)
-    head = fit_head(model, split.train, labels, params, seed)
+    result = fit(model, examples, params, seed, progress=progress, labels=labels)
+    head = fit_head(model, split.train, labels, params, seed, result.prototypes)
     training_seconds = time.perf_counter() - started
 
     out_dir.mkdir(parents=True, exist_ok=True)
