@@ -89,7 +89,16 @@ def trained_dir(tmp_path_factory, small_sample) -> Path:
 
     out = tmp_path_factory.mktemp("trained") / "run"
     code = main(
-        ["train", "--data", str(small_sample), "--recipe", "seed", "--out", str(out), *TINY_TRAINING]
+        [
+            "train",
+            "--data",
+            str(small_sample),
+            "--recipe",
+            "seed",
+            "--out",
+            str(out),
+            *TINY_TRAINING,
+        ]
     )
     assert code == 0
     return out

@@ -10,7 +10,11 @@ from workbench.display import figure_html, shorten, table_html
 
 def test_table_escapes_text_and_formats_numbers():
     frame = pd.DataFrame(
-        {"text": ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>"], "support": [30.0, 7.0], "f1": [0.5, 1.0]}
+        {
+            "text": ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>"],
+            "support": [30.0, 7.0],
+            "f1": [0.5, 1.0],
+        }
     )
     page = table_html(frame, caption="<b>caption</b>")
     assert "<script>" not in page and "<img" not in page and "<b>caption" not in page

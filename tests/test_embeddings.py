@@ -17,7 +17,13 @@ def model():
 
 
 def test_cached_vectors_match_the_model_and_keep_input_order(model, tmp_path):
-    texts = ["printer jammed", "reset password", "printer jammed", "new laptop order", "reset password"]
+    texts = [
+        "printer jammed",
+        "reset password",
+        "printer jammed",
+        "new laptop order",
+        "reset password",
+    ]
     vectors = embeddings.encode(model, texts, cache=tmp_path)
     direct = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     assert np.allclose(vectors, direct, atol=1e-5)
@@ -52,4 +58,6 @@ def test_damaged_cache_is_rebuilt_not_trusted(model, tmp_path):
     first = embeddings.encode(model, ["monitor flickers"], cache=tmp_path)
     folder = next(tmp_path.iterdir())
     (folder / "keys.json").write_text('["a", "b"]')  # no longer matches vectors.npy
-    assert np.allclose(embeddings.encode(model, ["monitor flickers"], cache=tmp_path), first, atol=1e-6)
+    assert np.allclose(
+        embeddings.encode(model, ["monitor flickers"], cache=tmp_path), first, atol=1e-6
+    )

@@ -23,7 +23,9 @@ def test_every_pipeline_notebook_exists():
 def test_notebook_is_clean_and_parameterised(path):
     notebook = nbformat.read(path, as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs committed"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+        "outputs committed"
+    )
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     assert notebook.metadata["kernelspec"]["name"] == "python3"
@@ -43,4 +45,6 @@ def test_notebook_is_thin(path):
     assert "from workbench" in code
     assert len(code.splitlines()) <= 150
     assert not re.search(r"^\s*class\s", code, re.MULTILINE), "classes belong in workbench/"
-    assert "fig.show(" not in code and "import plotly" not in code, "figures go through workbench.display"
+    assert "fig.show(" not in code and "import plotly" not in code, (
+        "figures go through workbench.display"
+    )

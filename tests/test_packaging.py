@@ -51,6 +51,8 @@ def test_unknown_model_paths_fail_with_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadInputError, match="is not a sentence-transformers folder"):
         load_model(str(tmp_path / "empty"))
-    with pytest.raises(BadInputError, match="cannot load model 'nobody/such-model-offline'") as error:
+    with pytest.raises(
+        BadInputError, match="cannot load model 'nobody/such-model-offline'"
+    ) as error:
         load_model("nobody/such-model-offline")
     assert "\n" not in str(error.value)
