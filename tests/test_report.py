@@ -200,9 +200,8 @@ def test_killed_run_is_marked_failed_and_latest_unchanged(tmp_path, small_sample
             if (folder / "summary.json").exists():
                 killed_dir = folder
     assert killed_dir is not None, "the run never started"
-    assert (
-        "running" in (killed_dir / "index.html").read_text()
-    )  # the overview exists from the start
+    # the overview exists from the start
+    assert "running" in (killed_dir / "index.html").read_text()
     time.sleep(3)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
