@@ -209,6 +209,8 @@ def test_fusion_head_gives_probabilities(tmp_path, small_sample):
     )
     assert (tmp_path / "fusion" / "head.joblib").exists()
     classifier = load_classifier(tmp_path / "fusion")
+    assert classifier.head_kind == "fusion"
+    assert classifier.head["prototypes"].shape == (len(data.labels), 384)  # for the maps
     scores = classifier.scores(["printer out of toner", "reset password for vpn"])
     assert scores.shape == (2, len(data.labels))
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
@@ -246,7 +248,7 @@ def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
     assert log["loss"].iloc[-1] < log["loss"].iloc[0]
     classifier = load_classifier(out)
     assert classifier.head_kind == "prototypes"
-    prototypes = np.asarray(classifier.head["vectors"])
+    prototypes = np.asarray(classifier.head["prototypes"])
     names = encode(load_model(max_seq_length=32), data.labels, cache=False)
     assert prototypes.shape == names.shape
     assert np.allclose(np.linalg.norm(prototypes, axis=1), 1.0, atol=1e-5)

@@ -51,10 +51,10 @@ class Classifier:
         return encode(self.model, list(texts), description="encoding tickets")
 
     def label_vectors(self) -> np.ndarray:
-        """Where each category sits in embedding space: its learned prototype (``prototypes``
-        head), else the embedding of its name/description (computed once per load)."""
-        if self._label_vectors is None and self.head_kind == "prototypes":
-            self._label_vectors = np.asarray(self.head["vectors"], dtype=np.float32)
+        """Where each category sits in embedding space: its learned prototype (``loss=softmax``
+        models), else the embedding of its name/description (computed once per load)."""
+        if self._label_vectors is None and self.head and "prototypes" in self.head:
+            self._label_vectors = np.asarray(self.head["prototypes"], dtype=np.float32)
         if self._label_vectors is None:
             from workbench.embeddings import encode
 
@@ -115,14 +115,18 @@ def head_features(head: dict[str, Any], vectors: np.ndarray, texts: list[str]):
     return vectors
 
 
+def prototype_probabilities(head: dict[str, Any], vectors: np.ndarray) -> np.ndarray:
+    """The softmax-loss classifier: softmax of scaled cosines to the learned prototypes."""
+    cosines = vectors @ np.asarray(head["prototypes"]).T
+    return softmax(float(head["scale"]) * cosines).astype(np.float32)
+
+
 def head_probabilities(
     head: dict[str, Any], vectors: np.ndarray, texts: list[str], n_labels: int
 ) -> np.ndarray:
     """Class probabilities in label order; classes absent from training get 0."""
     if head["kind"] == "prototypes":
-        return softmax(float(head["scale"]) * vectors @ np.asarray(head["vectors"]).T).astype(
-            np.float32
-        )
+        return prototype_probabilities(head, vectors)
     estimator = head["estimator"]
     proba = estimator.predict_proba(head_features(head, vectors, texts))
     full = np.zeros((len(texts), n_labels), dtype=np.float32)

@@ -635,12 +635,14 @@ def fit_head(
     ``loss=softmax``; ``logreg``: logistic regression on the embeddings; ``fusion``: a calibrated
     LinearSVC on word+char TF-IDF ⊕ the embeddings.
     """
+    # Learned prototypes travel with any head: they place the categories on the maps.
+    learned = {} if prototypes is None else {"prototypes": prototypes, "scale": SOFTMAX_SCALE}
     if params["head"] == "cosine":
         return None
     if params["head"] == "prototypes":
         if prototypes is None:
             raise BadInputError("head=prototypes needs loss=softmax")
-        return {"kind": "prototypes", "vectors": prototypes, "scale": SOFTMAX_SCALE}
+        return {"kind": "prototypes", **learned}
     from workbench.embeddings import encode
 
     frame = train
@@ -658,7 +660,7 @@ def fit_head(
 
         estimator = LogisticRegression(C=float(params["head_C"]), max_iter=2000)
         estimator.fit(vectors, y)
-        return {"kind": "logreg", "estimator": estimator}
+        return {"kind": "logreg", "estimator": estimator, **learned}
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import LinearSVC
 
@@ -670,6 +672,7 @@ def fit_head(
         "kind": "fusion",
         "vectorizer": vectorizer,
         "embedding_weight": float(params["embedding_weight"]),
+        **learned,
     }
     features = head_features(head, vectors, texts)
     folds = int(min(3, np.bincount(y).min())) if len(np.unique(y)) > 1 else 2
