@@ -3,6 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_training.py baselines
     HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_training.py ratio [--pairs 4000 --epochs 1]
     HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_training.py recipe --recipe fusion [--param k=v ...]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_training.py heads --model DIR
 
 ``ratio`` trains the `seed` recipe twice back-to-back on the same pairs — the workbench loop
 and a plain ``SentenceTransformerTrainer`` with identical settings — and evaluates both the same
@@ -170,9 +171,57 @@ def recipe(args) -> None:
     )
 
 
+def heads(args) -> None:
+    """Classification heads on one trained model's embeddings, same split: which view helps."""
+    from scipy import sparse
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    from workbench.baselines import summary, word_char_vectorizer
+    from workbench.classifier import load_classifier, prototype_probabilities, softmax
+    from workbench.embeddings import encode
+
+    if not args.model:
+        raise SystemExit("heads needs --model DIR (a folder written by 'workbench train')")
+    data, split = load_split(args.data)
+    classifier = load_classifier(args.model)
+    labels = data.labels
+    y = split.train["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    train_vectors = classifier.embed(split.train["text"].tolist())
+    test_vectors = classifier.embed(split.test["text"].tolist())
+
+    def report(head: str, scores) -> None:
+        emit(head=head, **summary(split.test, scores, labels))
+
+    names = encode(classifier.model, classifier.label_texts, cache=False)
+    report("cosine to the category names", test_vectors @ names.T)
+    learned = classifier.head if classifier.head and "prototypes" in classifier.head else None
+    if learned:
+        report("cosine to the learned prototypes", prototype_probabilities(learned, test_vectors))
+    svm = LinearSVC(C=0.3).fit(train_vectors, y)
+    report("LinearSVC on the embeddings", svm.decision_function(test_vectors))
+    vectorizer = word_char_vectorizer().fit(split.train["text"])
+    train_tfidf = vectorizer.transform(split.train["text"])
+    test_tfidf = vectorizer.transform(split.test["text"])
+    tfidf = CalibratedClassifierCV(LinearSVC(C=0.3), cv=3).fit(train_tfidf, y)
+    tfidf_proba = tfidf.predict_proba(test_tfidf)
+    report("word+char TF-IDF, calibrated LinearSVC", tfidf_proba)
+    if learned:
+        model_proba = prototype_probabilities(learned, test_vectors)
+        report("mean of the two probabilities", (model_proba + tfidf_proba) / 2)
+    for weight in (1.0, 2.0, 3.0):
+        fused = LinearSVC(C=0.3).fit(
+            sparse.hstack([train_tfidf, sparse.csr_matrix(train_vectors * weight)], "csr"), y
+        )
+        scores = fused.decision_function(
+            sparse.hstack([test_tfidf, sparse.csr_matrix(test_vectors * weight)], "csr")
+        )
+        report(f"word+char TF-IDF ⊕ embeddings ×{weight:g}, LinearSVC", softmax(scores))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["baselines", "ratio", "recipe"])
+    parser.add_argument("command", choices=["baselines", "ratio", "recipe", "heads"])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--pairs", type=int, default=4000)
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -180,12 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="fusion")
     parser.add_argument("--param", action="append", default=[])
     parser.add_argument("--out", default=None)
+    parser.add_argument("--model", default=None, help="heads: a training folder")
     parser.add_argument("--test-limit", type=int, default=0, help="sanity checks only")
     args = parser.parse_args(argv)
     if not args.data.exists():
         print(f"real data not found: {args.data}", file=sys.stderr)
         return 2
-    {"baselines": baselines, "ratio": ratio, "recipe": recipe}[args.command](args)
+    {"baselines": baselines, "ratio": ratio, "recipe": recipe, "heads": heads}[args.command](args)
     return 0
 
 
