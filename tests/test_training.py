@@ -258,3 +258,22 @@ def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
     assert result.metrics["headline"]["accuracy"] > 0.3
     assert "prototypes" in (out / "README.md").read_text()
+
+
+def test_precision_choice(monkeypatch):
+    """bf16/fp16 autocast only where it exists; fp32 always means no autocast."""
+    import torch
+
+    from workbench.models import pick_device
+    from workbench.training import mixed_precision
+
+    assert mixed_precision("fp32", "cuda") == (False, torch.float32)
+    assert mixed_precision("bf16", "cpu") == (True, torch.bfloat16)
+    assert mixed_precision("fp16", "cpu")[0] is False  # fp16 autocast is for GPUs only
+    assert mixed_precision("auto", "mps")[0] is False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert mixed_precision("auto", "cuda") == (True, torch.float16)  # older GPUs: fp16 + scaler
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert mixed_precision("auto", "cuda") == (True, torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == "cuda" and pick_device("cpu") == "cpu"
