@@ -104,3 +104,40 @@ def test_notebooks_train_and_evaluate(small_sample, tmp_path):
     assert "Confusion matrix (share of each true category)" in page
     training_page = (run / "02_fine_tuning.html").read_text(encoding="utf-8")
     assert "Training loss" in training_page and "Traceback" not in training_page
+
+
+def test_default_recipe_through_the_notebooks(small_sample, tmp_path):
+    """`fusion` (cross-entropy fine-tune + TF-IDF fusion head) in 02 → 03 → 04, tiny but real."""
+    import joblib
+
+    from workbench.report import build_parameters, run_report
+
+    params = build_parameters(
+        overrides={
+            "data_path": str(small_sample),
+            "recipe": "fusion",
+            "num_pairs": 0,
+            "epochs": 1,
+            "batch_size": 16,
+            "max_seq_length": 32,
+        }
+    )
+    result = run_report(
+        params,
+        reports_dir=tmp_path / "reports",
+        notebooks=["02_fine_tuning", "03_embedding_visualization", "04_evaluation"],
+        progress=False,
+    )
+    assert result.status == "succeeded", result
+    run = result.run_dir
+    recipe = json.loads((run / "training" / "recipe.json").read_text())
+    assert recipe["params"]["loss"] == "softmax" and recipe["params"]["head"] == "fusion"
+    assert recipe["examples"]["count"] == recipe["split"]["train"]
+    head = joblib.load(run / "training" / "head.joblib")
+    assert head["kind"] == "fusion" and head["prototypes"].shape[0] == len(recipe["label_texts"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["recipe"] == "fusion"
+    zero_shot = metrics["baselines"]["zero-shot base model"]["macro-F1"]
+    assert metrics["headline"]["macro-F1"] > zero_shot + 0.1
+    maps_page = (run / "03_embedding_visualization.html").read_text(encoding="utf-8")
+    assert "Traceback" not in maps_page and "fine-tuned" in maps_page
