@@ -52,25 +52,23 @@ def _script_sample(small_sample, tmp_path, seed: int = 42) -> tuple:
     return path, payload
 
 
-def test_notebooks_train_and_evaluate(small_sample, tmp_path):
+def _tiny_run(tmp_path, notebooks: list[str], **overrides):
+    """The report pipeline on a few notebooks with a tiny real fine-tune (1 epoch, 32 tokens)."""
     from workbench.report import build_parameters, run_report
 
+    tiny = {"epochs": 1, "batch_size": 16, "max_seq_length": 32}
+    params = build_parameters(overrides={**tiny, **overrides})
+    return run_report(params, reports_dir=tmp_path / "reports", notebooks=notebooks, progress=False)
+
+
+def test_notebooks_train_and_evaluate(small_sample, tmp_path):
     data_path, payload = _script_sample(small_sample, tmp_path)
-    params = build_parameters(
-        overrides={
-            "data_path": str(data_path),
-            "num_pairs": 32,
-            "epochs": 1,
-            "batch_size": 16,
-            "max_seq_length": 32,
-            "misclassified_limit": 500,
-        }
-    )
-    result = run_report(
-        params,
-        reports_dir=tmp_path / "reports",
-        notebooks=["02_fine_tuning", "04_evaluation"],
-        progress=False,
+    result = _tiny_run(
+        tmp_path,
+        ["02_fine_tuning", "04_evaluation"],
+        data_path=str(data_path),
+        num_pairs=32,
+        misclassified_limit=500,
     )
     assert result.status == "succeeded"
     run = result.run_dir
@@ -110,23 +108,12 @@ def test_default_recipe_through_the_notebooks(small_sample, tmp_path):
     """`fusion` (cross-entropy fine-tune + TF-IDF fusion head) in 02 → 03 → 04, tiny but real."""
     import joblib
 
-    from workbench.report import build_parameters, run_report
-
-    params = build_parameters(
-        overrides={
-            "data_path": str(small_sample),
-            "recipe": "fusion",
-            "num_pairs": 0,
-            "epochs": 1,
-            "batch_size": 16,
-            "max_seq_length": 32,
-        }
-    )
-    result = run_report(
-        params,
-        reports_dir=tmp_path / "reports",
-        notebooks=["02_fine_tuning", "03_embedding_visualization", "04_evaluation"],
-        progress=False,
+    result = _tiny_run(
+        tmp_path,
+        ["02_fine_tuning", "03_embedding_visualization", "04_evaluation"],
+        data_path=str(small_sample),
+        recipe="fusion",
+        num_pairs=0,
     )
     assert result.status == "succeeded", result
     run = result.run_dir
