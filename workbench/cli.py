@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _compare(args: argparse.Namespace) -> int:
     from workbench.compare import compare_command
-    from workbench.report import PROJECT_DIR
+    from workbench.paths import PROJECT_DIR
 
     reports_dir = Path(args.reports_dir) if args.reports_dir else PROJECT_DIR / "reports"
     print(compare_command(args.reference, args.current, args.out, reports_dir))

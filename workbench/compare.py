@@ -15,6 +15,7 @@ import pandas as pd
 
 from workbench.drift import compare_profiles
 from workbench.errors import BadInputError
+from workbench.pages import render_template
 
 
 @dataclass
@@ -217,7 +218,6 @@ def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
     from plotly.offline import get_plotlyjs
 
     from workbench.display import figure_html, shorten, table_html
-    from workbench.report import render_template
     from workbench.runinfo import now_iso
 
     drift = comparison.drift

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 
 from workbench import runinfo
 from workbench.figures import category_colors
+from workbench.pages import render_template
+from workbench.runs import list_runs
 
 
 def trend_figure(runs: list[dict]) -> go.Figure | None:
@@ -58,7 +60,6 @@ def write_history_index(reports_dir: str | Path) -> Path:
     from plotly.offline import get_plotlyjs
 
     from workbench.display import figure_html
-    from workbench.report import list_runs, render_template
 
     reports_dir = Path(reports_dir)
     runs = list_runs(reports_dir)

@@ -7,12 +7,12 @@ embeddings come from the shared embedding cache instead of being re-encoded per 
 
 from __future__ import annotations
 
-import html
 import itertools
 from datetime import datetime
 from pathlib import Path
 
 from workbench.errors import BadInputError, NotebookFailedError
+from workbench.pages import render_template
 from workbench.report import (
     COMPARISON,
     available_notebooks,
@@ -21,6 +21,7 @@ from workbench.report import (
     run_report,
     validate_inputs,
 )
+from workbench.runs import safe_name
 
 DATA_PARAMETERS = (
     "data_path",
@@ -65,6 +66,7 @@ def run_sweep(
 ) -> Path:
     """Run every combination and write ``reports/sweep-<time>-<name>.html``; returns its path."""
     grid = read_grid(sweep_file)
+    name = safe_name(name, "sweep")
     varying_data = [k for k in grid if k in DATA_PARAMETERS]
     base = dict(params)
     base["data_path"] = str(Path(str(base["data_path"])).expanduser().resolve())
@@ -112,14 +114,13 @@ def run_sweep(
 def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[str, list]) -> Path:
     """One row per run: parameters, accuracy, macro-F1, per-class F1, time; the best highlighted."""
 
-    from workbench.report import render_template
     from workbench.runinfo import now_iso
 
     scored = [r for r in rows if r["metrics"].get("headline", {}).get("macro-F1") is not None]
     best = max(scored, key=lambda r: r["metrics"]["headline"]["macro-F1"]) if scored else None
     categories = sorted({c for r in rows for c in r["metrics"].get("per_class_f1", {})})
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = reports_dir / f"sweep-{stamp}-{html.escape(name)}.html"
+    target = reports_dir / f"sweep-{stamp}-{safe_name(name, 'sweep')}.html"
     page = render_template(
         "sweep.html.j2",
         rows=rows,

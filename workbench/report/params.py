@@ -1,0 +1,96 @@
+"""Report parameters: profiles, then a YAML file, then ``--param key=value`` (last wins)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from workbench.errors import BadInputError
+from workbench.paths import DEFAULT_DATA
+
+# Profiles: named parameter sets. "quick" keeps CI and `make report` to minutes on a laptop;
+# "full" is the reference model card's recipe (10 epochs of 4,000 pairs).
+PROFILES: dict[str, dict[str, object]] = {
+    "quick": {
+        "recipe": "seed",
+        "num_pairs": 256,
+        "epochs": 1,
+        "batch_size": 32,
+        "learning_rate": 5e-5,
+        "max_seq_length": 64,
+        "umap_max_points": 3000,
+    },
+    "full": {
+        "recipe": "seed",
+        "num_pairs": 4000,
+        "epochs": 10,
+        "batch_size": 32,
+        "learning_rate": 5e-5,
+        "max_seq_length": 256,
+        "umap_max_points": 20000,
+    },
+}
+
+
+def build_parameters(
+    config_file: str | Path | None = None,
+    profile: str = "quick",
+    overrides: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """Profile defaults, then the YAML file, then command-line overrides (last wins)."""
+    if profile not in PROFILES:
+        raise BadInputError(f"unknown profile '{profile}'; choose one of: {', '.join(PROFILES)}")
+    params: dict[str, object] = {
+        "data_path": str(DEFAULT_DATA),
+        "text_column": "Document",
+        "label_column": "Topic_group",
+        "seed": 42,
+        "test_size": 0.2,
+        "validation_size": 0.1,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "reference_run": "",
+        **PROFILES[profile],
+        "profile": profile,
+    }
+    if config_file:
+        params.update(read_config(config_file))
+    params.update(overrides or {})
+    return params
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> object:
+    """Parsed YAML with one-line errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise BadInputError(
+            f"{path}: not valid YAML: {' '.join(str(error).split())[:160]}"
+        ) from error
+
+
+def read_config(path: str | Path) -> dict[str, object]:
+    """A flat YAML mapping of notebook parameters."""
+    loaded = read_yaml(path)
+    if not isinstance(loaded, dict):
+        raise BadInputError(
+            f"{path}: expected a mapping of parameter: value, got {type(loaded).__name__}"
+        )
+    return {str(k): v for k, v in loaded.items()}
+
+
+def parse_assignments(items: list[str]) -> dict[str, object]:
+    """``key=value`` pairs from the command line; values are read as YAML (numbers, lists, true)."""
+    parsed: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"--param '{item}' is not key=value (e.g. --param epochs=2)")
+        try:
+            parsed[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed[key.strip()] = value
+    return parsed

@@ -1,0 +1,272 @@
+"""The report pipeline: run the notebooks with papermill, render offline HTML, record the run.
+
+A run lives in ``reports/<timestamp>-<name>/`` and is never overwritten. Its ``summary.json``
+says whether it succeeded; ``reports/latest`` points at the newest successful run and only
+moves once a run has fully succeeded, so a killed run never leaves a half-written pointer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from workbench import runinfo
+from workbench.compare import resolve_run
+from workbench.data import load_tickets, split_tickets, write_json
+from workbench.display import HEADLESS_ENV
+from workbench.drift import data_profile
+from workbench.errors import BadInputError, NotebookFailedError
+from workbench.history import write_history_index
+from workbench.paths import NOTEBOOK_DIR, PROJECT_DIR
+from workbench.report.render import render_notebook, write_run_index
+from workbench.runs import apply_retention, new_run_dir, point_latest, reports_lock
+
+NOTEBOOKS = (
+    "01_exploratory_analysis",
+    "02_fine_tuning",
+    "03_embedding_visualization",
+    "04_evaluation",
+    "05_comparison",
+)
+COMPARISON = "05_comparison"  # runs only when a reference_run is given
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    seconds: float = 0.0
+    status: str = "pending"
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    notebooks: list[NotebookRun] = field(default_factory=list)
+
+    @property
+    def index(self) -> Path:
+        return self.run_dir / "index.html"
+
+
+def available_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[str]:
+    """The pipeline's notebooks present in this checkout, in order."""
+    return [name for name in NOTEBOOKS if (notebook_dir / f"{name}.ipynb").exists()]
+
+
+def validate_inputs(params: dict[str, object]) -> dict[str, object]:
+    """Fail fast, before any notebook starts, on data the notebooks could not use."""
+    data = load_tickets(
+        str(params["data_path"]),
+        text_column=str(params["text_column"]),
+        label_column=str(params["label_column"]),
+    )
+    split = split_tickets(
+        data,
+        test_size=float(params["test_size"]),
+        validation_size=float(params["validation_size"]),
+        seed=int(params["seed"]),
+    )
+    summary = data.summary()
+    summary["profile"] = data_profile(data.frame)
+    summary["dropped_rows"] = {k: v[:20] for k, v in data.dropped_rows.items()}
+    summary["split"] = {name: len(part) for name, part in split.parts().items()}
+    summary["leakage"] = split.leakage
+    return summary
+
+
+def notebook_parameters(path: Path) -> set[str]:
+    """Names declared in a notebook's ``parameters`` cell (others are not injected)."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)).keys())
+
+
+def run_report(
+    params: dict[str, object],
+    reports_dir: str | Path = PROJECT_DIR / "reports",
+    name: str = "run",
+    notebooks: list[str] | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    keep: int | None = None,
+    progress: bool = True,
+    validated: dict[str, object] | None = None,
+) -> RunResult:
+    """Run the notebooks in order into a new run folder and render its HTML pages.
+
+    ``validated`` is the data summary of an earlier ``validate_inputs`` on the same data
+    parameters (sweeps validate once for all their runs).
+    """
+    reports_dir = Path(reports_dir).resolve()
+    selected = notebooks or available_notebooks(notebook_dir)
+    if not params.get("reference_run"):
+        if notebooks and COMPARISON in notebooks:
+            raise BadInputError(
+                f"{COMPARISON} needs a reference run: add --param reference_run=latest (or a run folder)"
+            )
+        selected = [n for n in selected if n != COMPARISON]
+    else:
+        params = {
+            **params,
+            "reference_run": str(
+                resolve_run(str(params["reference_run"]), Path(reports_dir).resolve())
+            ),
+        }
+    missing = [n for n in selected if not (notebook_dir / f"{n}.ipynb").exists()]
+    if missing:
+        raise BadInputError(
+            f"no notebook {missing[0]}.ipynb in {notebook_dir}; available: {', '.join(available_notebooks(notebook_dir))}"
+        )
+    params = dict(params)
+    params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
+    data_summary = validated if validated is not None else validate_inputs(params)
+
+    with reports_lock(reports_dir):
+        run_dir = new_run_dir(reports_dir, name)
+        params["run_dir"] = str(run_dir)
+        started = time.time()
+        record = {
+            "name": name,
+            "status": "running",
+            "started": runinfo.now_iso(),
+            "pid": os.getpid(),
+            "parameters": params,
+            "data": data_summary,
+            "packages": runinfo.package_versions(),
+            "environment": runinfo.environment(),
+            "git_commit": runinfo.git_commit(PROJECT_DIR),
+            "notebooks": [],
+        }
+        (run_dir / "parameters.yaml").write_text(
+            yaml.safe_dump(params, sort_keys=True), encoding="utf-8"
+        )
+        # The overview page first: once summary.json exists, a running run can be looked at.
+        record["notebooks"] = [
+            {"name": n, "seconds": 0.0, "status": "pending", "error": None} for n in selected
+        ]
+        write_run_index(run_dir, record)
+        write_json(run_dir / "summary.json", record)
+        result = RunResult(
+            run_dir=run_dir, status="running", notebooks=[NotebookRun(n) for n in selected]
+        )
+
+        def interrupted(signum, _frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        previous = signal.signal(signal.SIGTERM, interrupted)
+        try:
+            _execute_all(result, params, notebook_dir, progress)
+            result.status = "succeeded"
+        except NotebookFailedError:
+            result.status = "failed"
+            raise
+        except KeyboardInterrupt:
+            result.status = "failed"
+            for run in result.notebooks:
+                if run.status == "running":
+                    run.status, run.error = "failed", "interrupted"
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            record["status"] = result.status
+            record["finished"] = runinfo.now_iso()
+            record["wall_seconds"] = round(time.time() - started, 1)
+            record["notebooks"] = [vars(n) for n in result.notebooks]
+            record["metrics"] = read_metrics(run_dir)
+            write_json(run_dir / "summary.json", record)
+            write_run_index(run_dir, record)
+            if result.status == "succeeded":
+                point_latest(reports_dir, run_dir)
+                if keep:
+                    apply_retention(reports_dir, keep)
+            write_history_index(reports_dir)
+    return result
+
+
+def _execute_all(
+    result: RunResult, params: dict[str, object], notebook_dir: Path, progress: bool
+) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    run_dir = result.run_dir
+    os.environ[HEADLESS_ENV] = "1"
+    total = len(result.notebooks)
+    for position, run in enumerate(result.notebooks, start=1):
+        source = notebook_dir / f"{run.name}.ipynb"
+        output = run_dir / f"{run.name}.ipynb"
+        wanted = notebook_parameters(source)
+        injected = {k: v for k, v in params.items() if k in wanted}
+        if progress:
+            print(f"[{position}/{total}] {run.name}", file=sys.stderr, flush=True)
+        run.status = "running"
+        started = time.time()
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=injected,
+                kernel_name="python3",
+                progress_bar=progress,
+                cwd=str(run_dir),
+                log_output=False,
+                config=_kernel_config(),
+            )
+        except PapermillExecutionError as error:
+            run.seconds = round(time.time() - started, 1)
+            run.status = "failed"
+            run.error = f"cell {error.cell_index} (In [{error.exec_count}]): {error.ename}: {first_line(error.evalue)}"
+            render_notebook(output, result.run_dir)
+            raise NotebookFailedError(
+                f"notebook {run.name}.ipynb failed at {run.error}; partial output: {run_dir / (run.name + '.html')}"
+            ) from None
+        except Exception as error:
+            run.seconds = round(time.time() - started, 1)
+            run.status = "failed"
+            run.error = f"{type(error).__name__}: {first_line(str(error))}"
+            if output.exists():
+                render_notebook(output, result.run_dir)
+            raise NotebookFailedError(
+                f"notebook {run.name}.ipynb could not run: {run.error}"
+            ) from None
+        run.seconds = round(time.time() - started, 1)
+        run.status = "succeeded"
+        render_notebook(output, result.run_dir)
+        if progress:
+            print(f"      done in {run.seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def _kernel_config():
+    """Talk to the kernel over local IPC sockets in the temp folder rather than plain TCP."""
+    import tempfile
+
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(tempfile.gettempdir(), f"workbench-kernel-{os.getpid()}")
+    return config
+
+
+def first_line(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """Headline metrics written by the evaluation notebook, if it ran."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,75 @@
+"""Fine-tuning: recipes, pairs and batches, losses, the loop, heads and the training folder.
+
+One module per concept, as in sentence-transformers: ``recipes`` (parameters and their
+validation), ``pairs`` (examples and batch order), ``losses``, ``loop`` (``fit``), ``heads``
+(``fit_head``) and ``folder`` (``train``: the whole training folder).
+"""
+
+from workbench.training.folder import (
+    TrainingResult,
+    read_log,
+    read_recipe,
+    train,
+    train_file,
+)
+from workbench.training.heads import fit_head
+from workbench.training.loop import (
+    FitResult,
+    TokenCache,
+    fit,
+    make_optimizer,
+    mixed_precision,
+    seed_everything,
+)
+from workbench.training.losses import make_loss, prototype_softmax_loss
+from workbench.training.pairs import build_pairs, grouped_batches, length_batches
+from workbench.training.recipes import (
+    CHOICES,
+    DEFAULT_RECIPE,
+    DESCRIPTIONS,
+    GROUPED_LOSSES,
+    LABEL_ID_LOSSES,
+    LABEL_ID_PAIRS,
+    NON_RECIPE_KEYS,
+    PAIR_LOSSES,
+    PROTOTYPE_LR_FACTOR,
+    RECIPES,
+    SOFTMAX_SCALE,
+    label_texts,
+    notebook_overrides,
+    resolve_recipe,
+)
+
+__all__ = [
+    "CHOICES",
+    "DEFAULT_RECIPE",
+    "DESCRIPTIONS",
+    "GROUPED_LOSSES",
+    "LABEL_ID_LOSSES",
+    "LABEL_ID_PAIRS",
+    "NON_RECIPE_KEYS",
+    "PAIR_LOSSES",
+    "PROTOTYPE_LR_FACTOR",
+    "RECIPES",
+    "SOFTMAX_SCALE",
+    "FitResult",
+    "TokenCache",
+    "TrainingResult",
+    "build_pairs",
+    "fit",
+    "fit_head",
+    "grouped_batches",
+    "label_texts",
+    "length_batches",
+    "make_loss",
+    "make_optimizer",
+    "mixed_precision",
+    "notebook_overrides",
+    "prototype_softmax_loss",
+    "read_log",
+    "read_recipe",
+    "resolve_recipe",
+    "seed_everything",
+    "train",
+    "train_file",
+]

@@ -1,0 +1,163 @@
+"""``train``: split, fine-tune, fit the head, and write the whole training folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.data import TicketData, load_tickets, split_tickets, write_json
+from workbench.errors import BadInputError
+from workbench.models import load_model
+from workbench.training.heads import fit_head
+from workbench.training.loop import fit, seed_everything
+from workbench.training.pairs import build_pairs
+from workbench.training.recipes import DEFAULT_RECIPE, label_texts, resolve_recipe
+
+
+@dataclass
+class TrainingResult:
+    out_dir: Path
+    recipe: dict[str, Any]
+    metrics: dict[str, Any]
+    log: pd.DataFrame
+
+
+def train(
+    data: TicketData,
+    out_dir: str | Path,
+    recipe: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    seed: int = 42,
+    test_size: float = 0.2,
+    validation_size: float = 0.1,
+    progress: bool = True,
+) -> TrainingResult:
+    """Fine-tune on the training split and write the whole training folder.
+
+    ``out_dir`` gets model/, labels.json, head.joblib (if any), recipe.json, training_log.csv,
+    README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
+    """
+    from workbench import evaluation, modelcard
+    from workbench.baselines import tfidf_svm
+
+    name = recipe or DEFAULT_RECIPE
+    params = resolve_recipe(name, overrides)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "recipe.json").exists():
+        raise BadInputError(
+            f"--out {out_dir} exists and is not a training folder; choose a new or empty folder"
+        )
+    split = split_tickets(data, test_size=test_size, validation_size=validation_size, seed=seed)
+    labels = data.labels
+    seed_everything(seed)
+    model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
+    examples = build_pairs(split.train, labels, params, seed)
+    started = time.perf_counter()
+    result = fit(model, examples, params, seed, progress=progress, labels=labels)
+    head = fit_head(model, split.train, labels, params, seed, result.prototypes)
+    training_seconds = time.perf_counter() - started
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir / "model"), create_model_card=False)
+    write_json(out_dir / "labels.json", labels)
+    if head is not None:
+        import joblib
+
+        joblib.dump(head, out_dir / "head.joblib")
+    elif (out_dir / "head.joblib").exists():
+        (out_dir / "head.joblib").unlink()
+    result.log.to_csv(out_dir / "training_log.csv", index=False)
+    record = {
+        "recipe": name,
+        "params": params,
+        "seed": seed,
+        "label_texts": label_texts(labels, params["label_text"]),
+        "data": {
+            **data.summary(),
+            "text_column": data.text_column,
+            "label_column": data.label_column,
+        },
+        "split": {
+            "test_size": test_size,
+            "validation_size": validation_size,
+            **{part: len(frame) for part, frame in split.parts().items()},
+        },
+        "examples": {
+            "count": len(examples),
+            "positive_share": float(examples["score"].mean()) if "score" in examples else None,
+        },
+        "training_seconds": round(training_seconds, 2),
+        "fine_tune_seconds": round(result.seconds, 2),
+        "steps": result.steps,
+        "device": result.device,
+        "precision": result.precision,
+        "threads": _threads(),
+    }
+    write_json(out_dir / "recipe.json", record)
+
+    metrics: dict[str, Any] = {"recipe": name, "training_seconds": record["training_seconds"]}
+    if len(split.test):
+        from workbench.classifier import load_classifier
+
+        classifier = load_classifier(out_dir)
+        scores = classifier.scores(split.test["text"].tolist())
+        table = evaluation.predictions_table(split.test, scores, labels)
+        table.to_csv(out_dir / "predictions.csv", index=False)
+        metrics.update(evaluation.metrics_payload(split.test["label"], scores, labels, name))
+        metrics["training_seconds"] = record["training_seconds"]
+        metrics["baselines"] = {"TF-IDF + LinearSVC": tfidf_svm(split.train, split.test)}
+    write_json(out_dir / "metrics.json", metrics)
+    from workbench.evaluation import loss_figure
+
+    loss_figure(result.log).write_html(
+        out_dir / "loss_curve.html", include_plotlyjs=True, full_html=True
+    )
+    (out_dir / "README.md").write_text(
+        modelcard.model_card(record, result.log, metrics, split), encoding="utf-8"
+    )
+    return TrainingResult(out_dir=out_dir, recipe=record, metrics=metrics, log=result.log)
+
+
+def train_file(
+    data_path: str | Path,
+    out_dir: str | Path,
+    recipe: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    seed: int = 42,
+) -> TrainingResult:
+    """``workbench train``: load, split (``test_size``/``validation_size`` params), train."""
+    overrides = dict(overrides or {})
+    test_size = float(overrides.pop("test_size", 0.2))
+    validation_size = float(overrides.pop("validation_size", 0.1))
+    data = load_tickets(data_path, text_column or "Document", label_column or "Topic_group")
+    return train(
+        data,
+        out_dir,
+        recipe,
+        overrides,
+        seed=seed,
+        test_size=test_size,
+        validation_size=validation_size,
+    )
+
+
+def read_log(out_dir: str | Path) -> pd.DataFrame:
+    return pd.read_csv(Path(out_dir) / "training_log.csv")
+
+
+def read_recipe(out_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / "recipe.json").read_text(encoding="utf-8"))
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads()) or (os.cpu_count() or 1)

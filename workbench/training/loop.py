@@ -1,0 +1,298 @@
+"""The training loop.
+
+Why a hand-written loop rather than ``SentenceTransformerTrainer``: on a CPU the plain trainer
+pads every batch to its longest ticket (one 900-word e-mail thread pads 31 short tickets to 256
+tokens), re-tokenises every step, and merges the ticket and label columns into one forward
+padded to the ticket width. Here texts are tokenised once, batches are bucketed by token length,
+each distinct category name in a batch is embedded once, and the loss is computed by the
+library's own loss classes (``compute_loss_from_embeddings``), with the trainer's defaults:
+AdamW (no weight decay), linear schedule, gradient clipping at 1.0. On a GPU it uses autocast.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.models import pick_device
+from workbench.training.losses import make_loss
+from workbench.training.pairs import grouped_batches, length_batches
+from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR, label_texts
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed ⇒ same pairs, same batches, same dropout masks (on one machine)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TokenCache:
+    """Each distinct text tokenised once (truncated like the model), padded per batch.
+
+    Tokenising once and padding per batch (with ``tokenizer.pad``) is what makes length-bucketed
+    batches cheap: the plain trainer re-tokenises every step and pads to the longest ticket.
+    """
+
+    def __init__(self, model: SentenceTransformer, texts: list[str], max_seq_length: int):
+        self.tokenizer = model.tokenizer
+        # Padding pre-tokenised ids is what we want here; the fast tokenizer's hint is not.
+        getattr(self.tokenizer, "deprecation_warnings", {})["Asking-to-pad-a-fast-tokenizer"] = True
+        unique = list(dict.fromkeys(texts))
+        self.index = {t: i for i, t in enumerate(unique)}
+        encoded = self.tokenizer(
+            unique, truncation=True, max_length=max_seq_length, add_special_tokens=True
+        )
+        self.ids = encoded["input_ids"]
+        self.has_types = "token_type_ids" in encoded
+        self.lengths = np.array([len(x) for x in self.ids], dtype=np.int64)
+
+    def batch(self, positions: list[int], device: str) -> dict:
+        import torch
+
+        features = dict(
+            self.tokenizer.pad(
+                {"input_ids": [self.ids[p] for p in positions]},
+                padding="longest",
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+        )
+        if self.has_types:
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        return {k: v.to(device) for k, v in features.items()}
+
+
+def make_optimizer(
+    model: SentenceTransformer, params: dict[str, Any], total_steps: int, loss_module=None
+):
+    """AdamW and the schedule of the HF trainer's defaults (decay skips biases and LayerNorm).
+
+    A loss with parameters of its own (the softmax prototypes) trains them at a higher rate.
+    """
+    import torch
+    from transformers import get_scheduler
+
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if "bias" in name or "LayerNorm" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": float(params["weight_decay"])},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    own = [p for p in getattr(loss_module, "parameters", lambda: [])() if p.requires_grad]
+    own = [p for p in own if all(p is not q for q in decay + no_decay)]
+    if own:
+        groups.append(
+            {
+                "params": own,
+                "weight_decay": 0.0,
+                "lr": float(params["learning_rate"]) * PROTOTYPE_LR_FACTOR,
+            }
+        )
+    optimizer = torch.optim.AdamW(
+        groups,
+        lr=float(params["learning_rate"]),
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
+    warmup = math.ceil(float(params["warmup_ratio"]) * total_steps)
+    scheduler = get_scheduler(
+        params["scheduler"],
+        optimizer,
+        num_warmup_steps=warmup,
+        num_training_steps=max(total_steps, 1),
+    )
+    return optimizer, scheduler
+
+
+@dataclass
+class FitResult:
+    log: pd.DataFrame  # step, epoch, loss, learning_rate, seconds
+    seconds: float
+    steps: int
+    device: str
+    precision: str = "fp32"
+    prototypes: np.ndarray | None = None  # (labels, dim), normalised; loss=softmax only
+
+
+def _embed(model, features: dict):
+    return model(features)["sentence_embedding"]
+
+
+def mixed_precision(precision: str, device_type: str) -> tuple[bool, Any]:
+    """Whether to autocast, and to which type.
+
+    bf16 autocast keeps fp32 master weights and gradients; on CPUs with bf16 units (AVX512-BF16,
+    AMX) it halves to quarters the step time, on GPUs it is the usual mixed precision. fp16 is
+    for older GPUs and uses a gradient scaler.
+    """
+    import torch
+
+    if precision == "fp32" or device_type not in {"cpu", "cuda"}:
+        return False, torch.float32
+    if precision == "fp16":
+        return device_type == "cuda", torch.float16
+    if device_type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if precision == "bf16" or bf16:
+            return True, torch.bfloat16 if bf16 else torch.float16
+        return True, torch.float16
+    cpu_bf16 = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()) or bool(
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
+    return (precision == "bf16" or cpu_bf16), torch.bfloat16
+
+
+def fit(
+    model: SentenceTransformer,
+    examples: pd.DataFrame,
+    params: dict[str, Any],
+    seed: int,
+    progress: bool = True,
+    labels: list[str] | None = None,
+) -> FitResult:
+    """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``).
+
+    ``labels`` (the sorted category names) are needed by ``loss=softmax`` only.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from workbench.embeddings import progress_stream
+
+    seed_everything(seed)
+    if int(params["threads"]) > 0:
+        torch.set_num_threads(int(params["threads"]))
+    device = pick_device(None if params["device"] == "auto" else params["device"])
+    model.to(device)
+    model.max_seq_length = int(params["max_seq_length"])
+    loss_module = make_loss(
+        model, params["loss"], label_texts(labels, params["label_text"]) if labels else None
+    )
+    by_label = params["pairs"] in LABEL_ID_PAIRS
+    texts_a = examples["a"].tolist()
+    tokens = TokenCache(
+        model, texts_a + ([] if by_label else examples["b"].tolist()), int(params["max_seq_length"])
+    )
+    pos_a = np.array([tokens.index[t] for t in texts_a])
+    pos_b = None if by_label else np.array([tokens.index[t] for t in examples["b"]])
+    targets = examples["label_id" if by_label else "score"].to_numpy()
+
+    rng = np.random.default_rng(seed)
+    batch_size = int(params["batch_size"])
+    epochs = float(params["epochs"])
+    whole_epochs = math.ceil(epochs)
+
+    def epoch_batches() -> list[np.ndarray]:
+        if params["pairs"] == "grouped":
+            return grouped_batches(targets.astype(int), batch_size, rng)
+        lengths = tokens.lengths[pos_a]
+        return length_batches(lengths, batch_size, rng, bool(params["length_bucketing"]))
+
+    plan = [epoch_batches() for _ in range(whole_epochs)]
+    per_epoch = len(plan[0]) if plan else 0
+    total_steps = min(sum(len(p) for p in plan), math.ceil(epochs * per_epoch))
+    optimizer, scheduler = make_optimizer(model, params, total_steps, loss_module)
+    device_type = torch.device(device).type
+    use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    rows, running, counted = [], 0.0, 0
+    # Short runs log more often, so their loss curve has more than one point.
+    log_every = max(1, min(int(params["log_every"]), total_steps // 20))
+    started = time.perf_counter()
+    model.train()
+    step = 0
+    bar = tqdm(
+        total=total_steps,
+        desc="training",
+        unit="step",
+        file=progress_stream(),
+        leave=False,
+        disable=not progress,
+    )
+    try:
+        for epoch_index, batches in enumerate(plan):
+            for batch_number, batch in enumerate(batches, start=1):
+                if step >= total_steps:
+                    break
+                with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
+                    loss = _batch_loss(
+                        model, loss_module, tokens, pos_a, pos_b, targets, batch, device
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                if params["max_grad_norm"] > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), params["max_grad_norm"])
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                running += float(loss.detach())
+                counted += 1
+                bar.update(1)
+                if step % log_every == 0 or step == total_steps:
+                    rows.append(
+                        {
+                            "step": step,
+                            "epoch": round(epoch_index + batch_number / max(len(batches), 1), 4),
+                            "loss": running / counted,
+                            "learning_rate": scheduler.get_last_lr()[0],
+                            "seconds": round(time.perf_counter() - started, 2),
+                        }
+                    )
+                    bar.set_postfix(loss=f"{running / counted:.4f}")
+                    running, counted = 0.0, 0
+    finally:
+        bar.close()
+        model.eval()
+    log = pd.DataFrame(rows, columns=["step", "epoch", "loss", "learning_rate", "seconds"])
+    precision = str(amp_dtype).replace("torch.", "") if use_amp else "fp32"
+    prototypes = None
+    if hasattr(loss_module, "normalized_prototypes"):
+        prototypes = loss_module.normalized_prototypes().detach().float().cpu().numpy()
+    return FitResult(
+        log=log,
+        seconds=time.perf_counter() - started,
+        steps=step,
+        device=str(device),
+        precision=precision,
+        prototypes=prototypes,
+    )
+
+
+def _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device):
+    """Embed each distinct text of the batch once, then the library's loss on the embeddings."""
+    import torch
+
+    a_positions = pos_a[batch]
+    unique_a, inverse_a = np.unique(a_positions, return_inverse=True)
+    embeddings_a = _embed(model, tokens.batch(unique_a.tolist(), device))[
+        torch.as_tensor(inverse_a, device=device)
+    ]
+    if pos_b is None:
+        labels = torch.as_tensor(targets[batch], dtype=torch.long, device=device)
+        return loss_module.compute_loss_from_embeddings([embeddings_a.float()], labels)
+    unique_b, inverse_b = np.unique(pos_b[batch], return_inverse=True)
+    embeddings_b = _embed(model, tokens.batch(unique_b.tolist(), device))[
+        torch.as_tensor(inverse_b, device=device)
+    ]
+    labels = torch.as_tensor(targets[batch], dtype=torch.float32, device=device)
+    return loss_module.compute_loss_from_embeddings(
+        [embeddings_a.float(), embeddings_b.float()], labels
+    )

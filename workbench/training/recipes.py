@@ -1,0 +1,189 @@
+"""Recipes: named parameter sets, their validation, and what each category is compared with.
+
+Every knob is a parameter of a recipe; ``resolve_recipe`` validates overrides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.errors import BadInputError
+from workbench.models import DEFAULT_BASE_MODEL
+
+# Short descriptions of the eight helpdesk categories, for the `label_text=description` option.
+DESCRIPTIONS = {
+    "Access": "access request: login, password reset, account, permissions, vpn, unlock",
+    "Administrative rights": "administrative rights: admin access, install software, local admin",
+    "HR Support": "hr support: employee, leave, payroll, contract, onboarding, hiring",
+    "Hardware": "hardware issue: laptop, monitor, printer, keyboard, device broken, replacement",
+    "Internal Project": "internal project: project work, development, tasks, meetings, planning",
+    "Miscellaneous": "miscellaneous request: general question, other issue, information",
+    "Purchase": "purchase order: buy, invoice, quote, supplier, licence, approval of purchase",
+    "Storage": "storage: disk space, shared drive, mailbox quota, folder, backup, files",
+}
+
+_SEED_PARAMS: dict[str, Any] = {
+    "base_model": DEFAULT_BASE_MODEL,
+    "max_seq_length": 256,
+    # label: (ticket, category text); ticket: (ticket, ticket); grouped: label-grouped batches;
+    # labelled: each ticket with its label id in length-bucketed batches (softmax, triplet losses)
+    "pairs": "label",
+    "num_pairs": 4000,  # with pairs=labelled or grouped, 0 = every training ticket once per epoch
+    "negatives_per_positive": 1.0,
+    "loss": "cosine",
+    "epochs": 10.0,
+    "batch_size": 32,
+    "learning_rate": 5e-5,
+    "warmup_ratio": 0.0,
+    "scheduler": "linear",
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "label_text": "name",  # name | description
+    "head": "cosine",  # cosine | prototypes | logreg | fusion
+    "head_C": 10.0,
+    "head_tickets": 0,  # 0 = every training ticket
+    "embedding_weight": 1.0,
+    "length_bucketing": True,
+    "threads": 0,  # 0 = torch's default
+    "log_every": 10,
+    "device": "auto",
+    "precision": "auto",  # auto: bf16 autocast where the chip has bf16 units (GPU, AVX512-BF16/AMX CPUs)
+}
+
+_CLASSIFY_PARAMS = {
+    **_SEED_PARAMS,
+    "pairs": "labelled",
+    "loss": "softmax",
+    "num_pairs": 0,
+    "epochs": 2.0,
+    "learning_rate": 5e-5,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "max_seq_length": 128,
+    "head": "prototypes",
+}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The reference model card, exactly.
+    "seed": dict(_SEED_PARAMS),
+    # Same fine-tune, then logistic regression on the fine-tuned embeddings.
+    "seed_logreg": {**_SEED_PARAMS, "head": "logreg"},
+    # SetFit-style ticket-to-ticket pairs, short sequences, one epoch, logistic-regression head.
+    "setfit": {
+        **_SEED_PARAMS,
+        "pairs": "ticket",
+        "num_pairs": 4000,
+        "epochs": 1.0,
+        "learning_rate": 2e-5,
+        "max_seq_length": 128,
+        "head": "logreg",
+    },
+    # Label-grouped batches with the batch-hard triplet loss, logistic-regression head.
+    "triplet": {
+        **_SEED_PARAMS,
+        "pairs": "grouped",
+        "loss": "batch_hard_triplet",
+        "num_pairs": 4000,
+        "epochs": 1.0,
+        "learning_rate": 2e-5,
+        "max_seq_length": 128,
+        "head": "logreg",
+    },
+    # Cross-entropy fine-tune on every training ticket against learned category prototypes
+    # (initialised from the category names), classified by cosine to the prototypes.
+    "classify": _CLASSIFY_PARAMS,
+    # The `classify` fine-tune, then one calibrated linear SVM on word+char TF-IDF ⊕ its
+    # embeddings: the two views make different mistakes.
+    "fusion": {**_CLASSIFY_PARAMS, "head": "fusion", "head_C": 0.3},
+}
+DEFAULT_RECIPE = "fusion"
+PAIR_LOSSES = {"cosine", "online_contrastive", "contrastive", "cosent"}
+GROUPED_LOSSES = {"batch_hard_triplet", "batch_all_triplet", "batch_semi_hard_triplet"}
+LABEL_ID_LOSSES = GROUPED_LOSSES | {"softmax"}
+LABEL_ID_PAIRS = {"grouped", "labelled"}
+# Cross-entropy over cosine similarities times this scale (NormFace); prototypes learn faster.
+SOFTMAX_SCALE = 20.0
+PROTOTYPE_LR_FACTOR = 20.0
+CHOICES = {
+    "precision": {"auto", "fp32", "bf16", "fp16"},
+    "pairs": {"label", "ticket"} | LABEL_ID_PAIRS,
+    "loss": PAIR_LOSSES | LABEL_ID_LOSSES,
+    "scheduler": {"linear", "constant", "cosine"},
+    "label_text": {"name", "description"},
+    "head": {"cosine", "prototypes", "logreg", "fusion"},
+}
+# Keys the notebooks and the report pipeline pass that are not recipe knobs.
+NON_RECIPE_KEYS = {"recipe", "seed", "text_column", "label_column", "data_path"}
+
+
+def notebook_overrides(
+    training_params: dict[str, Any] | None = None, **knobs: Any
+) -> dict[str, Any]:
+    """Recipe overrides from notebook parameters: ``None`` means "the recipe's default"."""
+    overrides = {key: value for key, value in knobs.items() if value is not None}
+    overrides.update(training_params or {})
+    return overrides
+
+
+def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe's defaults with overrides applied, type-checked; unknown keys are errors."""
+    name = name or DEFAULT_RECIPE
+    if name not in RECIPES:
+        raise BadInputError(f"unknown recipe '{name}'; choose one of: {', '.join(RECIPES)}")
+    params = dict(RECIPES[name])
+    for key, value in (overrides or {}).items():
+        if key in NON_RECIPE_KEYS:
+            continue
+        if key not in params:
+            raise BadInputError(
+                f"unknown training parameter '{key}'; known: {', '.join(sorted(params))}"
+            )
+        default = params[key]
+        try:
+            if isinstance(default, bool):
+                value = (
+                    value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+                )
+            elif isinstance(default, int):
+                value = int(value)
+            elif isinstance(default, float):
+                value = float(value)
+            else:
+                value = str(value)
+        except (TypeError, ValueError):
+            raise BadInputError(
+                f"parameter {key}={value!r} must be a {type(default).__name__}"
+            ) from None
+        params[key] = value
+    for key, allowed in CHOICES.items():
+        if params[key] not in allowed:
+            raise BadInputError(
+                f"parameter {key}={params[key]!r}; choose one of: {', '.join(sorted(allowed))}"
+            )
+    by_label = params["pairs"] in LABEL_ID_PAIRS
+    if by_label != (params["loss"] in LABEL_ID_LOSSES):
+        raise BadInputError(
+            f"loss={params['loss']} does not fit pairs={params['pairs']}: softmax and triplet "
+            f"losses need pairs=labelled or grouped, pair losses ({', '.join(sorted(PAIR_LOSSES))}) "
+            "need pairs=label or ticket"
+        )
+    if params["head"] == "prototypes" and params["loss"] != "softmax":
+        raise BadInputError("head=prototypes needs loss=softmax (the prototypes are learned there)")
+    for key in ("batch_size", "max_seq_length"):
+        if params[key] < 1:
+            raise BadInputError(f"parameter {key}={params[key]} must be at least 1")
+    if params["num_pairs"] < (0 if by_label else 1):
+        raise BadInputError(
+            f"parameter num_pairs={params['num_pairs']} must be at least 1 "
+            "(0, every training ticket, only with pairs=labelled or grouped)"
+        )
+    if params["epochs"] < 0 or params["learning_rate"] < 0 or params["negatives_per_positive"] < 0:
+        raise BadInputError("epochs, learning_rate and negatives_per_positive must be ≥ 0")
+    return params
+
+
+def label_texts(labels: list[str], mode: str = "name") -> list[str]:
+    """What each category is compared with: its name, or a short description when known."""
+    if mode == "description":
+        return [DESCRIPTIONS.get(label, label) for label in labels]
+    return list(labels)
