@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             model.save(str(training / "model"))
             (training / "labels.json").write_text(json.dumps(data.labels), encoding="utf-8")
             print("fine-tuned model: stand-in (base model saved as a training folder)", flush=True)
-        params["training_dir"] = str(training)
+        params["model_dir"] = str(training)
         reports = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="wb-bench-reports-"))
         started = time.time()
         result = run_report(params, reports, "bench-embeddings", [NOTEBOOK], progress=False)

@@ -44,7 +44,7 @@ def shifted_runs(tmp_path_factory, sample_path_module) -> tuple[Path, Path, Path
     reports = folder / "reports"
     runs = []
     for name, data in (("reference", sample_path_module), ("current", shifted_path)):
-        params = build_parameters(overrides={"data_path": str(data)})
+        params = build_parameters(profile="quick", overrides={"data_path": str(data)})
         runs.append(
             run_report(params, reports, name, ["01_exploratory_analysis"], progress=False).run_dir
         )
@@ -136,6 +136,7 @@ def test_compare_cli_unknown_run_is_one_line(tmp_path, capsys):
 def test_comparison_notebook_joins_the_pipeline_with_a_reference_run(shifted_runs):
     reference_dir, current_dir, reports = shifted_runs
     params = build_parameters(
+        profile="quick",
         overrides={
             "data_path": str(current_dir.parent.parent / "shifted.csv"),
             "reference_run": reference_dir.name,
@@ -157,7 +158,7 @@ def test_comparison_notebook_joins_the_pipeline_with_a_reference_run(shifted_run
 
 def test_comparison_notebook_needs_an_existing_reference(shifted_runs, sample_path_module):
     _, _, reports = shifted_runs
-    params = build_parameters(overrides={"data_path": str(sample_path_module)})
+    params = build_parameters(profile="quick", overrides={"data_path": str(sample_path_module)})
     with pytest.raises(BadInputError, match="05_comparison needs a reference run"):
         run_report(params, reports, "no-ref", ["05_comparison"], progress=False)
     with pytest.raises(BadInputError, match="run not found: missing-run"):

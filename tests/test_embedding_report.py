@@ -48,7 +48,7 @@ def run_dir(tmp_path_factory, xss_sample, training_dir) -> Path:
             "data_path": str(xss_sample),
             "max_seq_length": 64,
             "umap_max_points": MAP_POINTS,
-            "training_dir": str(training_dir),
+            "model_dir": str(training_dir),
         }
     )
     result = run_report(
@@ -122,7 +122,7 @@ def test_embedding_pages_render_offline_in_chromium(run_dir: Path):
 
 def test_without_training_folder_shows_base_model_only(tmp_path, small_sample):
     """Notebook run alone (no fine-tuning before it): base model only, and the report says so."""
-    params = build_parameters(overrides={"data_path": str(small_sample), "max_seq_length": 64})
+    params = build_parameters(profile="quick", overrides={"data_path": str(small_sample), "max_seq_length": 64})
     result = run_report(params, tmp_path, "alone", [NOTEBOOK], progress=False)
     assert result.status == "succeeded"
     page = (result.run_dir / f"{NOTEBOOK}-stakeholder.html").read_text(encoding="utf-8")

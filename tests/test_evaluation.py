@@ -57,7 +57,7 @@ def _tiny_run(tmp_path, notebooks: list[str], **overrides):
     from workbench.report import build_parameters, run_report
 
     tiny = {"epochs": 1, "batch_size": 16, "max_seq_length": 32}
-    params = build_parameters(overrides={**tiny, **overrides})
+    params = build_parameters(profile="quick", overrides={**tiny, **overrides})
     return run_report(params, reports_dir=tmp_path / "reports", notebooks=notebooks, progress=False)
 
 

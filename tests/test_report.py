@@ -58,7 +58,7 @@ def xss_data(write_tickets) -> Path:
 @pytest.fixture(scope="module")
 def exploration_run(tmp_path_factory, small_sample) -> Path:
     reports = tmp_path_factory.mktemp("reports")
-    params = build_parameters(overrides={"data_path": str(small_sample)})
+    params = build_parameters(profile="quick", overrides={"data_path": str(small_sample)})
     result = run_report(
         params, reports, name="explore", notebooks=["01_exploratory_analysis"], progress=False
     )
@@ -124,7 +124,7 @@ def test_failing_notebook_stops_run_names_cell_and_keeps_partial_output(tmp_path
     tiny_notebook(notebooks / "b_broken.ipynb", "x = 1\nraise ValueError('deliberate failure')")
     tiny_notebook(notebooks / "c_never.ipynb", "print('never runs')")
     reports = tmp_path / "reports"
-    params = build_parameters(overrides={"data_path": str(small_sample)})
+    params = build_parameters(profile="quick", overrides={"data_path": str(small_sample)})
     with pytest.raises(NotebookFailedError) as error:
         run_report(
             params,
@@ -151,7 +151,7 @@ def test_failing_notebook_stops_run_names_cell_and_keeps_partial_output(tmp_path
 def test_runs_never_overwrite_each_other(tmp_path, small_sample):
     notebooks = tmp_path / "nbs"
     tiny_notebook(notebooks / "a_first.ipynb", "print('ok')")
-    params = build_parameters(overrides={"data_path": str(small_sample)})
+    params = build_parameters(profile="quick", overrides={"data_path": str(small_sample)})
     first = run_report(
         params, tmp_path / "r", "same", ["a_first"], notebook_dir=notebooks, progress=False
     )
@@ -167,7 +167,7 @@ def test_second_run_on_locked_reports_folder_is_refused(tmp_path, small_sample, 
     with reports_lock(reports):
         with pytest.raises(LockHeldError):
             run_report(
-                build_parameters(overrides={"data_path": str(small_sample)}),
+                build_parameters(profile="quick", overrides={"data_path": str(small_sample)}),
                 reports,
                 progress=False,
             )
@@ -184,11 +184,11 @@ def test_killed_run_is_marked_failed_and_latest_unchanged(tmp_path, small_sample
     tiny_notebook(notebooks / "a_first.ipynb", "print('ok')")
     tiny_notebook(notebooks / "b_slow.ipynb", "import time\ntime.sleep(120)")
     reports = tmp_path / "reports"
-    params = build_parameters(overrides={"data_path": str(small_sample)})
+    params = build_parameters(profile="quick", overrides={"data_path": str(small_sample)})
     good = run_report(params, reports, "good", ["a_first"], notebook_dir=notebooks, progress=False)
     script = (
         "import sys; from pathlib import Path; from workbench.report import run_report, build_parameters;"
-        f"run_report(build_parameters(overrides={{'data_path': {str(small_sample)!r}}}), {str(reports)!r}, 'killed',"
+        f"run_report(build_parameters(profile="quick", overrides={{'data_path': {str(small_sample)!r}}}), {str(reports)!r}, 'killed',"
         f" ['b_slow'], notebook_dir=Path({str(notebooks)!r}), progress=False)"
     )
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
@@ -257,7 +257,7 @@ def test_yaml_config_and_overrides(tmp_path):
 
 
 def test_ticket_html_is_escaped_in_reports(tmp_path, xss_data):
-    params = build_parameters(overrides={"data_path": str(xss_data)})
+    params = build_parameters(profile="quick", overrides={"data_path": str(xss_data)})
     result = run_report(params, tmp_path, "xss", ["01_exploratory_analysis"], progress=False)
     for page in result.run_dir.glob("01_*.html"):
         text = page.read_text()
@@ -306,7 +306,7 @@ def test_exploration_pages_render_offline_in_chromium(exploration_run: Path):
 @pytest.mark.browser
 def test_ticket_scripts_do_not_execute_in_chromium(tmp_path, xss_data):
     browser = _browser()
-    params = build_parameters(overrides={"data_path": str(xss_data)})
+    params = build_parameters(profile="quick", overrides={"data_path": str(xss_data)})
     result = run_report(params, tmp_path, "xss", ["01_exploratory_analysis"], progress=False)
     checks = browser.check_pages(sorted(result.run_dir.glob("01_*.html")))
     for check in checks:

@@ -21,7 +21,7 @@ def sweep(tmp_path_factory, small_sample) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("sweep")
     grid = folder / "grid.yml"
     grid.write_text("grid:\n  recipe: [seed, seed_logreg]\n  max_seq_length: [24, 32]\n")
-    params = build_parameters(overrides={"data_path": str(small_sample), **TINY})
+    params = build_parameters(profile="quick", overrides={"data_path": str(small_sample), **TINY})
     reports = folder / "reports"
     page = run_sweep(
         grid, params, reports, "grid", ["02_fine_tuning", "04_evaluation"], progress=False

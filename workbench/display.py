@@ -27,6 +27,8 @@ _CSS = """
 .wb-kpis { display: flex; gap: 14px; flex-wrap: wrap; margin: 8px 0 16px; }
 .wb-kpi { border: 1px solid #e3e6ea; border-radius: 8px; padding: 10px 16px; min-width: 120px; }
 .wb-kpi .v { font-size: 22px; font-weight: 650; color: #102a43; }
+.wb-warning { border: 1px solid #f0b429; background: #fffbea; color: #7c5e10; border-radius: 6px;
+  padding: 8px 12px; margin: 8px 0 14px; font-weight: 550; }
 .wb-kpi .k { font-size: 12px; color: #627d98; text-transform: uppercase; letter-spacing: .04em; }
 </style>
 """
@@ -132,6 +134,13 @@ def note(text: str) -> None:
     from IPython.display import HTML, display
 
     display(HTML(f'<p class="wb-note">{html.escape(text)}</p>'))
+
+
+def warning(text: str) -> None:
+    """A visible, escaped warning box: numbers a reader must not take at face value."""
+    from IPython.display import HTML, display
+
+    display(HTML(f'<div class="wb-warning" role="alert">{html.escape(text)}</div>'))
 
 
 def kpis(values: dict[str, str | float | int]) -> None:

@@ -103,6 +103,7 @@ def model_card(
         f"- **Loss:** {_LOSS_NAMES[params['loss']]}",
         f"- **Training time:** {record['training_seconds']:.1f} s in total "
         f"({record['fine_tune_seconds']:.1f} s fine-tuning, {record['steps']} steps)",
+        f"- **Time budget:** {budget_sentence(record.get('time_budget'))}",
         "",
         "### Hyper-parameters",
         "",
@@ -141,6 +142,30 @@ def model_card(
                 )
             )
         )
+    elif record.get("final"):
+        final = record["final"]
+        test = final["test"]
+        lines.append(
+            f"Final refit on every labelled row (no test split). Its expected quality is the one "
+            f"measured by the evaluation `{final['evaluated_by']}` with the same recipe, parameters and "
+            f"seed on {final.get('test_tickets') or '?'} held-out test tickets: accuracy "
+            f"{test['accuracy']:.4f}, macro-F1 {test['macro-F1']:.4f}."
+        )
     else:
         lines.append("(no test split: test_size=0)")
     return "\n".join(lines) + "\n"
+
+
+def budget_sentence(budget: dict[str, Any] | None) -> str:
+    """What the fine-tuning time budget did, in one sentence (card and report pages)."""
+    if not budget:
+        return "none (trained every planned step)"
+    limit = f"{budget['seconds'] / 60:.1f} min"
+    if not budget["cut"]:
+        return f"{limit}; not reached (all {budget['planned_steps']} planned steps trained)"
+    return (
+        f"{limit}; training was cut from {budget['planned_epochs']:g} to "
+        f"{budget['trained_epochs']:g} epochs ({budget['trained_steps']} of "
+        f"{budget['planned_steps']} steps, {budget['seconds_per_step']:.2f} s per step measured on "
+        "the first steps), with the learning-rate schedule fitted to the shorter run"
+    )

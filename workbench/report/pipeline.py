@@ -19,7 +19,7 @@ import yaml
 
 from workbench import runinfo
 from workbench.compare import resolve_run
-from workbench.data import load_tickets, split_tickets, write_json
+from workbench.data import write_json
 from workbench.display import HEADLESS_ENV
 from workbench.drift import data_profile
 from workbench.errors import BadInputError, NotebookFailedError
@@ -27,6 +27,7 @@ from workbench.history import write_history_index
 from workbench.paths import NOTEBOOK_DIR, PROJECT_DIR
 from workbench.report.render import render_notebook, write_run_index
 from workbench.runs import apply_retention, new_run_dir, point_latest, reports_lock
+from workbench.scope import check_model_dir, model_labels, report_scope
 
 NOTEBOOKS = (
     "01_exploratory_analysis",
@@ -34,6 +35,16 @@ NOTEBOOKS = (
     "03_embedding_visualization",
     "04_evaluation",
     "05_comparison",
+)
+# Settings of training in this run; a run that evaluates a given model drops them.
+TRAINING_KNOBS = (
+    "recipe",
+    "num_pairs",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "time_budget",
+    "training_params",
 )
 COMPARISON = "05_comparison"  # runs only when a reference_run is given
 
@@ -63,23 +74,45 @@ def available_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[str]:
 
 
 def validate_inputs(params: dict[str, object]) -> dict[str, object]:
-    """Fail fast, before any notebook starts, on data the notebooks could not use."""
-    data = load_tickets(
+    """Fail fast, before any notebook starts, on data the notebooks could not use.
+
+    With a given model (``model_dir``), also what it is: its recipe, the data it was trained on,
+    and how many of the evaluated tickets it has already seen.
+    """
+    scope = report_scope(
         str(params["data_path"]),
-        text_column=str(params["text_column"]),
-        label_column=str(params["label_column"]),
+        str(params["text_column"]),
+        str(params["label_column"]),
+        int(params["seed"]),
+        float(params["test_size"]),
+        float(params["validation_size"]),
+        model_dir=str(params.get("model_dir") or ""),
+        evaluate=str(params.get("evaluate") or "split"),
     )
-    split = split_tickets(
-        data,
-        test_size=float(params["test_size"]),
-        validation_size=float(params["validation_size"]),
-        seed=int(params["seed"]),
-    )
+    data, split = scope.data, scope.split
     summary = data.summary()
     summary["profile"] = data_profile(data.frame)
     summary["dropped_rows"] = {k: v[:20] for k, v in data.dropped_rows.items()}
     summary["split"] = {name: len(part) for name, part in split.parts().items()}
     summary["leakage"] = split.leakage
+    summary["evaluated"] = {"on": scope.evaluated_name, "tickets": len(scope.evaluated)}
+    if scope.given_model:
+        from workbench.training import read_recipe
+
+        record = read_recipe(scope.training_dir)
+        unknown = sorted(set(scope.evaluated["label"]) - set(model_labels(scope.training_dir)))
+        summary["model"] = {
+            "folder": scope.training_dir.name,
+            "recipe": record.get("recipe"),
+            "trained_on": {
+                "file": Path(str(record.get("data", {}).get("path", ""))).name,
+                "sha256": record.get("data", {}).get("sha256"),
+                "train_tickets": record.get("split", {}).get("train"),
+            },
+            "seen_by_model": scope.seen_by_model(),
+            "leakage_note": scope.leakage_note(),
+            "unknown_labels": unknown,
+        }
     return summary
 
 
@@ -127,6 +160,10 @@ def run_report(
         )
     params = dict(params)
     params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
+    if params.get("model_dir"):
+        params["model_dir"] = str(check_model_dir(str(params["model_dir"])))
+        for knob in TRAINING_KNOBS:  # nothing is trained: the page must not list training settings
+            params.pop(knob, None)
     data_summary = validated if validated is not None else validate_inputs(params)
 
     with reports_lock(reports_dir):
@@ -224,7 +261,7 @@ def _execute_all(
             run.seconds = round(time.time() - started, 1)
             run.status = "failed"
             run.error = f"cell {error.cell_index} (In [{error.exec_count}]): {error.ename}: {first_line(error.evalue)}"
-            render_notebook(output, result.run_dir)
+            render_notebook(output, result.run_dir, bool(params.get("smoke")))
             raise NotebookFailedError(
                 f"notebook {run.name}.ipynb failed at {run.error}; partial output: {run_dir / (run.name + '.html')}"
             ) from None
@@ -233,13 +270,13 @@ def _execute_all(
             run.status = "failed"
             run.error = f"{type(error).__name__}: {first_line(str(error))}"
             if output.exists():
-                render_notebook(output, result.run_dir)
+                render_notebook(output, result.run_dir, bool(params.get("smoke")))
             raise NotebookFailedError(
                 f"notebook {run.name}.ipynb could not run: {run.error}"
             ) from None
         run.seconds = round(time.time() - started, 1)
         run.status = "succeeded"
-        render_notebook(output, result.run_dir)
+        render_notebook(output, result.run_dir, bool(params.get("smoke")))
         if progress:
             print(f"      done in {run.seconds:.1f} s", file=sys.stderr, flush=True)
 

@@ -8,9 +8,17 @@ from pathlib import Path
 from workbench.pages import render_template
 from workbench.paths import TEMPLATES
 
+SMOKE_TEXT = (
+    "Smoke-test model — not for decisions: this run used the 'quick' profile, a few training "
+    "steps to check the pipeline. Use the default profile for a real model."
+)
 
-def render_notebook(executed: Path, run_dir: Path) -> tuple[Path, Path]:
-    """Two offline HTML pages per notebook: with code, and a stakeholder version without."""
+
+def render_notebook(executed: Path, run_dir: Path, smoke: bool = False) -> tuple[Path, Path]:
+    """Two offline HTML pages per notebook: with code, and a stakeholder version without.
+
+    ``smoke``: every page carries the smoke-test banner (the quick profile's toy model).
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -33,7 +41,9 @@ def render_notebook(executed: Path, run_dir: Path) -> tuple[Path, Path]:
             f'<a href="{html.escape(other)}">{"with code" if stakeholder else "without code"}</a>'
         )
         content = _without_stderr(notebook) if stakeholder else notebook
-        body, _ = exporter.from_notebook_node(content, resources={"wb_banner": banner})
+        body, _ = exporter.from_notebook_node(
+            content, resources={"wb_banner": banner, "wb_smoke": SMOKE_TEXT if smoke else ""}
+        )
         page = run_dir / f"{stem}{suffix}.html"
         page.write_text(body, encoding="utf-8")
         pages.append(page)
@@ -71,7 +81,9 @@ def write_run_index(run_dir: Path, record: dict) -> Path:
                 "ipynb": f"{stem}.ipynb" if (run_dir / f"{stem}.ipynb").exists() else None,
             }
         )
-    page = render_template("run_index.html.j2", run=record, pages=pages, run_name=run_dir.name)
+    page = render_template(
+        "run_index.html.j2", run=record, pages=pages, run_name=run_dir.name, smoke_text=SMOKE_TEXT
+    )
     target = run_dir / "index.html"
     target.write_text(page, encoding="utf-8")
     return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
@@ -37,8 +39,12 @@ def train(
     test_size: float = 0.2,
     validation_size: float = 0.1,
     progress: bool = True,
+    final_from: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Fine-tune on the training split and write the whole training folder.
+
+    ``final_from`` (see ``final_settings``) marks a final refit on every labelled row: its
+    expected quality is the one measured by the evaluation it names, recorded as such.
 
     ``out_dir`` gets model/, labels.json, head.joblib (if any), recipe.json, training_log.csv,
     README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
@@ -98,8 +104,15 @@ def train(
         "device": result.device,
         "precision": result.precision,
         "threads": _threads(),
+        "time_budget": result.budget,
+        "seen_texts": SEEN_TEXTS,
     }
+    if final_from is not None:
+        record["final"] = final_from
     write_json(out_dir / "recipe.json", record)
+    # Hashes of every text the model or its head learned from: a later evaluation on other data
+    # can count how many of its tickets the model has already seen (leakage).
+    write_seen_texts(out_dir, pd.concat([split.train["text"], split.validation["text"]]))
 
     metrics: dict[str, Any] = {"recipe": name, "training_seconds": record["training_seconds"]}
     if len(split.test):
@@ -132,11 +145,21 @@ def train_file(
     text_column: str | None = None,
     label_column: str | None = None,
     seed: int = 42,
+    final: str | Path | None = None,
 ) -> TrainingResult:
-    """``workbench train``: load, split (``test_size``/``validation_size`` params), train."""
+    """``workbench train``: load, split (``test_size``/``validation_size`` params), train.
+
+    ``final``: a training folder or report run that was evaluated; its recipe, parameters and
+    seed are refit on every labelled row (no test or validation split).
+    """
     overrides = dict(overrides or {})
     test_size = float(overrides.pop("test_size", 0.2))
     validation_size = float(overrides.pop("validation_size", 0.1))
+    final_from = None
+    if final:
+        recipe, settings, seed, final_from = final_settings(final)
+        overrides = {**settings, **overrides}
+        test_size = validation_size = 0.0
     data = load_tickets(data_path, text_column or "Document", label_column or "Topic_group")
     return train(
         data,
@@ -146,7 +169,66 @@ def train_file(
         seed=seed,
         test_size=test_size,
         validation_size=validation_size,
+        final_from=final_from,
     )
+
+
+SEEN_TEXTS = "seen_texts.npy"
+
+
+def text_hashes(texts) -> np.ndarray:
+    """64-bit prefixes of each text's SHA-1 (collisions are negligible at millions of tickets)."""
+    return np.array(
+        [int(hashlib.sha1(str(t).encode("utf-8")).hexdigest()[:16], 16) for t in texts],
+        dtype=np.uint64,
+    )
+
+
+def write_seen_texts(out_dir: Path, texts) -> Path:
+    path = Path(out_dir) / SEEN_TEXTS
+    np.save(path, np.unique(text_hashes(texts)))
+    return path
+
+
+def count_seen(training_dir: str | Path, texts) -> int | None:
+    """How many of ``texts`` the model in ``training_dir`` was trained on (None: not recorded)."""
+    path = Path(training_dir) / SEEN_TEXTS
+    if not path.exists():
+        return None
+    seen = np.load(path, allow_pickle=False)
+    return int(np.isin(text_hashes(texts), seen).sum())
+
+
+def final_settings(evaluated: str | Path) -> tuple[str, dict[str, Any], int, dict[str, Any]]:
+    """Recipe, parameters and seed of an evaluated training folder (or report run), and what its
+    evaluation measured: a final refit on all rows reuses them and expects that quality."""
+    evaluated = Path(evaluated)
+    folder = (
+        evaluated / "training" if (evaluated / "training" / "recipe.json").exists() else evaluated
+    )
+    if not (folder / "recipe.json").exists():
+        raise BadInputError(
+            f"--final {evaluated}: no recipe.json there; name a 'workbench train' folder or a report run"
+        )
+    record = read_recipe(folder)
+    metrics_file = next(
+        (p for p in (evaluated / "metrics.json", folder / "metrics.json") if p.exists()), None
+    )
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file else {}
+    if not metrics.get("headline"):
+        raise BadInputError(
+            f"--final {evaluated}: it has no test metrics, so there is no measured quality to expect; "
+            "name a folder trained with a test split"
+        )
+    expected = {
+        "evaluated_by": evaluated.name,
+        "data_sha256": record.get("data", {}).get("sha256"),
+        "test": metrics["headline"],
+        "validation": metrics.get("validation"),
+        "test_tickets": record.get("split", {}).get("test"),
+    }
+    params = dict(record["params"])
+    return str(record["recipe"]), params, int(record.get("seed", 42)), expected
 
 
 def read_log(out_dir: str | Path) -> pd.DataFrame:

@@ -82,7 +82,6 @@ def make_optimizer(
     A loss with parameters of its own (the softmax prototypes) trains them at a higher rate.
     """
     import torch
-    from transformers import get_scheduler
 
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
@@ -109,6 +108,17 @@ def make_optimizer(
         betas=(0.9, 0.999),
         eps=1e-8,
     )
+    return optimizer, make_scheduler(optimizer, params, total_steps)
+
+
+def make_scheduler(optimizer, params: dict[str, Any], total_steps: int, done_steps: int = 0):
+    """The learning-rate schedule over ``total_steps``, advanced to ``done_steps``.
+
+    A time budget that shortens training rebuilds the schedule for the new total, so a linear
+    schedule still decays to zero at the last step instead of stopping half-way down.
+    """
+    from transformers import get_scheduler
+
     warmup = math.ceil(float(params["warmup_ratio"]) * total_steps)
     scheduler = get_scheduler(
         params["scheduler"],
@@ -116,7 +126,54 @@ def make_optimizer(
         num_warmup_steps=warmup,
         num_training_steps=max(total_steps, 1),
     )
-    return optimizer, scheduler
+    for _ in range(done_steps):
+        scheduler.step()
+    return scheduler
+
+
+@dataclass
+class TimeBudget:
+    """Fit the number of steps to a wall-clock budget, measured on the first steps.
+
+    After ``probe_steps`` steps (or 5 % of the budget) the mean step time so far sets how many
+    steps fit; if fewer than planned, training is cut to that many and the schedule rebuilt.
+    The decision is taken once, so the schedule changes at most once.
+    """
+
+    seconds: float
+    planned_steps: int
+    probe_steps: int = 20
+    decided: bool = False
+    cut_to: int | None = None
+    seconds_per_step: float | None = None
+
+    def check(self, step: int, elapsed: float) -> int | None:
+        """The new total number of steps when the budget cuts training now, else None."""
+        if self.decided or self.seconds <= 0:
+            return None
+        if step < min(self.probe_steps, self.planned_steps) and elapsed < 0.05 * self.seconds:
+            return None
+        self.decided = True
+        self.seconds_per_step = elapsed / max(step, 1)
+        fits = int(self.seconds / self.seconds_per_step)
+        if fits >= self.planned_steps:
+            return None
+        self.cut_to = max(step, fits)
+        return self.cut_to
+
+    def record(self, per_epoch: int, steps: int) -> dict[str, Any]:
+        """What the budget did, for recipe.json, the model card and the report page."""
+        return {
+            "seconds": self.seconds,
+            "planned_steps": self.planned_steps,
+            "planned_epochs": round(self.planned_steps / max(per_epoch, 1), 3),
+            "trained_steps": steps,
+            "trained_epochs": round(steps / max(per_epoch, 1), 3),
+            "cut": self.cut_to is not None,
+            "seconds_per_step": None
+            if self.seconds_per_step is None
+            else round(self.seconds_per_step, 4),
+        }
 
 
 @dataclass
@@ -127,6 +184,7 @@ class FitResult:
     device: str
     precision: str = "fp32"
     prototypes: np.ndarray | None = None  # (labels, dim), normalised; loss=softmax only
+    budget: dict[str, Any] | None = None  # what the time budget did (TimeBudget.record)
 
 
 def _embed(model, features: dict):
@@ -207,6 +265,7 @@ def fit(
     per_epoch = len(plan[0]) if plan else 0
     total_steps = min(sum(len(p) for p in plan), math.ceil(epochs * per_epoch))
     optimizer, scheduler = make_optimizer(model, params, total_steps, loss_module)
+    budget = TimeBudget(float(params.get("time_budget", 0) or 0), total_steps)
     device_type = torch.device(device).type
     use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -246,6 +305,12 @@ def fit(
                 running += float(loss.detach())
                 counted += 1
                 bar.update(1)
+                cut = budget.check(step, time.perf_counter() - started)
+                if cut is not None:
+                    total_steps = cut
+                    scheduler = make_scheduler(optimizer, params, total_steps, step)
+                    bar.total = total_steps
+                    bar.refresh()
                 if step % log_every == 0 or step == total_steps:
                     rows.append(
                         {
@@ -273,6 +338,7 @@ def fit(
         device=str(device),
         precision=precision,
         prototypes=prototypes,
+        budget=budget.record(per_epoch, step) if budget.seconds > 0 else None,
     )
 
 

@@ -46,6 +46,9 @@ _SEED_PARAMS: dict[str, Any] = {
     "length_bucketing": True,
     "threads": 0,  # 0 = torch's default
     "log_every": 10,
+    # Wall-clock limit of the fine-tune in seconds ("20m", "1h" and "90s" are read too); 0 = none.
+    # The number of steps is cut after measuring the first steps (see loop.TimeBudget).
+    "time_budget": 0.0,
     "device": "auto",
     "precision": "auto",  # auto: bf16 autocast where the chip has bf16 units (GPU, AVX512-BF16/AMX CPUs)
 }
@@ -125,6 +128,21 @@ def notebook_overrides(
     return overrides
 
 
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"20m"``, ``"1.5h"``; 0 or empty means no limit."""
+    if value is None or value == "":
+        return 0.0
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        factor = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+        seconds = float(text[:-1] if factor else text) * (factor or 1)
+    if seconds < 0:
+        raise ValueError(value)
+    return seconds
+
+
 def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The recipe's defaults with overrides applied, type-checked; unknown keys are errors."""
     name = name or DEFAULT_RECIPE
@@ -140,7 +158,9 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
             )
         default = params[key]
         try:
-            if isinstance(default, bool):
+            if key == "time_budget":
+                value = parse_duration(value)
+            elif isinstance(default, bool):
                 value = (
                     value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
                 )

@@ -1,0 +1,75 @@
+"""The model's page (notebook 02): what was trained, on what, how long, and what the budget cut.
+
+The same page serves a model trained in this run and one trained earlier and handed to
+``workbench report --model DIR``: everything is read from the training folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from workbench import display as wb
+from workbench.modelcard import budget_sentence
+
+if TYPE_CHECKING:
+    from workbench.scope import Scope
+
+
+def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
+    """Headline facts, the budget, leakage (for a given model), the loss curve and parameters."""
+    from workbench.evaluation import loss_figure
+    from workbench.training import read_log, read_recipe
+
+    folder = Path(training_dir)
+    record = read_recipe(folder)
+    data = record.get("data", {})
+    wb.kpis(
+        {
+            "recipe": record.get("recipe", "?"),
+            "training tickets": record.get("split", {}).get("train", "?"),
+            "training seconds": f"{float(record.get('training_seconds', 0)):.1f}",
+            "steps": record.get("steps", "?"),
+            "device": f"{record.get('device', '?')} · {record.get('precision', 'fp32')}",
+        }
+    )
+    wb.note(
+        f"Trained on {Path(str(data.get('path', '?'))).name} (SHA-256 {str(data.get('sha256', ''))[:12]}…, "
+        f"{data.get('rows_used', '?')} tickets, split seed {record.get('seed', '?')}: "
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in record.get("split", {}).items()
+            if k in {"train", "validation", "test"}
+        )
+        + ")."
+    )
+    budget = record.get("time_budget")
+    if budget and budget.get("cut"):
+        wb.warning("Time budget: " + budget_sentence(budget) + ".")
+    else:
+        wb.note("Time budget: " + budget_sentence(budget) + ".")
+    if record.get("final"):
+        final = record["final"]
+        wb.note(
+            f"Final refit on every labelled row; expected quality is that of evaluation "
+            f"'{final['evaluated_by']}': macro-F1 {final['test']['macro-F1']:.3f} on its test split."
+        )
+    if scope is not None and scope.given_model:
+        seen = scope.seen_by_model()
+        (wb.warning if seen else wb.note)(scope.leakage_note())
+    log = read_log(folder) if (folder / "training_log.csv").exists() else pd.DataFrame()
+    if len(log):
+        wb.show(loss_figure(log, f"Training loss, recipe {record.get('recipe', '?')}"))
+    else:
+        wb.note("No optimisation steps (epochs is 0): the base model is used as is.")
+    parameters = {**record.get("params", {}), "seed": record.get("seed")}
+    wb.show_table(
+        pd.DataFrame([{"parameter": k, "value": str(v)} for k, v in sorted(parameters.items())]),
+        caption=f"Recipe '{record.get('recipe', '?')}': every parameter (model card: README.md in the training folder)",
+    )
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
+    return {"record": record, "metrics": metrics}

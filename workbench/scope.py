@@ -1,0 +1,107 @@
+"""What a report evaluates: which model folder, which tickets it scores, and what it has seen.
+
+A report either trains its own model (notebook 02 writes ``<run>/training``) or evaluates one
+trained earlier (``workbench report --model DIR``). It scores the test split, or with
+``--evaluate all`` every row of the file (the scheduled "score this week's tickets" job). Each
+notebook builds the same scope from its parameters, so 02, 03 and 04 agree on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.data import Split, TicketData, load_tickets, split_tickets
+from workbench.errors import BadInputError
+
+
+@dataclass
+class Scope:
+    data: TicketData
+    split: Split  # with evaluate=all: every row in ``test``, nothing to train on
+    training_dir: Path
+    given_model: bool  # evaluated a folder trained earlier (nothing is trained in this run)
+    evaluate: str  # "split" | "all"
+
+    @property
+    def evaluated(self) -> pd.DataFrame:
+        """The tickets the headline metrics are computed on."""
+        return self.split.test
+
+    @property
+    def evaluated_name(self) -> str:
+        return "all rows" if self.evaluate == "all" else "test split"
+
+    def frame(self) -> pd.DataFrame:
+        """Every ticket with its part (``train``/``validation``/``test``) in a ``split`` column."""
+        parts = [part.assign(split=name) for name, part in self.split.parts().items() if len(part)]
+        return pd.concat(parts, ignore_index=True)
+
+    def seen_by_model(self) -> int | None:
+        """Evaluated tickets whose exact text the model was trained on (None: not recorded)."""
+        from workbench.training.folder import count_seen
+
+        return count_seen(self.training_dir, self.evaluated["text"])
+
+    def leakage_note(self) -> str:
+        """One sentence for the pages: how many evaluated tickets the model has already seen."""
+        seen = self.seen_by_model()
+        total = len(self.evaluated)
+        if seen is None:
+            return "The model folder does not record its training texts: overlap with these tickets is unknown."
+        if seen == 0:
+            return f"None of the {total} evaluated tickets was in the model's training data."
+        return (
+            f"Warning: {seen} of the {total} evaluated tickets ({seen / max(total, 1):.1%}) were in "
+            "the model's training data, so the metrics overstate its quality on new tickets."
+        )
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """A trained folder (``workbench train`` output or a run's ``training/``), or one clear line."""
+    folder = Path(model_dir).expanduser()
+    if (folder / "training" / "labels.json").exists():
+        folder = folder / "training"
+    if not folder.is_dir():
+        raise BadInputError(f"--model {model_dir}: no such folder")
+    missing = [
+        name for name in ("labels.json", "model", "recipe.json") if not (folder / name).exists()
+    ]
+    if missing:
+        raise BadInputError(
+            f"--model {model_dir}: not a training folder (missing {', '.join(missing)}); "
+            "use a folder written by 'workbench train' or a report run's training/"
+        )
+    return folder.resolve()
+
+
+def model_labels(training_dir: Path) -> list[str]:
+    return json.loads((Path(training_dir) / "labels.json").read_text(encoding="utf-8"))
+
+
+def report_scope(
+    data_path: str,
+    text_column: str,
+    label_column: str,
+    seed: int,
+    test_size: float,
+    validation_size: float,
+    run_dir: str = "",
+    model_dir: str = "",
+    evaluate: str = "split",
+) -> Scope:
+    """The scope from notebook parameters (every notebook calls this with its own)."""
+    data = load_tickets(data_path, text_column, label_column)
+    given = bool(model_dir)
+    training_dir = check_model_dir(model_dir) if given else Path(run_dir or ".") / "training"
+    if evaluate == "all":
+        if not given:
+            raise BadInputError("evaluate='all' needs a model trained earlier (model_dir)")
+        empty = data.frame.iloc[0:0]
+        split = Split(train=empty, validation=empty, test=data.frame, seed=seed, leakage={})
+    else:
+        split = split_tickets(data, test_size=test_size, validation_size=validation_size, seed=seed)
+    return Scope(data, split, training_dir, given, evaluate)
