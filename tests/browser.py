@@ -55,6 +55,7 @@ class PageCheck:
     page_errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
     title: str = ""
+    extra: object = None  # what check_pages' ``script`` returned for this page
 
     @property
     def blank_figures(self) -> list[dict]:
@@ -107,8 +108,13 @@ def _listen(page, check: PageCheck) -> None:
     page.on("dialog", on_dialog)
 
 
-def check_pages(paths: list[Path], screenshot_dir: Path | None = None) -> list[PageCheck]:
-    """Load each page offline and collect figures, requests, console errors and dialogs."""
+def check_pages(
+    paths: list[Path], screenshot_dir: Path | None = None, script: str | None = None
+) -> list[PageCheck]:
+    """Load each page offline and collect figures, requests, console errors and dialogs.
+
+    ``script`` (a JavaScript function) runs in each page after loading; its result is ``extra``.
+    """
     from playwright.sync_api import sync_playwright
 
     results = []
@@ -133,6 +139,9 @@ def check_pages(paths: list[Path], screenshot_dir: Path | None = None) -> list[P
             page.wait_for_timeout(500)
             check.title = page.title()
             check.figures = page.evaluate(FIGURES_JS)
+            if script:
+                check.extra = page.evaluate(script)
+                page.wait_for_timeout(200)  # let anything the script triggered run
             if screenshot_dir:
                 screenshot_dir.mkdir(parents=True, exist_ok=True)
                 page.screenshot(
