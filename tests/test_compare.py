@@ -140,7 +140,7 @@ def test_comparison_notebook_joins_the_pipeline_with_a_reference_run(shifted_run
         overrides={
             "data_path": str(current_dir.parent.parent / "shifted.csv"),
             "reference_run": reference_dir.name,
-        }
+        },
     )
     result = run_report(
         params,

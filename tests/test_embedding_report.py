@@ -122,7 +122,9 @@ def test_embedding_pages_render_offline_in_chromium(run_dir: Path):
 
 def test_without_training_folder_shows_base_model_only(tmp_path, small_sample):
     """Notebook run alone (no fine-tuning before it): base model only, and the report says so."""
-    params = build_parameters(profile="quick", overrides={"data_path": str(small_sample), "max_seq_length": 64})
+    params = build_parameters(
+        profile="quick", overrides={"data_path": str(small_sample), "max_seq_length": 64}
+    )
     result = run_report(params, tmp_path, "alone", [NOTEBOOK], progress=False)
     assert result.status == "succeeded"
     page = (result.run_dir / f"{NOTEBOOK}-stakeholder.html").read_text(encoding="utf-8")

@@ -188,7 +188,7 @@ def test_killed_run_is_marked_failed_and_latest_unchanged(tmp_path, small_sample
     good = run_report(params, reports, "good", ["a_first"], notebook_dir=notebooks, progress=False)
     script = (
         "import sys; from pathlib import Path; from workbench.report import run_report, build_parameters;"
-        f"run_report(build_parameters(profile="quick", overrides={{'data_path': {str(small_sample)!r}}}), {str(reports)!r}, 'killed',"
+        f"run_report(build_parameters(profile='quick', overrides={{'data_path': {str(small_sample)!r}}}), {str(reports)!r}, 'killed',"
         f" ['b_slow'], notebook_dir=Path({str(notebooks)!r}), progress=False)"
     )
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)

@@ -277,3 +277,45 @@ def test_precision_choice(monkeypatch):
     assert mixed_precision("auto", "cuda") == (True, torch.bfloat16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device() == "cuda" and pick_device("cpu") == "cpu"
+
+
+def test_time_budget_decides_once_after_the_probe_steps():
+    from workbench.training.loop import TimeBudget
+
+    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
+    assert budget.check(step=10, elapsed=1.0) is None and not budget.decided  # still probing
+    assert budget.check(step=20, elapsed=4.0) == 500  # 0.2 s a step: 500 steps fit in 100 s
+    assert budget.check(step=40, elapsed=100.0) is None  # decided once: the schedule moves once
+    record = budget.record(per_epoch=250, steps=500)
+    assert record["cut"] and record["planned_epochs"] == 4.0 and record["trained_epochs"] == 2.0
+    roomy = TimeBudget(seconds=100.0, planned_steps=100)
+    assert roomy.check(step=20, elapsed=2.0) is None and not roomy.record(50, 100)["cut"]
+    assert TimeBudget(0.0, 100).check(step=50, elapsed=1e6) is None  # 0 = no limit
+
+
+def test_time_budget_cuts_training_and_refits_the_schedule(small_sample):
+    """A budget far below one epoch: training stops early and the linear schedule still ends at 0."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.models import load_model
+    from workbench.training import build_pairs, fit
+
+    data = load_tickets(small_sample)
+    train = split_tickets(data, seed=42).train
+    params = resolve_recipe(
+        "classify",
+        {"epochs": 1, "batch_size": 8, "max_seq_length": 24, "time_budget": "0.5s"},
+    )
+    model = load_model(max_seq_length=24)
+    examples = build_pairs(train, data.labels, params, seed=42)
+    result = fit(model, examples, params, seed=42, progress=False, labels=data.labels)
+    planned = -(-len(examples) // 8)
+    assert result.budget["planned_steps"] == planned and result.budget["cut"]
+    assert result.steps == result.budget["trained_steps"] < planned
+    assert result.log["step"].iloc[-1] == result.steps
+    assert result.log["learning_rate"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("value", ["abc", "-5m"])
+def test_bad_time_budget_is_one_line(value):
+    with pytest.raises(BadInputError, match="time_budget"):
+        resolve_recipe("fusion", {"time_budget": value})

@@ -171,9 +171,12 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
             else:
                 value = str(value)
         except (TypeError, ValueError):
-            raise BadInputError(
-                f"parameter {key}={value!r} must be a {type(default).__name__}"
-            ) from None
+            kind = (
+                "duration such as 20m, 90s or 1h (0 = no limit)"
+                if key == "time_budget"
+                else type(default).__name__
+            )
+            raise BadInputError(f"parameter {key}={value!r} must be a {kind}") from None
         params[key] = value
     for key, allowed in CHOICES.items():
         if params[key] not in allowed:

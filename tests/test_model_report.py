@@ -1,0 +1,129 @@
+"""The report evaluates a model trained earlier: nothing is trained, leakage is counted, every row
+can be scored, and a weekly run compares with last week's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench.cli import main
+from workbench.data import load_tickets, split_tickets
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _newest(reports: Path) -> Path:
+    return sorted(p for p in reports.iterdir() if p.is_dir() and not p.is_symlink())[-1]
+
+
+@pytest.fixture(scope="module")
+def weekly(trained_dir, small_sample, tmp_path_factory):
+    """Week 1 scores the file the model was trained on; week 2 scores new tickets against week 1."""
+    reports = tmp_path_factory.mktemp("reports")
+    before = _snapshot(trained_dir)
+    common = ["--model", str(trained_dir), "--evaluate", "all", "--reports-dir", str(reports)]
+    common += ["--name", "weekly", "--quiet"]
+    assert main(["report", "--data", str(small_sample), "--notebooks", "02,04", *common]) == 0
+    first = _newest(reports)
+    week2 = tmp_path_factory.mktemp("week2") / "week2.csv"
+    frame = pd.read_csv(small_sample)
+    frame.assign(Document=frame["Document"] + " (week two)").to_csv(week2, index=False)
+    args = ["--data", str(week2), "--notebooks", "02,04,05", "--param", "reference_run=latest"]
+    assert main(["report", *args, *common]) == 0
+    second = _newest(reports)
+    assert second != first
+    return {"first": first, "second": second, "before": before}
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def test_nothing_is_trained_when_a_model_is_given(weekly, trained_dir):
+    assert _snapshot(trained_dir) == weekly["before"], "the model folder was modified"
+    for run in (weekly["first"], weekly["second"]):
+        assert not (run / "training").exists()
+        summary = _summary(run)
+        assert summary["data"]["model"]["folder"] == trained_dir.name
+        assert "recipe" not in summary["parameters"] and "time_budget" not in summary["parameters"]
+        page = (run / "02_fine_tuning-stakeholder.html").read_text()
+        assert "Nothing is trained in this run" in page and str(trained_dir) not in page
+
+
+def test_every_row_is_scored(weekly, small_sample):
+    summary = _summary(weekly["first"])
+    assert summary["data"]["evaluated"] == {"on": "all rows", "tickets": 320}
+    predictions = pd.read_csv(weekly["first"] / "predictions.csv")
+    assert len(predictions) == 320
+    assert set(summary["metrics"]["headline"]) >= {"accuracy", "macro-F1"}
+
+
+def test_leakage_is_counted_from_the_training_texts(weekly, small_sample, trained_dir):
+    data = load_tickets(small_sample)
+    split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
+    learned = set(split.train["text"]) | set(split.validation["text"])
+    expected = int(data.frame["text"].isin(learned).sum())
+    assert expected >= 224  # the 70 % + 10 % the model learned from, at least
+    first = _summary(weekly["first"])["data"]["model"]
+    assert first["seen_by_model"] == expected
+    assert f"{expected} of the 320 evaluated tickets" in first["leakage_note"]
+    assert "Warning" in (weekly["first"] / "04_evaluation-stakeholder.html").read_text()
+    second = _summary(weekly["second"])["data"]["model"]
+    assert second["seen_by_model"] == 0 and "None of the 320" in second["leakage_note"]
+
+
+def test_weekly_run_compares_with_last_week(weekly):
+    summary = _summary(weekly["second"])
+    notebooks = {n["name"]: n["status"] for n in summary["notebooks"]}
+    assert notebooks == {
+        "02_fine_tuning": "succeeded",
+        "04_evaluation": "succeeded",
+        "05_comparison": "succeeded",
+    }
+    assert Path(summary["parameters"]["reference_run"]).name == weekly["first"].name
+
+
+def test_bad_model_folder_or_evaluate_all_without_model_is_one_line(tmp_path, small_sample, capsys):
+    assert main(["report", "--data", str(small_sample), "--model", str(tmp_path / "nope")]) == 2
+    assert main(["report", "--data", str(small_sample), "--evaluate", "all"]) == 2
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "labels.json").write_text("[]")
+    assert main(["report", "--data", str(small_sample), "--model", str(tmp_path / "half")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3
+    assert "no such folder" in lines[0]
+    assert "--evaluate all" in lines[1] and "--model DIR" in lines[1]
+    assert "not a training folder (missing model, recipe.json)" in lines[2]
+
+
+def test_final_refit_uses_every_row_and_records_the_expected_quality(
+    trained_dir, small_sample, tmp_path
+):
+    out = tmp_path / "final"
+    assert (
+        main(["train", "--data", str(small_sample), "--final", str(trained_dir), "--out", str(out)])
+        == 0
+    )
+    record = json.loads((out / "recipe.json").read_text())
+    evaluated = json.loads((trained_dir / "recipe.json").read_text())
+    measured = json.loads((trained_dir / "metrics.json").read_text())
+    assert record["split"] == {
+        "test_size": 0.0,
+        "validation_size": 0.0,
+        "train": 320,
+        "validation": 0,
+        "test": 0,
+    }
+    assert record["params"] == evaluated["params"] and record["recipe"] == evaluated["recipe"]
+    assert record["final"]["evaluated_by"] == trained_dir.name
+    assert record["final"]["test"] == measured["headline"]
+    assert "Final refit on every labelled row" in (out / "README.md").read_text()
