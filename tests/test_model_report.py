@@ -57,6 +57,7 @@ def test_nothing_is_trained_when_a_model_is_given(weekly, trained_dir):
         assert "recipe" not in summary["parameters"] and "time_budget" not in summary["parameters"]
         page = (run / "02_fine_tuning-stakeholder.html").read_text()
         assert "Nothing is trained in this run" in page and str(trained_dir) not in page
+        assert 'class="wb-smoke"' not in page  # the standard profile is not a smoke test
 
 
 def test_every_row_is_scored(weekly, small_sample):

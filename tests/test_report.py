@@ -293,9 +293,17 @@ def _browser():
 def test_exploration_pages_render_offline_in_chromium(exploration_run: Path):
     browser = _browser()
     pages = sorted(exploration_run.glob("*.html")) + [exploration_run.parent / "index.html"]
-    checks = browser.check_pages(pages)
+    banner = """() => { const b = document.querySelector('.wb-smoke, .smoke');
+        if (!b) return null; const r = b.getBoundingClientRect();
+        return {text: b.innerText, visible: r.height > 10 && r.top < 400}; }"""
+    checks = browser.check_pages(pages, script=banner)
     for check in checks:
         assert check.problems() == [], (check.path.name, check.problems())
+    # The quick profile is a smoke test: every page of the run says so at the top.
+    for check in checks[:-1]:
+        assert check.extra and check.extra["visible"], check.path.name
+        assert "Smoke-test model — not for decisions" in check.extra["text"]
+    assert checks[-1].extra is None  # the history index is not a run page
     notebook_pages = [c for c in checks if c.path.name.startswith("01_")]
     for check in notebook_pages:
         assert len(check.figures) == 3
