@@ -112,7 +112,7 @@ def calibration_note(head: dict[str, Any] | None, calibration: dict[str, Any] | 
             "a fixed temperature, not fitted to this model (no validation split)."
         )
     how = head.get("calibration")
-    method = head.get("calibration_method", "sigmoid")
+    method = head.get("calibration_method", "sigmoid")  # heads before temperature
     n = head.get("calibration_n")
     if how == "validation":
         return (
