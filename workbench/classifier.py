@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.calibration import DEFAULT_TEMPERATURE, calibration_note
 from workbench.errors import BadInputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-# Temperature that turns cosine similarities into probabilities for calibration plots only;
-# predictions and scores never depend on it.
-COSINE_TEMPERATURE = 0.05
+# Unfitted temperature turning cosine similarities into probabilities (calibration plots only;
+# predictions and scores never depend on it). Trained folders carry a fitted one in recipe.json
+# (``calibration.temperature``, see workbench.calibration).
+COSINE_TEMPERATURE = DEFAULT_TEMPERATURE
 SCORE_PREFIX = "score::"
 
 
@@ -71,10 +73,27 @@ class Classifier:
             return vectors @ self.label_vectors().T
         return head_probabilities(self.head, vectors, texts, len(self.labels))
 
+    @property
+    def temperature(self) -> float | None:
+        """The temperature fitted on validation (cosine and prototype classifiers), else None."""
+        fitted = (self.recipe.get("calibration") or {}).get("temperature")
+        return float(fitted) if fitted else None
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        """Scores as probabilities (softmax of cosines for head-less recipes), for calibration."""
-        scores = self.scores(texts)
-        return scores if self.head is not None else softmax(scores / COSINE_TEMPERATURE)
+        """Calibrated probabilities, for reliability diagrams and ECE: the head's calibrated
+        probabilities, or ``softmax(cosine / T)`` with the fitted ``T`` for cosine classifiers
+        (the unfitted ``COSINE_TEMPERATURE`` when the folder has none)."""
+        if self.head is not None and self.head_kind != "prototypes":
+            return self.scores(texts)
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        cosines = self.embed(texts) @ self.label_vectors().T
+        return softmax(cosines / (self.temperature or COSINE_TEMPERATURE)).astype(np.float32)
+
+    def calibration_note(self) -> str:
+        """One sentence for the page: how the confidence shown is computed, fitted on what."""
+        return calibration_note(self.head, self.recipe.get("calibration"))
 
     def predict(self, texts: list[str]) -> pd.DataFrame:
         """One row per ticket: text, predicted, score and ``score::<label>`` for every category."""
@@ -99,13 +118,18 @@ def predictions_frame(texts: list[str], scores: np.ndarray, labels: list[str]) -
 
 
 def softmax(values: np.ndarray) -> np.ndarray:
-    shifted = values - values.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    """Row-wise softmax (scipy's, numerically stable)."""
+    from scipy.special import softmax as scipy_softmax
+
+    return scipy_softmax(values, axis=1)
 
 
 def head_features(head: dict[str, Any], vectors: np.ndarray, texts: list[str]):
     """The head's input: embeddings, or TF-IDF ⊕ weighted embeddings for the fusion head."""
+    if head["kind"] == "fusion" and "vectorizer" not in head:  # cross-validated: one pipeline
+        from workbench.training.heads import fusion_frame
+
+        return fusion_frame(vectors, texts)
     if head["kind"] == "fusion":
         from scipy import sparse
 

@@ -1,7 +1,17 @@
-"""Classification heads on top of the fine-tuned encoder."""
+"""Classification heads on top of the fine-tuned encoder.
+
+The encoder was fine-tuned on the training tickets, so their embeddings are separated better
+than any new ticket's: a head fitted and calibrated on them over-trusts the embeddings and its
+probabilities are over-confident. So the head's estimator is fitted on the training tickets and
+frozen, and its probability calibration is fitted on the validation split, which neither the
+fine-tune nor the estimator saw. Without a validation split (``validation_size=0``) the fusion
+head falls back to cross-validated calibration with TF-IDF fitted inside each fold; the head
+dict records which (``calibration``: ``validation``, ``cv`` or ``none``).
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,6 +23,13 @@ from workbench.training.recipes import SOFTMAX_SCALE
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+# Temperature scaling (sklearn ≥ 1.8): one parameter for all classes, fitted by log loss, and it
+# never changes the predicted class, so calibrating cannot cost macro-F1. A 10 % validation
+# split has a few dozen rows in the small classes: isotonic regression overfits far below
+# ~1000 rows per class, and Platt scaling ("sigmoid", 2 parameters per class, one-vs-rest then
+# renormalised) was less calibrated than temperature on 150 validation tickets (bench_head.py).
+CALIBRATION_METHOD = "temperature"
+
 
 def fit_head(
     model: SentenceTransformer,
@@ -21,12 +38,16 @@ def fit_head(
     params: dict[str, Any],
     seed: int,
     prototypes: np.ndarray | None = None,
+    validation: pd.DataFrame | None = None,
+    method: str = CALIBRATION_METHOD,
 ) -> dict[str, Any] | None:
     """The classifier on top of the fine-tuned model.
 
     ``cosine``: none (label-name similarity); ``prototypes``: the learned category prototypes of
-    ``loss=softmax``; ``logreg``: logistic regression on the embeddings; ``fusion``: a calibrated
-    LinearSVC on word+char TF-IDF ⊕ the embeddings.
+    ``loss=softmax``; ``logreg``: logistic regression on the embeddings; ``fusion``: a linear SVM
+    on word+char TF-IDF ⊕ the embeddings. ``logreg`` and ``fusion`` are fitted on ``train`` and
+    calibrated on ``validation`` (see the module docstring); the temperature of the cosine heads
+    is fitted by ``workbench.calibration.fit_model_temperature``.
     """
     # Learned prototypes travel with any head: they place the categories on the maps.
     learned = {} if prototypes is None else {"prototypes": prototypes, "scale": SOFTMAX_SCALE}
@@ -46,32 +67,120 @@ def fit_head(
         frame = sample_rows(train, limit, seed)
     texts = frame["text"].tolist()
     y = frame["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
-    # Not cached: a fine-tuned model's training vectors are never asked for again.
-    vectors = encode(model, texts, cache=False, description="encoding training tickets")
+    # Cached under the fine-tuned model's fingerprint: notebooks 03/04 ask for them again.
+    vectors = encode(model, texts, description="encoding training tickets")
+    held_out = _held_out(validation, labels, set(np.unique(y)))
+    if held_out is not None:
+        held_texts = held_out["text"].tolist()
+        held_y = held_out["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+        held_vectors = encode(model, held_texts, description="encoding validation tickets")
     if params["head"] == "logreg":
         from sklearn.linear_model import LogisticRegression
 
         estimator = LogisticRegression(C=float(params["head_C"]), max_iter=2000)
         estimator.fit(vectors, y)
-        return {"kind": "logreg", "estimator": estimator, **learned}
-    from sklearn.calibration import CalibratedClassifierCV
+        head = {"kind": "logreg", **learned, "calibration": "none"}
+        if held_out is not None:
+            estimator = calibrate_frozen(estimator, held_vectors, held_y, method)
+            head.update(calibration="validation", calibration_n=len(held_y))
+        head.update(estimator=estimator, calibration_method=method)
+        return head
     from sklearn.svm import LinearSVC
 
     from workbench.baselines import word_char_vectorizer
     from workbench.classifier import head_features
 
-    vectorizer = word_char_vectorizer().fit(texts)
+    weight = float(params["embedding_weight"])
+    svm = LinearSVC(C=float(params["head_C"]), random_state=seed)
+    if held_out is None:
+        return {
+            "kind": "fusion",
+            "embedding_weight": weight,
+            **learned,
+            "estimator": cross_validated_fusion(svm, texts, vectors, y, weight, method),
+            "calibration": "cv",
+            "calibration_method": method,
+        }
     head = {
         "kind": "fusion",
-        "vectorizer": vectorizer,
-        "embedding_weight": float(params["embedding_weight"]),
+        "vectorizer": word_char_vectorizer().fit(texts),
+        "embedding_weight": weight,
         **learned,
     }
-    features = head_features(head, vectors, texts)
+    svm.fit(head_features(head, vectors, texts), y)
+    head["estimator"] = calibrate_frozen(
+        svm, head_features(head, held_vectors, held_texts), held_y, method
+    )
+    head.update(calibration="validation", calibration_n=len(held_y), calibration_method=method)
+    return head
+
+
+def calibrate_frozen(
+    estimator: Any, features: Any, y: np.ndarray, method: str = CALIBRATION_METHOD
+):
+    """``estimator`` unchanged (frozen), its probabilities calibrated on ``features``/``y`` only."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    calibrated = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
+    with warnings.catch_warnings():
+        # sklearn still splits the rows into folds around a frozen estimator (its fit is a
+        # no-op, so the decisions are the same); a small class only triggers its warning.
+        warnings.filterwarnings("ignore", message="The least populated class")
+        return calibrated.fit(features, y)
+
+
+def fusion_pipeline(svm: Any, weight: float):
+    """word+char TF-IDF of ``text`` ⊕ ``weight`` × the embedding columns, then ``svm``: one
+    estimator, so cross-validation refits the TF-IDF inside every fold."""
+    from sklearn.compose import ColumnTransformer, make_column_selector
+    from sklearn.pipeline import Pipeline
+
+    from workbench.baselines import word_char_vectorizer
+
+    features = ColumnTransformer(
+        [
+            ("tfidf", word_char_vectorizer(), "text"),
+            ("embedding", "passthrough", make_column_selector(pattern=r"^e\d+$")),
+        ],
+        transformer_weights={"embedding": weight},
+        sparse_threshold=1.0,
+    )
+    return Pipeline([("features", features), ("svm", svm)])
+
+
+def fusion_frame(vectors: np.ndarray, texts: list[str]) -> pd.DataFrame:
+    """The cross-validated fusion head's input: ``text`` and one column per embedding dimension."""
+    frame = pd.DataFrame(np.asarray(vectors), columns=[f"e{i}" for i in range(vectors.shape[1])])
+    frame.insert(0, "text", list(texts))
+    return frame
+
+
+def cross_validated_fusion(
+    svm: Any,
+    texts: list[str],
+    vectors: np.ndarray,
+    y: np.ndarray,
+    weight: float,
+    method: str = CALIBRATION_METHOD,
+):
+    """No validation split: calibration on out-of-fold decisions (TF-IDF and SVM refitted per
+    fold, ``ensemble=False``), then one pipeline refitted on every training ticket."""
+    from sklearn.calibration import CalibratedClassifierCV
+
     folds = int(min(3, np.bincount(y).min())) if len(np.unique(y)) > 1 else 2
     estimator = CalibratedClassifierCV(
-        LinearSVC(C=float(params["head_C"]), random_state=seed), cv=max(2, folds)
+        fusion_pipeline(svm, weight), method=method, cv=max(2, folds), ensemble=False
     )
-    estimator.fit(features, y)
-    head["estimator"] = estimator
-    return head
+    return estimator.fit(fusion_frame(vectors, texts), y)
+
+
+def _held_out(
+    validation: pd.DataFrame | None, labels: list[str], classes: set[int]
+) -> pd.DataFrame | None:
+    """Validation rows usable for calibration: known labels covering every trained class."""
+    if validation is None or not len(validation):
+        return None
+    rows = validation[validation["label"].isin(labels)]
+    seen = {labels.index(label) for label in rows["label"].unique()}
+    return rows if seen >= classes and len(rows) else None
