@@ -158,8 +158,14 @@ def head_probabilities(
     return full
 
 
-def load_classifier(path: str | Path, device: str | None = None) -> Classifier:
-    """Load a training output folder; one-line ``BadInputError`` when it is not one."""
+def load_classifier(
+    path: str | Path, device: str | None = None, inference: str | None = None
+) -> Classifier:
+    """Load a training output folder; one-line ``BadInputError`` when it is not one.
+
+    ``inference`` picks the encoder backend (see :mod:`workbench.backends`); by default the
+    recipe's ``inference`` parameter, else ``auto`` (the fastest export checked at training time).
+    """
     from workbench.models import load_model
 
     path = Path(path)
@@ -196,7 +202,9 @@ def load_classifier(path: str | Path, device: str | None = None) -> Classifier:
             head = joblib.load(path / "head.joblib")
         except Exception as error:  # a truncated or foreign pickle
             raise BadInputError(f"{path / 'head.joblib'}: cannot load the head: {error}") from error
-    model = load_model(path / "model", device=device)
+    model = load_model(
+        path / "model", device=device, backend=inference or recipe.get("inference") or "auto"
+    )
     label_texts = recipe.get("label_texts") or labels
     if len(label_texts) != len(labels):
         label_texts = labels

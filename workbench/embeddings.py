@@ -8,9 +8,9 @@ text. Progress goes to the terminal, never into notebook outputs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,21 +31,53 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
 
-def model_fingerprint(model: SentenceTransformer) -> str:
-    """Changes whenever the weights, the truncation length or the pipeline change."""
+def model_fingerprint(model: SentenceTransformer, fresh: bool = False) -> str:
+    """Changes whenever the weights, the truncation length, the pipeline or the backend change.
+
+    Torch weights are hashed from the state dict. The hash is memoised on the model, keyed on
+    every state-dict tensor's identity, storage pointer and autograd version counter
+    (``tensor._version``): an optimizer step, ``load_state_dict`` or any in-place update of a
+    parameter bumps its version, and replacing a tensor changes its identity or pointer, so a model
+    fine-tuned in place never reuses the old hash. Writes through ``param.data`` bypass the version
+    counter; after those, pass ``fresh=True`` (or call :func:`forget_fingerprint`).
+    Models running an exported backend (ONNX, OpenVINO) hash the exported file they loaded.
+    """
     digest = hashlib.sha256()
     digest.update(str(model.max_seq_length).encode())
     digest.update(",".join(type(m).__name__ for m in model).encode())
-    cached = getattr(model, "_workbench_weights_hash", None)
-    if cached is None:
+    backend = getattr(model, "_workbench_backend", "torch")
+    if backend != "torch":
+        digest.update(f"backend={backend};file={model._workbench_backend_hash}".encode())
+    state = model.state_dict()
+    signature = tuple(
+        (
+            name,
+            id(tensor),
+            tensor.data_ptr(),
+            tensor._version,
+            tuple(tensor.shape),
+            str(tensor.dtype),
+        )
+        for name, tensor in state.items()
+    )
+    memo = None if fresh else getattr(model, "_workbench_weights_memo", None)
+    if memo is not None and memo[0] == signature:
+        weights_hash = memo[1]
+    else:
         weights = hashlib.sha256()
-        for name, tensor in sorted(model.state_dict().items()):
+        for name, tensor in sorted(state.items()):
             weights.update(name.encode())
             weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        cached = weights.hexdigest()
-        model._workbench_weights_hash = cached
-    digest.update(cached.encode())
+        weights_hash = weights.hexdigest()
+        model._workbench_weights_memo = (signature, weights_hash)
+    digest.update(weights_hash.encode())
     return digest.hexdigest()[:20]
+
+
+def forget_fingerprint(model: SentenceTransformer) -> None:
+    """Drop the memoised weight hash (after writing weights through ``param.data``)."""
+    if hasattr(model, "_workbench_weights_memo"):
+        del model._workbench_weights_memo
 
 
 def embedding_dimension(model: SentenceTransformer) -> int:
@@ -61,50 +93,89 @@ def text_key(text: str) -> str:
 
 
 class EmbeddingCache:
-    """Vectors of one model: ``keys.json`` (text hashes in row order) and ``vectors.npy``."""
+    """Vectors of one model in one file, ``cache.npz`` (text hashes and vectors, row-aligned).
+
+    Keys and vectors live in the same file, written to a temporary file and renamed into place
+    under a file lock, so a reader sees either the old or the new pair, never one process's keys
+    with another's vectors. Before writing, the writer merges what other processes saved since.
+    """
+
+    FILE = "cache.npz"
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.keys: list[str] = []
         self.vectors: np.ndarray | None = None
-        keys_file, vectors_file = folder / "keys.json", folder / "vectors.npy"
-        if keys_file.exists() and vectors_file.exists():
-            try:
-                keys = json.loads(keys_file.read_text(encoding="utf-8"))
-                vectors = np.load(vectors_file)
-                if len(keys) == len(vectors):
-                    self.keys, self.vectors = keys, vectors
-            except (OSError, ValueError):
-                pass  # a damaged cache is rebuilt, never trusted
+        self.keys, self.vectors = self._read()
         self.index = {key: i for i, key in enumerate(self.keys)}
+
+    def _read(self) -> tuple[list[str], np.ndarray | None]:
+        path = self.folder / self.FILE
+        if not path.exists():
+            return [], None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys, vectors = data["keys"], data["vectors"]
+            if keys.ndim == 1 and vectors.ndim == 2 and len(keys) == len(vectors):
+                return [str(k) for k in keys], vectors.astype(np.float32, copy=False)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged cache is rebuilt, never trusted
+        return [], None
+
+    def lock(self):
+        """The folder's writer lock (``filelock``; released if the holder dies)."""
+        from filelock import FileLock
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.folder / "cache.lock"))
 
     def lookup(self, keys: list[str]) -> tuple[np.ndarray, list[int]]:
         """Positions in the cache for each key (-1 when missing) and the missing positions."""
         positions = np.array([self.index.get(k, -1) for k in keys], dtype=np.int64)
         return positions, [i for i, p in enumerate(positions) if p < 0]
 
-    def add(self, keys: list[str], vectors: np.ndarray) -> None:
-        fresh = [(k, v) for k, v in zip(keys, vectors, strict=True) if k not in self.index]
-        if not fresh:
-            return
-        new_keys = [k for k, _ in fresh]
-        new_vectors = np.stack([v for _, v in fresh]).astype(np.float32)
-        self.vectors = (
-            new_vectors if self.vectors is None else np.concatenate([self.vectors, new_vectors])
-        )
-        for key in new_keys:
-            self.index[key] = len(self.keys)
-            self.keys.append(key)
-        self._save()
+    def get(self, key: str) -> np.ndarray:
+        return self.vectors[self.index[key]]
 
-    def _save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        suffix = f".tmp-{os.getpid()}"
-        with open(self.folder / f"vectors{suffix}.npy", "wb") as handle:
-            np.save(handle, self.vectors)
-        (self.folder / f"keys{suffix}.json").write_text(json.dumps(self.keys), encoding="utf-8")
-        os.replace(self.folder / f"vectors{suffix}.npy", self.folder / "vectors.npy")
-        os.replace(self.folder / f"keys{suffix}.json", self.folder / "keys.json")
+    def add(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Add vectors and save, merged with whatever other processes saved meanwhile.
+
+        Entries already in memory keep their positions; new ones are appended."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
+        with self.lock():
+            disk_keys, disk_vectors = self._read()
+            extra_keys: list[str] = []
+            extra_rows: list[np.ndarray] = []
+            for i, key in enumerate(disk_keys):
+                if key not in self.index:
+                    self.index[key] = len(self.keys) + len(extra_keys)
+                    extra_keys.append(key)
+                    extra_rows.append(disk_vectors[i])
+            for key, vector in zip(keys, vectors, strict=True):
+                if key not in self.index:
+                    self.index[key] = len(self.keys) + len(extra_keys)
+                    extra_keys.append(key)
+                    extra_rows.append(vector)
+            if not extra_keys and len(disk_keys) == len(self.keys):
+                return  # the disk already holds exactly what we hold
+            if extra_rows:
+                block = np.stack(extra_rows).astype(np.float32)
+                self.vectors = (
+                    block if self.vectors is None else np.concatenate([self.vectors, block])
+                )
+                self.keys.extend(extra_keys)
+            self._write()
+
+    def _write(self) -> None:
+        """One file, written whole and renamed into place (atomic on POSIX and Windows)."""
+        temporary = self.folder / f".{self.FILE}.tmp-{os.getpid()}"
+        with open(temporary, "wb") as handle:
+            np.savez(handle, keys=np.array(self.keys, dtype="U40"), vectors=self.vectors)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.folder / self.FILE)
 
 
 def progress_stream():
@@ -136,9 +207,9 @@ def encode(
     if cache:
         root = cache if isinstance(cache, Path) else cache_root()
         store = EmbeddingCache(root / model_fingerprint(model))
-        positions, missing = store.lookup(keys)
+        _, missing = store.lookup(keys)
     else:
-        positions, missing = np.full(len(texts), -1), list(range(len(texts)))
+        missing = list(range(len(texts)))
 
     # Unique missing texts only: duplicates are encoded once.
     unique_missing: dict[str, int] = {}
@@ -188,9 +259,9 @@ def encode(
     fresh_index = {key: i for i, key in enumerate(fresh_keys)} if unique_missing else {}
 
     result = np.empty((len(texts), dimension), dtype=np.float32)
-    for i, (key, position) in enumerate(zip(keys, positions, strict=True)):
-        if position >= 0 and store is not None:
-            result[i] = store.vectors[position]
-        else:
+    for i, key in enumerate(keys):
+        if key in fresh_index:
             result[i] = fresh[fresh_index[key]]
+        else:
+            result[i] = store.get(key)
     return result

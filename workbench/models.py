@@ -47,9 +47,19 @@ def load_model(
     name_or_path: str | os.PathLike = DEFAULT_BASE_MODEL,
     device: str | None = None,
     max_seq_length: int | None = None,
+    backend: str = "torch",
+    check: bool = True,
 ) -> SentenceTransformer:
-    """Load a sentence-transformers model with a one-line error when it cannot be found."""
+    """Load a sentence-transformers model with a one-line error when it cannot be found.
+
+    ``backend`` (``torch``, ``auto``, ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``)
+    picks the inference engine of an exported folder (see :mod:`workbench.backends`): ``auto``
+    takes the fastest export that passed its accuracy check; an unavailable one falls back to
+    PyTorch with one warning line. ``check=False`` skips that choice (used by the export check).
+    """
     from sentence_transformers import SentenceTransformer
+
+    from workbench import backends
 
     resolved = resolve_model(name_or_path)
     local = Path(resolved).expanduser()
@@ -61,15 +71,24 @@ def load_model(
             )
     elif resolved.startswith((".", "/", "~")) or resolved.count("/") > 1:
         raise BadInputError(f"model not found: {resolved} does not exist; check the --model path")
+    chosen = backends.validate(backend)
+    if chosen != "torch" and local.exists():
+        chosen = backends.choose_backend(local, chosen, device) if check else chosen
+    elif chosen != "torch":
+        chosen = "torch"  # a hub id has no exports
     quiet_hub_progress()
     try:
-        model = SentenceTransformer(resolved, device=pick_device(device))
+        model = SentenceTransformer(
+            resolved, device="cpu" if chosen != "torch" else pick_device(device)
+        )
     except OSError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BadInputError(
             f"cannot load model '{name_or_path}': {first} (offline: only local folders and the packaged "
             f"default '{DEFAULT_BASE_MODEL}' work without a network)"
         ) from error
+    if chosen != "torch":
+        backends.attach_backend(model, local, chosen)
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
     return model

@@ -1,0 +1,102 @@
+"""Exported inference backends: offline export and reload, same embeddings as PyTorch, choice
+and fallback, and a cache that never mixes vectors of different backends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench import backends, embeddings
+from workbench.errors import BadInputError
+from workbench.models import load_model, resolve_model
+
+pytest.importorskip("onnxruntime", reason="pip install -e '.[inference]'")
+
+TEXTS = pd.read_csv(
+    __import__("pathlib").Path(__file__).resolve().parent.parent / "data/sample/tickets.csv"
+)["Document"].tolist()[:48]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The real packaged model copied to a tmp folder and exported (offline: HF_HUB_OFFLINE=1)."""
+    folder = tmp_path_factory.mktemp("model") / "model"
+    shutil.copytree(resolve_model(), folder, ignore=shutil.ignore_patterns("onnx", "openvino"))
+    wanted = ["onnx", "onnx-int8"]
+    if backends.exporter_installed("openvino"):
+        wanted.append("openvino")
+    report = backends.export_backends(folder, TEXTS, backends=wanted, batch_size=16)
+    return folder, report
+
+
+def test_exports_are_written_checked_and_recorded(exported):
+    folder, report = exported
+    on_disk = json.loads((folder / "backends.json").read_text())
+    assert on_disk == report
+    for name, entry in report["backends"].items():
+        if name == "torch":
+            continue
+        assert (folder / entry["file"]).exists(), entry
+        assert entry["checked"], entry  # passed its accuracy check
+        assert entry["tickets_per_s"] > 0
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
+def test_reloaded_offline_backends_match_torch(exported, backend, monkeypatch):
+    folder, report = exported
+    if backend not in report["backends"]:
+        pytest.skip(f"{backend} runtime not installed")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reference = load_model(folder).encode(TEXTS[:16], normalize_embeddings=True)
+    model = load_model(folder, backend=backend)
+    assert backends.backend_of(model) == backend
+    vectors = model.encode(TEXTS[:16], normalize_embeddings=True)
+    cosine = np.sum(reference * vectors, axis=1)
+    # fp32: operator order only. int8: 256 levels per weight channel move a unit vector by at
+    # most ~0.015 on this model (measured); 0.97 leaves room without hiding a broken export.
+    assert cosine.min() > (0.97 if backend.endswith("int8") else 0.9999)
+
+
+def test_auto_picks_a_checked_backend_and_never_an_unchecked_one(exported, tmp_path):
+    folder, report = exported
+    chosen = backends.choose_backend(folder, "auto")
+    speeds = {n: e["tickets_per_s"] for n, e in report["backends"].items() if e["checked"]}
+    assert chosen == max(speeds, key=speeds.get)
+    # A failed check is never chosen, and an explicit request for it falls back with a warning.
+    spoiled = json.loads((folder / "backends.json").read_text())
+    for name in spoiled["backends"]:
+        if name != "torch":
+            spoiled["backends"][name]["checked"] = False
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    (copy / "backends.json").write_text(json.dumps(spoiled))
+    assert backends.choose_backend(copy, "auto") == "torch"
+
+
+def test_missing_backend_falls_back_to_torch_with_one_warning_line(exported, tmp_path, capsys):
+    folder, _ = exported
+    bare = tmp_path / "bare"
+    shutil.copytree(folder, bare, ignore=shutil.ignore_patterns("onnx", "openvino"))
+    model = load_model(bare, backend="onnx-int8")
+    assert backends.backend_of(model) == "torch"
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "inference=onnx-int8 unavailable" in lines[0] and "torch" in lines[0]
+    with pytest.raises(BadInputError, match="inference"):
+        load_model(bare, backend="tensorrt")
+
+
+def test_cache_never_mixes_backends(exported, tmp_path):
+    folder, _ = exported
+    torch_model = load_model(folder)
+    int8_model = load_model(folder, backend="onnx-int8")
+    assert embeddings.model_fingerprint(torch_model) != embeddings.model_fingerprint(int8_model)
+    first = embeddings.encode(torch_model, TEXTS[:4], cache=tmp_path)
+    second = embeddings.encode(int8_model, TEXTS[:4], cache=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2  # one cache folder per backend
+    direct = int8_model.encode(TEXTS[:4], normalize_embeddings=True)
+    assert np.allclose(second, direct, atol=1e-6)  # the int8 vectors, not the cached torch ones
+    assert not np.allclose(first, second, atol=1e-4)

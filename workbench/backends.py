@@ -1,0 +1,467 @@
+"""Faster CPU inference: export the fine-tuned encoder to ONNX / OpenVINO (fp32 and int8), check
+each export against PyTorch, and pick the fastest checked one at load time.
+
+Files follow sentence-transformers' backend layout inside the ``model/`` folder
+(``onnx/model.onnx``, ``onnx/model_qint8_quantized.onnx``, ``openvino/openvino_model.xml``,
+``openvino/openvino_model_qint8_quantized.xml``). Export and inference use ``onnxruntime``,
+``onnxruntime.quantization``, ``openvino`` and ``nncf`` directly rather than through
+``optimum-onnx`` / ``optimum-intel`` (what ``SentenceTransformer(backend="onnx")`` needs): those
+pin ``transformers<4.58`` / ``<5.6``, older than the ``transformers`` this project runs.
+Tokenisation, pooling and normalisation stay sentence-transformers' own: only the transformer
+forward pass is swapped, so ``model.encode`` works unchanged.
+
+``model/backends.json`` records, per backend, the file, its SHA-256, the cosine error against
+PyTorch on reference tickets, argmax agreement (when a scorer is given), speed, and
+``checked``. ``auto`` only ever picks a checked backend whose file is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.errors import BadInputError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+FILES = {
+    "onnx": "onnx/model.onnx",
+    "onnx-int8": "onnx/model_qint8_quantized.onnx",
+    "openvino": "openvino/openvino_model.xml",
+    "openvino-int8": "openvino/openvino_model_qint8_quantized.xml",
+}
+RUNTIME = {"onnx": "onnxruntime", "onnx-int8": "onnxruntime"}
+RUNTIME.update({"openvino": "openvino", "openvino-int8": "openvino"})
+EXPORTER = {"onnx": "onnx", "onnx-int8": "onnxruntime", "openvino": "openvino"}
+EXPORTER["openvino-int8"] = "nncf"
+REPORT = "backends.json"
+# A backend is "checked" when every reference ticket's embedding is this close to PyTorch's
+# (1 - cosine) and, with a scorer, the predicted category agrees this often. fp32 exports differ
+# only by operator order (~1e-6); int8 rounds weights/activations to 256 levels, which moves a
+# unit vector by a few hundredths at worst but rarely changes the nearest category.
+MAX_COSINE_ERROR = {"onnx": 1e-4, "openvino": 1e-4, "onnx-int8": 0.05, "openvino-int8": 0.05}
+MIN_MEAN_COSINE = {"onnx": 0.9999, "openvino": 0.9999, "onnx-int8": 0.99, "openvino-int8": 0.99}
+MIN_AGREEMENT = 0.99
+
+
+def model_folder(path: str | os.PathLike) -> Path:
+    """The sentence-transformers folder: ``path`` itself, or ``path/model`` (a training folder)."""
+    path = Path(path)
+    return path / "model" if (path / "model" / "modules.json").exists() else path
+
+
+def runtime_installed(backend: str) -> bool:
+    return backend == "torch" or importlib.util.find_spec(RUNTIME[backend]) is not None
+
+
+def exporter_installed(backend: str) -> bool:
+    return runtime_installed(backend) and importlib.util.find_spec(EXPORTER[backend]) is not None
+
+
+def file_sha256(path: Path) -> str:
+    """Hash of an exported model, including OpenVINO's weights file next to the ``.xml``."""
+    digest = hashlib.sha256()
+    for part in (path, path.with_suffix(".bin")):
+        if part.exists():
+            with open(part, "rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def read_report(folder: str | os.PathLike) -> dict[str, Any]:
+    path = model_folder(folder) / REPORT
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def warn(message: str) -> None:
+    """Exactly one line on stderr."""
+    print(f"workbench: warning: {message}", file=sys.stderr, flush=True)
+
+
+def validate(requested: str | None) -> str:
+    """``auto`` or one of BACKENDS; anything else is a one-line parameter error."""
+    value = str(requested or "auto").strip().lower()
+    if value != "auto" and value not in BACKENDS:
+        raise BadInputError(
+            f"parameter inference={requested!r} is not a backend; use auto, {', '.join(BACKENDS)}"
+        )
+    return value
+
+
+def _unavailable_reason(folder: Path, backend: str, report: dict[str, Any]) -> str | None:
+    if not runtime_installed(backend):
+        return f"{RUNTIME[backend]} is not installed (pip install -e '.[inference]')"
+    file = folder / FILES[backend]
+    if not file.exists():
+        return f"{file} was not exported (train again, or call workbench.backends.export_backends)"
+    entry = report.get("backends", {}).get(backend)
+    if not entry:
+        return f"{backend} has no accuracy check in {folder / REPORT}"
+    if not entry.get("checked"):
+        return f"{backend} failed its accuracy check at export ({entry.get('reason', 'see backends.json')})"
+    if entry.get("sha256") != file_sha256(file):
+        return f"{file} changed since its accuracy check; export again"
+    if report.get("torch_sha256") and report["torch_sha256"] != _torch_weights_sha(folder):
+        return f"the PyTorch weights in {folder} changed since the export; export again"
+    return None
+
+
+def choose_backend(
+    model_dir: str | os.PathLike, requested: str = "auto", device: str | None = None
+) -> str:
+    """The backend to encode with: the fastest checked one for ``auto``, else the requested one.
+
+    A requested backend that is not installed, not exported, or failed its check gives
+    ``torch`` and one warning line. ``auto`` on a GPU stays with PyTorch (the exports are CPU ones).
+    """
+    value = validate(requested)
+    if value == "torch":
+        return "torch"
+    folder = model_folder(model_dir)
+    report = read_report(folder)
+    if value == "auto":
+        from workbench.models import pick_device
+
+        if pick_device(device) != "cpu":
+            return "torch"
+        speeds = {
+            name: entry.get("tickets_per_s", 0.0)
+            for name, entry in report.get("backends", {}).items()
+            if name != "torch" and name in FILES
+        }
+        torch_speed = report.get("backends", {}).get("torch", {}).get("tickets_per_s", 0.0)
+        for name in sorted(speeds, key=speeds.get, reverse=True):
+            if speeds[name] > torch_speed and _unavailable_reason(folder, name, report) is None:
+                return name
+        return "torch"
+    reason = _unavailable_reason(folder, value, report)
+    if reason:
+        warn(f"inference={value} unavailable: {reason}; using torch")
+        return "torch"
+    return value
+
+
+# --------------------------------------------------------------------------- runtime models
+
+
+class _Runner:
+    """One exported encoder: ``run(features) -> last_hidden_state`` as a numpy array."""
+
+    def __init__(self, backend: str, file: Path, threads: int):
+        self.backend = backend
+        if backend.startswith("onnx"):
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self.session = ort.InferenceSession(
+                str(file), options, providers=["CPUExecutionProvider"]
+            )
+            self.inputs = [i.name for i in self.session.get_inputs()]
+        else:
+            import openvino as ov
+
+            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+            if backend == "openvino":
+                # OpenVINO runs fp32 models in bf16 on CPUs with bf16 units unless told not to.
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            self.compiled = ov.Core().compile_model(str(file), "CPU", config)
+            self.inputs = [port.get_any_name() for port in self.compiled.inputs]
+
+    def run(self, features: dict[str, Any]) -> np.ndarray:
+        feeds = {}
+        for name in self.inputs:
+            value = features.get(name)
+            if value is None and name == "token_type_ids":
+                value = np.zeros_like(np.asarray(features["input_ids"]))
+            feeds[name] = np.asarray(value.cpu() if hasattr(value, "cpu") else value, np.int64)
+        if self.backend.startswith("onnx"):
+            return self.session.run(None, feeds)[0]
+        return next(iter(self.compiled(feeds).values()))
+
+
+def _runtime_module(runner: _Runner, config):
+    """A torch module standing in for the Hugging Face model inside sentence-transformers."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    class RuntimeEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = config
+            self.runner = runner
+            # a buffer so that ``SentenceTransformer.device`` still has a tensor to look at
+            self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
+
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **_):
+            hidden = runner.run(
+                {
+                    "input_ids": input_ids,
+                    "attention_mask": attention_mask,
+                    "token_type_ids": token_type_ids,
+                }
+            )
+            return BaseModelOutput(last_hidden_state=torch.from_numpy(np.ascontiguousarray(hidden)))
+
+    return RuntimeEncoder()
+
+
+def attach_backend(model: SentenceTransformer, folder: str | os.PathLike, backend: str) -> None:
+    """Swap the PyTorch transformer of a loaded (CPU) model for the exported ``backend``."""
+    import torch
+
+    file = model_folder(folder) / FILES[backend]
+    transformer = model[0]
+    runner = _Runner(backend, file, threads=max(1, torch.get_num_threads()))
+    transformer.model = _runtime_module(runner, transformer.model.config)
+    model._workbench_backend = backend
+    model._workbench_backend_hash = file_sha256(file)
+
+
+def backend_of(model: SentenceTransformer) -> str:
+    """Which backend a loaded model encodes with (for run records and reports)."""
+    return getattr(model, "_workbench_backend", "torch")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _torch_weights_sha(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).exists():
+            with open(folder / name, "rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def _export_onnx(model: SentenceTransformer, target: Path) -> None:
+    """PyTorch → ONNX (TorchScript exporter: no onnxscript needed), dynamic batch and length."""
+    import torch
+
+    hf_model = model[0].auto_model.eval()
+    # Two tickets of different lengths, so the padding mask path is the one traced.
+    sample = model.preprocess(["printer offline again", "vpn disconnects every few minutes now"])
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = hf_model
+
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Wrapper(),
+            tuple(sample[n] for n in names),
+            str(target),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _export_onnx_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantisation of the MatMuls (what ``export_dynamic_quantized_onnx_model`` does)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,  # per-channel weight scales: mean cosine 0.962 -> 0.994 on MiniLM
+        op_types_to_quantize=["MatMul"],
+    )
+
+
+def _export_openvino(source: Path, target: Path) -> None:
+    import openvino as ov
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
+
+
+def _export_openvino_int8(
+    model: SentenceTransformer, source: Path, target: Path, calibration: list[str]
+) -> None:
+    """Static int8 (NNCF post-training quantisation, as ``export_static_quantized_openvino_model``)
+    calibrated on our own tickets instead of a dataset downloaded from the Hub."""
+    import nncf
+    import openvino as ov
+
+    items = []
+    for text in calibration:
+        features = model.preprocess([text])
+        items.append(
+            {
+                k: features[k].numpy().astype(np.int64)
+                for k in ("input_ids", "attention_mask", "token_type_ids")
+                if k in features
+            }
+        )
+    quantized = nncf.quantize(
+        ov.Core().read_model(str(source)),
+        nncf.Dataset(items),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(items),
+    )
+    ov.save_model(quantized, str(target), compress_to_fp16=False)
+
+
+def _timed_encode(
+    model: SentenceTransformer, texts: list[str], batch_size: int
+) -> tuple[np.ndarray, float]:
+    model.encode(texts[: min(8, len(texts))], batch_size=batch_size, show_progress_bar=False)
+    start = time.perf_counter()
+    vectors = model.encode(
+        texts, batch_size=batch_size, show_progress_bar=False, normalize_embeddings=True
+    )
+    elapsed = time.perf_counter() - start
+    return np.asarray(vectors, np.float32), len(texts) / max(elapsed, 1e-9)
+
+
+def compare(reference: np.ndarray, vectors: np.ndarray) -> dict[str, float]:
+    """1 - cosine per ticket (vectors are unit length): max and mean."""
+    cosine = np.sum(reference * vectors, axis=1)
+    error = 1.0 - cosine
+    return {"max_cosine_error": float(error.max()), "mean_cosine_error": float(error.mean())}
+
+
+def export_backends(
+    model_dir: str | os.PathLike,
+    reference_texts: list[str],
+    scorer: Callable[[np.ndarray, list[str]], np.ndarray] | None = None,
+    backends: list[str] | None = None,
+    batch_size: int = 32,
+    calibration_size: int = 300,
+) -> dict[str, Any]:
+    """Export every installed backend into ``model_dir``, check it against PyTorch on
+    ``reference_texts`` and write ``model_dir/backends.json``; returns its content.
+
+    ``scorer(vectors, texts) -> scores`` (e.g. :func:`classifier_scorer`) adds the share of
+    tickets whose predicted category is the same as with PyTorch. A backend that cannot be
+    exported here is recorded with ``checked: false`` and its error; the others go on.
+    """
+    from workbench.models import load_model
+
+    folder = model_folder(model_dir)
+    texts = [str(t) for t in reference_texts if str(t).strip()]
+    if len(texts) < 8:
+        raise BadInputError("export_backends: need at least 8 reference texts to check the exports")
+    wanted = [b for b in (backends or FILES) if b != "torch"]
+    torch_model = load_model(folder, device="cpu")
+    reference, torch_speed = _timed_encode(torch_model, texts, batch_size)
+    reference_argmax = scorer(reference, texts).argmax(axis=1) if scorer else None
+    report: dict[str, Any] = {
+        "torch_sha256": _torch_weights_sha(folder),
+        "reference_texts": len(texts),
+        "batch_size": batch_size,
+        "threads": _threads(),
+        "backends": {
+            "torch": {"file": None, "checked": True, "tickets_per_s": round(torch_speed, 1)}
+        },
+    }
+    onnx_file = folder / FILES["onnx"]
+    for backend in wanted:
+        entry: dict[str, Any] = {"file": FILES[backend], "checked": False}
+        report["backends"][backend] = entry
+        if not exporter_installed(backend):
+            entry["reason"] = f"{EXPORTER[backend]} is not installed"
+            continue
+        file = folder / FILES[backend]
+        started = time.perf_counter()
+        try:
+            if backend == "onnx" or not onnx_file.exists():
+                _export_onnx(torch_model, onnx_file)
+            if backend == "onnx-int8":
+                _export_onnx_int8(onnx_file, file)
+            elif backend == "openvino":
+                _export_openvino(onnx_file, file)
+            elif backend == "openvino-int8":
+                _export_openvino_int8(torch_model, onnx_file, file, texts[:calibration_size])
+            entry["export_s"] = round(time.perf_counter() - started, 1)
+            runtime = load_model(folder, device="cpu", backend=backend, check=False)
+            vectors, speed = _timed_encode(runtime, texts, batch_size)
+            single = np.concatenate(
+                [runtime.encode([t], normalize_embeddings=True) for t in texts[:4]]
+            )
+        except Exception as error:  # an exporter failing must not stop the others
+            entry["reason"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+            continue
+        errors = compare(
+            np.concatenate([reference, reference[:4]]), np.concatenate([vectors, single])
+        )
+        entry.update({k: float(f"{v:.3g}") for k, v in errors.items()})
+        entry["sha256"] = file_sha256(file)
+        entry["tickets_per_s"] = round(speed, 1)
+        entry["speedup"] = round(speed / torch_speed, 2)
+        problems = []
+        if errors["max_cosine_error"] > MAX_COSINE_ERROR[backend]:
+            problems.append(
+                f"max cosine error {errors['max_cosine_error']:.3g} > {MAX_COSINE_ERROR[backend]}"
+            )
+        if 1 - errors["mean_cosine_error"] < MIN_MEAN_COSINE[backend]:
+            problems.append(
+                f"mean cosine {1 - errors['mean_cosine_error']:.5f} < {MIN_MEAN_COSINE[backend]}"
+            )
+        if scorer is not None:
+            agreement = float(np.mean(scorer(vectors, texts).argmax(axis=1) == reference_argmax))
+            entry["argmax_agreement"] = round(agreement, 4)
+            if agreement < MIN_AGREEMENT:
+                problems.append(f"predictions agree on {agreement:.1%} < {MIN_AGREEMENT:.0%}")
+        entry["checked"] = not problems
+        if problems:
+            entry["reason"] = "; ".join(problems)
+    temporary = folder / f".{REPORT}.tmp-{os.getpid()}"
+    temporary.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    os.replace(temporary, folder / REPORT)
+    return report
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def classifier_scorer(
+    training_folder: str | os.PathLike,
+) -> Callable[[np.ndarray, list[str]], np.ndarray]:
+    """Scores of a trained folder's head (or category cosines) from given embeddings."""
+    from workbench.classifier import head_probabilities, load_classifier
+
+    classifier = load_classifier(training_folder, inference="torch")
+
+    def score(vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+        if classifier.head is None:
+            return vectors @ classifier.label_vectors().T
+        return head_probabilities(classifier.head, vectors, texts, len(classifier.labels))
+
+    return score
