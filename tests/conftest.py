@@ -79,6 +79,8 @@ TINY_TRAINING = [
     "batch_size=16",
     "--param",
     "max_seq_length=32",
+    "--param",
+    "inference=torch",  # no ONNX/OpenVINO export: test_training checks that path once
 ]
 
 

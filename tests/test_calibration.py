@@ -91,7 +91,7 @@ def tiny_fusion(tmp_path_factory, small_sample):
         data,
         out,
         "fusion",
-        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32},
+        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32, "inference": "torch"},
         progress=False,
     )
     split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)

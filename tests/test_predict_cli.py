@@ -127,3 +127,24 @@ def test_train_refuses_a_foreign_out_folder(small_sample, tmp_path, capsys):
     code, _, err = _run(capsys, "train", "--data", str(small_sample), "--out", str(tmp_path))
     assert code == 2 and "is not a training folder" in err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_predictions_carry_their_run_record_and_a_missing_backend_falls_back(
+    trained_dir, small_sample, tmp_path, capsys
+):
+    import json
+
+    out = tmp_path / "p.csv"
+    args = ["predict", "--model", str(trained_dir), "--data", str(small_sample), "--out", str(out)]
+    code, stdout, err = _run(capsys, *args, "--inference", "onnx")
+    assert code == 0
+    # trained with inference=torch: nothing was exported, so torch and exactly one warning line
+    warnings = [line for line in err.splitlines() if "onnx" in line]
+    assert len(warnings) == 1 and "torch" in warnings[0]
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["backend"] == "torch" and record["inference_requested"] == "onnx"
+    assert record["model"] == trained_dir.name and record["data"]["file"] == small_sample.name
+    assert len(record["data"]["sha256"]) == 64 and record["metrics"]["macro-F1"] > 0
+    assert "encoder backend torch" in stdout
+    code, _, err = _run(capsys, *args, "--inference", "tensorrt")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "inference" in err

@@ -204,7 +204,7 @@ def test_fusion_head_gives_probabilities(tmp_path, small_sample):
         data,
         tmp_path / "fusion",
         "fusion",
-        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32},
+        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32, "inference": "torch"},
         progress=False,
     )
     assert (tmp_path / "fusion" / "head.joblib").exists()
@@ -258,6 +258,18 @@ def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
     assert result.metrics["headline"]["accuracy"] > 0.3
     assert "prototypes" in (out / "README.md").read_text()
+    # inference=auto (the default): the encoder was exported and checked after training, and
+    # the folder now encodes with the fastest checked backend, agreeing with PyTorch.
+    from workbench.backends import backend_of
+
+    exported = recipe["backends"]
+    assert exported["torch"]["checked"] and exported["onnx"]["checked"]
+    assert backend_of(classifier.model) != "torch"
+    assert exported[backend_of(classifier.model)]["checked"]
+    reference = load_classifier(out, inference="torch")
+    texts = data.frame["text"].tolist()[:64]
+    assert backend_of(reference.model) == "torch"
+    assert (reference.scores(texts).argmax(1) == classifier.scores(texts).argmax(1)).mean() >= 0.95
 
 
 def test_precision_choice(monkeypatch):

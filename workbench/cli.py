@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(predict, required=True)
     predict.add_argument("--model", required=True, help="folder written by 'workbench train'")
     predict.add_argument("--out", required=True, help="CSV of predictions to write")
+    predict.add_argument(
+        "--inference",
+        default=None,
+        help="encoder backend: auto (the fastest checked export), torch, onnx, onnx-int8, openvino, "
+        "openvino-int8 (default: the model's recipe)",
+    )
 
     compare = commands.add_parser(
         "compare", help="what changed between two runs (metrics, predictions, drift)"
@@ -199,13 +205,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from workbench.classifier import load_classifier
-    from workbench.data import load_tickets
+    from workbench.data import load_tickets, write_json
     from workbench.evaluation import headline, predictions_table
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, inference=args.inference)
     data = load_tickets(
         args.data,
         args.text_column or "Document",
@@ -217,7 +223,8 @@ def _predict(args: argparse.Namespace) -> int:
     table = predictions_table(frame, scores, classifier.labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
-    print(f"{len(table)} predictions written to {out}")
+    record = prediction_record(classifier, data, args.inference)
+    print(f"{len(table)} predictions written to {out} (encoder backend {record['backend']})")
     if data.dropped:
         print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in data.dropped.items()))
     if "label" in frame:
@@ -226,7 +233,27 @@ def _predict(args: argparse.Namespace) -> int:
         print(" · ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         if unknown:
             print(f"note: labels the model does not know count as errors: {', '.join(unknown)}")
+        record["metrics"] = metrics
+    write_json(out.with_suffix(".json"), record)
     return 0
+
+
+def prediction_record(classifier, data, requested: str | None) -> dict:
+    """What produced a predictions file: model, encoder backend, data hash, versions, commit."""
+    from workbench import runinfo
+    from workbench.backends import backend_of
+    from workbench.paths import PROJECT_DIR
+
+    return {
+        "model": classifier.path.name,
+        "recipe": classifier.recipe.get("recipe"),
+        "backend": backend_of(classifier.model),
+        "inference_requested": requested or classifier.recipe.get("params", {}).get("inference"),
+        "data": {k: v for k, v in data.summary().items() if k != "path"} | {"file": data.path.name},
+        "created": runinfo.now_iso(),
+        "packages": runinfo.package_versions(),
+        "git_commit": runinfo.git_commit(PROJECT_DIR),
+    }
 
 
 def _bad(message: str) -> WorkbenchError:

@@ -97,7 +97,9 @@ def load_base(
     return MapModel("base model", model, list(labels), source=str(base_model))
 
 
-def load_finetuned(training_dir: str | Path, device: str | None = None) -> MapModel | None:
+def load_finetuned(
+    training_dir: str | Path, device: str | None = None, inference: str | None = None
+) -> MapModel | None:
     """The fine-tuned model of a run (``<run>/training``), or None when the run has none.
 
     A missing folder is normal (the notebook run alone); a broken one is an error.
@@ -107,7 +109,7 @@ def load_finetuned(training_dir: str | Path, device: str | None = None) -> MapMo
     training_dir = Path(training_dir)
     if not (training_dir / "model").exists() and not (training_dir / "labels.json").exists():
         return None
-    classifier = load_classifier(training_dir, device=device)
+    classifier = load_classifier(training_dir, device=device, inference=inference)
     return MapModel(
         "fine-tuned",
         classifier.model,

@@ -29,6 +29,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "learning_rate": 5e-5,
         "max_seq_length": 64,
         "umap_max_points": 3000,
+        "inference": "torch",
         "smoke": True,
     },
     "reference": {

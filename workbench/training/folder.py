@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.calibration import fit_model_temperature
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
 from workbench.errors import BadInputError
 from workbench.models import load_model
@@ -66,7 +67,10 @@ def train(
     examples = build_pairs(split.train, labels, params, seed)
     started = time.perf_counter()
     result = fit(model, examples, params, seed, progress=progress, labels=labels)
-    head = fit_head(model, split.train, labels, params, seed, result.prototypes)
+    head = fit_head(
+        model, split.train, labels, params, seed, result.prototypes, validation=split.validation
+    )
+    temperature = fit_model_temperature(model, split.validation, labels, params, result.prototypes)
     training_seconds = time.perf_counter() - started
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,11 +109,15 @@ def train(
         "precision": result.precision,
         "threads": _threads(),
         "time_budget": result.budget,
+        "calibration": temperature,  # None: no validation rows, or the head is calibrated
         "seen_texts": SEEN_TEXTS,
     }
     if final_from is not None:
         record["final"] = final_from
     write_json(out_dir / "recipe.json", record)
+    if params["inference"] != "torch":
+        record["backends"] = export_inference_backends(out_dir, split, seed)
+        write_json(out_dir / "recipe.json", record)
     # Hashes of every text the model or its head learned from: a later evaluation on other data
     # can count how many of its tickets the model has already seen (leakage).
     write_seen_texts(out_dir, pd.concat([split.train["text"], split.validation["text"]]))
@@ -174,6 +182,22 @@ def train_file(
 
 
 SEEN_TEXTS = "seen_texts.npy"
+EXPORT_CHECK_TICKETS = 512
+
+
+def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]:
+    """Export ONNX/OpenVINO encoders into ``model/`` and check each against PyTorch on held-out
+    tickets (validation, else training); returns the summary recorded in ``recipe.json``."""
+    from workbench.backends import classifier_scorer, export_backends
+
+    pool = split.validation if len(split.validation) >= 8 else split.train
+    texts = pool["text"].sample(min(EXPORT_CHECK_TICKETS, len(pool)), random_state=seed).tolist()
+    report = export_backends(out_dir / "model", texts, scorer=classifier_scorer(out_dir))
+    kept = {"checked", "speedup", "tickets_per_s", "argmax_agreement", "max_cosine_error", "reason"}
+    return {
+        name: {k: v for k, v in entry.items() if k in kept}
+        for name, entry in report["backends"].items()
+    }
 
 
 def text_hashes(texts) -> np.ndarray:

@@ -49,6 +49,9 @@ _SEED_PARAMS: dict[str, Any] = {
     # Wall-clock limit of the fine-tune in seconds ("20m", "1h" and "90s" are read too); 0 = none.
     # The number of steps is cut after measuring the first steps (see loop.TimeBudget).
     "time_budget": 0.0,
+    # Encoder backend for inference: auto = the fastest export whose accuracy was checked after
+    # training (ONNX / OpenVINO, fp32 and int8); torch = no export.
+    "inference": "auto",
     "device": "auto",
     "precision": "auto",  # auto: bf16 autocast where the chip has bf16 units (GPU, AVX512-BF16/AMX CPUs)
 }
@@ -114,6 +117,7 @@ CHOICES = {
     "scheduler": {"linear", "constant", "cosine"},
     "label_text": {"name", "description"},
     "head": {"cosine", "prototypes", "logreg", "fusion"},
+    "inference": {"auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"},
 }
 # Keys the notebooks and the report pipeline pass that are not recipe knobs.
 NON_RECIPE_KEYS = {"recipe", "seed", "text_column", "label_column", "data_path"}
