@@ -78,6 +78,8 @@ def test_comparison_page_is_written_and_escaped(shifted_runs, tmp_path):
     text = page.read_text()
     assert "data drift detected" in text and "Category mix" in text
     assert "<script>alert(1)</script>" not in text
+    # different data files: said prominently, not silently subtracted
+    assert 'class="wb-warning"' in text and "data differs (SHA-256" in text
 
 
 def test_stable_data_is_not_flagged(sample_path_module):
