@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,6 +78,8 @@ def test_comparison_page_is_written_and_escaped(shifted_runs, tmp_path):
     text = page.read_text()
     assert "data drift detected" in text and "Category mix" in text
     assert "<script>alert(1)</script>" not in text
+    # different data files: said prominently, not silently subtracted
+    assert 'class="wb-warning"' in text and "data differs (SHA-256" in text
 
 
 def test_stable_data_is_not_flagged(sample_path_module):
@@ -169,3 +172,125 @@ def test_comparison_notebook_needs_an_existing_reference(shifted_runs, sample_pa
             ["01_exploratory_analysis"],
             progress=False,
         )
+
+
+# --- like with like -------------------------------------------------------------------------
+
+LABELS3 = ["Access", "Hardware", "Storage"]
+
+
+def _record(
+    folder: Path, rows: range, seed: int = 42, sha: str = "a" * 64, flip: set[int] = frozenset()
+):
+    """A run folder written the way the pipeline writes one (summary, metrics, predictions).
+
+    Ticket ``r`` has text ``ticket r`` (ticket 3 carries pasted HTML) and label
+    ``LABELS3[r % 3]``; predictions are right except for the rows in ``flip``.
+    """
+    from workbench.compare import RunRecord, load_run
+    from workbench.evaluation import headline
+
+    folder.mkdir(parents=True)
+    texts = [
+        f"ticket {r} <script>alert('wb-xss')</script>" if r == 3 else f"ticket {r}" for r in rows
+    ]
+    labels = [LABELS3[r % 3] for r in rows]
+    predicted = [LABELS3[(r + 1) % 3] if r in flip else LABELS3[r % 3] for r in rows]
+    scores = np.array([[1.0 if p == label else 0.0 for label in LABELS3] for p in predicted])
+    predictions = pd.DataFrame(
+        {"row": list(rows), "text": texts, "label": labels, "predicted": predicted, "score": 1.0}
+    )
+    predictions.to_csv(folder / "predictions.csv", index=False)
+    summary = {
+        "parameters": {"seed": seed, "test_size": 0.2, "validation_size": 0.1},
+        "data": {"sha256": sha, "rows_used": 100},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    metrics = {"headline": headline(labels, scores, LABELS3)}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    record = load_run(folder)
+    assert isinstance(record, RunRecord)
+    return record
+
+
+def test_runs_on_different_splits_are_labelled_not_comparable(tmp_path):
+    from workbench.compare import NOT_COMPARABLE, write_comparison_page
+
+    reference = _record(tmp_path / "ref", range(0, 10), seed=42, flip={1, 7})
+    current = _record(tmp_path / "cur", range(5, 15), seed=7, flip={8, 12})
+    comparison = compare_runs(reference, current)
+    checked = comparison.comparability
+    assert not comparison.comparable
+    assert (checked.shared, checked.only_reference, checked.only_current) == (5, 5, 5)
+    assert checked.key == "row"  # same data: matched by row id
+    assert any("seed differs (42 vs 7)" in d for d in checked.differences)
+    assert any("evaluated tickets differ (5 shared" in d for d in checked.differences)
+    # deltas are still shown, each labelled
+    assert set(comparison.metrics["comparable"]) == {NOT_COMPARABLE}
+    assert comparison.metrics.loc["accuracy", "change"] == pytest.approx(0.8 - 0.8)
+    # changed predictions: only tickets 5-9 exist in both; 7 was fixed, 8 broke; 1 and 12 are
+    # in one run only and must not appear
+    assert sorted(comparison.changed["text"]) == ["ticket 7", "ticket 8"]
+    assert dict(zip(comparison.changed["text"], comparison.changed["now"], strict=True)) == {
+        "ticket 7": "fixed",
+        "ticket 8": "broken",
+    }
+    assert any("use the 5 tickets both runs evaluated" in n for n in comparison.notes)
+    lines = summary_lines(comparison)
+    assert lines[1].startswith("  WARNING: Different test sets — not comparable: seed differs")
+    assert all(NOT_COMPARABLE in line for line in lines if "→" in line and "reference" not in line)
+    page = write_comparison_page(comparison, tmp_path / "page.html").read_text()
+    assert 'class="wb-warning"' in page and "Not like with like" in page
+    assert "Headline metrics — different test sets — not comparable" in page
+    assert "5 shared, 5 only in the reference, 5 only in the current run" in page
+
+    forced = compare_runs(reference, current, force=True)
+    assert forced.comparable and "comparable" not in forced.metrics
+    assert forced.warning.startswith("Forced comparison of different test sets: seed differs")
+    assert not any(NOT_COMPARABLE in line for line in summary_lines(forced)[2:])
+
+
+def test_different_data_is_matched_by_text(tmp_path):
+    reference = _record(tmp_path / "ref", range(0, 6), sha="a" * 64, flip={2})
+    current = _record(tmp_path / "cur", range(0, 6), sha="b" * 64)
+    comparison = compare_runs(reference, current)
+    assert comparison.comparability.key == "text"
+    assert comparison.comparability.shared == 6
+    assert comparison.comparability.differences == [
+        "data differs (SHA-256 aaaaaaaaaaaa vs bbbbbbbbbbbb)"
+    ]
+    assert comparison.changed["text"].tolist() == ["ticket 2"]
+
+
+def test_same_split_compares_like_with_like(tmp_path):
+    reference = _record(tmp_path / "ref", range(0, 9), flip={4})
+    current = _record(tmp_path / "cur", range(0, 9), flip={5})
+    comparison = compare_runs(reference, current)
+    assert comparison.comparable and comparison.warning is None
+    assert "comparable" not in comparison.metrics and "comparable" not in comparison.per_class
+    assert comparison.comparability.shared == 9
+    assert sorted(comparison.changed["now"]) == ["broken", "fixed"]
+    assert not any("WARNING" in line for line in summary_lines(comparison))
+
+
+def test_compare_command_force(tmp_path, capsys):
+    from workbench.compare import NOT_COMPARABLE, compare_command
+
+    _record(tmp_path / "ref", range(0, 10), seed=42)
+    _record(tmp_path / "cur", range(5, 15), seed=1)
+    compare_command(str(tmp_path / "ref"), str(tmp_path / "cur"))
+    assert NOT_COMPARABLE in capsys.readouterr().out
+    compare_command(str(tmp_path / "ref"), str(tmp_path / "cur"), force=True)
+    out = capsys.readouterr().out
+    assert "Forced comparison" in out and f"[{NOT_COMPARABLE}]" not in out
+
+
+def test_comparison_page_escapes_ticket_text_it_renders(tmp_path):
+    """The changed-predictions table really shows ticket 3's text, escaped."""
+    reference = _record(tmp_path / "ref", range(0, 8), flip={3})
+    current = _record(tmp_path / "cur", range(0, 8))
+    comparison = compare_runs(reference, current)
+    assert comparison.changed["text"].str.contains("<script>").any()  # it is in the table
+    page = write_comparison_page(comparison, tmp_path / "page.html").read_text()
+    assert "<script>alert('wb-xss')</script>" not in page
+    assert "&lt;script&gt;alert(" in page and "wb-xss" in page

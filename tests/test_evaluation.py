@@ -14,17 +14,115 @@ LABELS = ["a", "b", "c"]
 
 
 def test_headline_metrics_and_top2():
-    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4], [0.1, 0.8, 0.1]])
+    # predicted a, b, a, b; the second-best categories are b, a, c, a (no ties)
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4], [0.15, 0.8, 0.05]])
     truth = ["a", "b", "c", "c"]
     metrics = evaluation.headline(truth, scores, LABELS)
-    assert metrics["accuracy"] == pytest.approx(0.5)
-    assert metrics["top-2 accuracy"] == pytest.approx(0.75)
     assert set(metrics) == {"accuracy", "macro-F1", "weighted-F1", "top-2 accuracy"}
+    assert metrics["accuracy"] == pytest.approx(0.5)
+    # by hand: a: P 1/2, R 1 -> F1 2/3; b: P 1/2, R 1 -> 2/3; c: no hit -> 0
+    assert metrics["macro-F1"] == pytest.approx(4 / 9)  # (2/3 + 2/3 + 0) / 3
+    assert metrics["weighted-F1"] == pytest.approx(1 / 3)  # (1·2/3 + 1·2/3 + 2·0) / 4
+    assert metrics["top-2 accuracy"] == pytest.approx(0.75)  # only the last ticket misses
     counts, normalised = evaluation.confusion(truth, ["a", "b", "a", "b"], LABELS)
     assert counts.tolist() == [[1, 0, 0], [0, 1, 0], [1, 1, 0]]
     assert np.allclose(normalised.sum(axis=1), 1.0)
     confused = evaluation.most_confused(counts, LABELS)
     assert confused.iloc[0][["true", "tickets"]].tolist() in (["c", 1],)
+
+
+def test_macro_and_weighted_f1_differ_on_an_imbalanced_case():
+    # 6 × a (5 right, 1 -> b), 2 × b (1 right, 1 -> a), 2 × c (both -> a)
+    truth = ["a"] * 6 + ["b"] * 2 + ["c"] * 2
+    predicted = ["a"] * 5 + ["b"] + ["b", "a"] + ["a", "a"]
+    scores = np.array([[1.0 if p == label else 0.0 for label in LABELS] for p in predicted])
+    metrics = evaluation.headline(truth, scores, LABELS)
+    # a: TP 5, FP 3, FN 1 -> P 5/8, R 5/6, F1 = 2·5/(2·5+3+1) = 10/14 = 5/7
+    # b: TP 1, FP 1, FN 1 -> F1 = 2/4 = 1/2;  c: TP 0 -> F1 0
+    assert metrics["accuracy"] == pytest.approx(0.6)
+    assert metrics["macro-F1"] == pytest.approx((5 / 7 + 1 / 2 + 0) / 3)  # 0.40476
+    assert metrics["weighted-F1"] == pytest.approx((6 * 5 / 7 + 2 * 1 / 2 + 0) / 10)  # 0.52857
+    assert round(metrics["macro-F1"], 5) == 0.40476 and round(metrics["weighted-F1"], 5) == 0.52857
+
+
+def test_top_k_accuracy_edge_cases():
+    scores = np.array([[0.1, 0.5, 0.4], [0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
+    # truth "c" is second for ticket 1, third for ticket 2; "zzz" is unknown to the model
+    assert evaluation.top_k_accuracy(["c", "c", "zzz"], scores, LABELS, k=2) == pytest.approx(1 / 3)
+    assert evaluation.top_k_accuracy(["c", "a", "c"], scores, LABELS, k=1) == pytest.approx(2 / 3)
+    # -inf (a baseline that never saw a class) is a score like any other, not an error
+    with_inf = np.array([[-np.inf, 1.0, 0.5], [0.2, -np.inf, 0.1]])
+    assert evaluation.top_k_accuracy(["c", "c"], with_inf, LABELS, k=2) == pytest.approx(1.0)
+    two = np.array([[0.9, 0.1], [0.3, 0.7]])
+    assert evaluation.top_k_accuracy(["a", "a"], two, ["a", "b"], k=2) == 1.0
+
+
+def test_comparison_table_sign_is_recipe_minus_baseline():
+    table = evaluation.comparison_table(
+        "fusion",
+        {"accuracy": 0.88, "macro-F1": 0.883},
+        {
+            "TF-IDF + LinearSVC": {"accuracy": 0.86, "macro-F1": 0.858},
+            "word+char TF-IDF + LinearSVC": {"accuracy": 0.87, "macro-F1": 0.868},
+            "zero-shot base model": {"accuracy": 0.3, "macro-F1": 0.9},
+        },
+    )
+    column = evaluation.RECIPE_MINUS_BASELINE
+    assert column == "recipe − baseline (macro-F1 points)"
+    assert np.isnan(table[column].iloc[0])
+    assert table[column].iloc[1:].round(1).tolist() == [2.5, 1.5, -1.7]
+    caption = evaluation.comparison_caption(table)
+    assert "positive = the recipe is better" in caption
+    assert "zero-shot base model): -1.7 points" in caption  # the strongest baseline
+    assert not any("Δ" in str(c) for c in table.columns)
+
+
+def test_evaluate_scores_validation_separately(trained_dir, small_sample, tmp_path):
+    from workbench.data import load_tickets, split_tickets
+
+    split = split_tickets(load_tickets(small_sample), test_size=0.2, validation_size=0.1, seed=42)
+    result = evaluation.evaluate(
+        trained_dir, split.train, split.test, baselines=False, validation=split.validation
+    )
+    assert result.validation_headline is not None
+    assert set(result.validation_headline) == set(result.headline)
+    metrics = result.metrics()
+    assert metrics["evaluated_on"] == {"test": len(split.test), "validation": len(split.validation)}
+    assert metrics["validation"] == result.validation_headline
+    # the validation numbers are computed on the validation tickets, not copied from test
+    from workbench.classifier import load_classifier
+
+    classifier = load_classifier(trained_dir)
+    expected = evaluation.headline(
+        split.validation["label"],
+        classifier.scores(split.validation["text"].tolist()),
+        classifier.labels,
+    )
+    assert metrics["validation"] == pytest.approx(expected)
+    without = evaluation.evaluate(trained_dir, split.train, split.test, baselines=False)
+    assert "validation" not in without.metrics()
+    assert without.metrics()["evaluated_on"]["validation"] == 0
+    written, _ = result.write(tmp_path)
+    assert json.loads(written.read_text())["validation"] == pytest.approx(expected)
+
+
+def test_cheap_baselines_include_word_char(small_sample):
+    from workbench import baselines
+    from workbench.data import load_tickets, split_tickets
+
+    data = load_tickets(small_sample)
+    split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
+    cheap = baselines.cheap_baselines(split.train, split.test, data.labels)
+    assert list(cheap) == ["TF-IDF + LinearSVC", "word+char TF-IDF + LinearSVC"]
+    word_char = baselines.summary(
+        split.test,
+        baselines.tfidf_svm_scores(
+            split.train, split.test, data.labels, vectorizer=baselines.word_char_vectorizer()
+        ),
+        data.labels,
+    )
+    assert cheap["word+char TF-IDF + LinearSVC"] == word_char
+    assert 0.3 < word_char["macro-F1"] <= 1.0
 
 
 def test_calibration_of_a_perfectly_calibrated_model():
@@ -77,7 +175,11 @@ def test_notebooks_train_and_evaluate(small_sample, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) >= {"headline", "per_class_f1", "baselines", "recipe", "training_seconds"}
     assert set(metrics["headline"]) == {"accuracy", "macro-F1", "weighted-F1", "top-2 accuracy"}
-    assert set(metrics["baselines"]) == {"TF-IDF + LinearSVC", "zero-shot base model"}
+    assert set(metrics["baselines"]) == {
+        "TF-IDF + LinearSVC",
+        "word+char TF-IDF + LinearSVC",
+        "zero-shot base model",
+    }
     for values in metrics["baselines"].values():
         assert set(values) == {"accuracy", "macro-F1"}
     assert metrics["recipe"] == "seed" and isinstance(metrics["training_seconds"], float)

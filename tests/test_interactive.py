@@ -69,6 +69,36 @@ def test_widget_filters_searches_and_classifies(explorer_inputs, shell, monkeypa
     assert (frame["label"][both] == labels[0]).all()
 
 
+def test_classify_button_pressed_shows_top_categories(explorer_inputs, shell, monkeypatch):
+    """Type a ticket, press the real button: the top 3 categories appear, text escaped."""
+    import ipywidgets as widgets
+    from IPython.utils.capture import capture_output
+
+    frame, labels, base, emap = explorer_inputs
+    monkeypatch.delenv("WORKBENCH_HEADLESS", raising=False)
+    with capture_output():
+        box = interactive.show_explorer(frame, [emap], labels, base.scores, [])
+    parts = box._workbench_parts
+    button = parts["button"]
+    assert isinstance(button, widgets.Button) and button.description == "classify"
+
+    with capture_output() as empty:
+        button.click()  # nothing typed yet
+    assert "Type a ticket first." in "".join(o.data.get("text/html", "") for o in empty.outputs)
+
+    typed = "my laptop screen is cracked and the keyboard <b>does not</b> work"
+    parts["ticket"].value = typed
+    with capture_output() as pressed:
+        button.click()
+    page = "".join(o.data.get("text/html", "") for o in pressed.outputs)
+    order = np.argsort(-base.scores([typed])[0], kind="stable")[:3]
+    expected = [labels[j] for j in order]
+    assert "Top 3 categories" in page
+    positions = [page.index(f">{label}<") for label in expected]
+    assert positions == sorted(positions)  # shown in score order
+    assert "&lt;b&gt;does not&lt;/b&gt;" in page and "<b>does not</b>" not in page
+
+
 def test_classify_table_top3_matches_scores(explorer_inputs):
     _, labels, base, _ = explorer_inputs
     texts = ["my laptop screen is broken", "please grant me access to the shared drive"]

@@ -62,17 +62,37 @@ def probs_clean(embeddings, frame, labels):
     return label_issues.out_of_sample_probabilities(embeddings, frame["label"], labels, seed=0)
 
 
+def _hand_written_nearest(query, train, k):
+    """The earlier hand-written search (dot products of normalised vectors, top k, stable)."""
+    sims = np.asarray(query, dtype=np.float32) @ np.asarray(train, dtype=np.float32).T
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top_sims = np.take_along_axis(sims, top, axis=1)
+    order = np.argsort(-top_sims, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
+
+
 def test_nearest_training_matches_brute_force():
     rng = np.random.default_rng(0)
     train = rng.normal(size=(300, 16)).astype(np.float32)
     train /= np.linalg.norm(train, axis=1, keepdims=True)
     query = train[[5, 17, 250]] + 0.01
     query /= np.linalg.norm(query, axis=1, keepdims=True)
-    indices, sims = label_issues.nearest_training(query, train, k=4, chunk=2)
+    indices, sims = label_issues.nearest_training(query, train, k=4)
     expected = np.argsort(-(query @ train.T), axis=1)[:, :4]
     np.testing.assert_array_equal(indices, expected)
     assert indices[:, 0].tolist() == [5, 17, 250]
     assert (np.diff(sims, axis=1) <= 1e-7).all()
+
+
+def test_nearest_training_is_identical_to_the_hand_written_search(sample):
+    """NearestNeighbors(metric="cosine") gives the same neighbours, same order, same cosines."""
+    frame, _labels, embeddings = sample
+    query, train = embeddings[:200], embeddings[200:]
+    indices, sims = label_issues.nearest_training(query, train, k=5)
+    expected_indices, expected_sims = _hand_written_nearest(query, train, 5)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(sims, expected_sims, atol=1e-5)
+    assert indices.shape == (200, 5) and indices.dtype == np.int64
 
 
 def test_misclassified_tickets_get_their_neighbours():

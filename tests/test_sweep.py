@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from workbench.compare import compare_runs, load_run
+from workbench.errors import BadInputError
 from workbench.report import build_parameters, list_runs
-from workbench.sweep import combinations, read_grid, run_sweep
+from workbench.sweep import (
+    combinations,
+    rank_rows,
+    read_grid,
+    run_sweep,
+    validation_macro_f1,
+    write_sweep_page,
+)
 
 TINY = {"num_pairs": 32, "epochs": 1, "batch_size": 16}
 
@@ -35,8 +43,54 @@ def test_grid_expands_to_every_combination(tmp_path):
     combos = combinations(read_grid(grid))
     assert len(combos) == 6 and {"recipe": "b", "max_seq_length": 3} in combos
     grid.write_text("grid:\n  recipe: a\n")
-    with pytest.raises(Exception, match="must be a non-empty list"):
+    with pytest.raises(BadInputError, match="grid parameter 'recipe' must be a non-empty list"):
         read_grid(grid)
+
+
+def _row(position: int, validation: float | None, test: float) -> dict:
+    metrics = {"headline": {"accuracy": test, "macro-F1": test}, "per_class_f1": {"<b>x": test}}
+    if validation is not None:
+        metrics["validation"] = {"accuracy": validation, "macro-F1": validation}
+    return {
+        "combo": {"head_C": position},
+        "run_dir": Path(f"run-{position}"),
+        "status": "succeeded",
+        "seconds": 1.0,
+        "metrics": metrics,
+    }
+
+
+def test_sweep_page_ranks_on_validation_not_test(tmp_path):
+    """The run with the best test score must not win when another is better on validation."""
+    rows = [_row(1, 0.70, 0.95), _row(2, 0.80, 0.60), _row(3, None, 0.99), _row(4, 0.75, 0.70)]
+    ordered, best = rank_rows(rows)
+    assert [r["combo"]["head_C"] for r in ordered] == [2, 4, 1, 3]
+    assert [r["rank"] for r in ordered] == [1, 2, 3, None]
+    assert best["combo"]["head_C"] == 2
+    page = write_sweep_page(rows, tmp_path, "grid", {"head_C": [1, 2, 3, 4]})
+    html = page.read_text(encoding="utf-8")
+    best_row = html[
+        html.index('<tr class="best">') : html.index("</tr>", html.index('<tr class="best">'))
+    ]
+    assert "0.800" in best_row and "0.600" in best_row and "run-2" in best_row
+    assert html.count('<tr class="best">') == 1
+    assert "Ranked by <b>validation</b> macro-F1" in html
+    assert "1 of 4 runs have no validation metrics" in html
+    assert (
+        html.index("run-2/index.html")
+        < html.index("run-4/index.html")
+        < html.index("run-1/index.html")
+        < html.index("run-3/index.html")
+    )
+    assert "test F1 &lt;b&gt;x" in html and "<b>x" not in html  # category names escaped
+    assert validation_macro_f1({"headline": {"macro-F1": 0.9}}) is None
+
+
+def test_sweep_page_without_any_validation_has_no_winner(tmp_path):
+    rows = [_row(1, None, 0.9), _row(2, None, 0.8)]
+    html = write_sweep_page(rows, tmp_path, "grid", {"head_C": [1, 2]}).read_text(encoding="utf-8")
+    assert '<tr class="best">' not in html
+    assert "2 of 2 runs have no validation metrics" in html
 
 
 def test_sweep_runs_each_combination_and_writes_comparison_page(sweep):
@@ -48,7 +102,11 @@ def test_sweep_runs_each_combination_and_writes_comparison_page(sweep):
     # Validation is shared: every run records the same data summary and hash.
     assert len({r["data"]["sha256"] for r in runs}) == 1
     html = page.read_text()
-    assert html.count('<tr class="') == 4 and html.count('<tr class="best">') == 1
+    # A winner exists only where the runs measured validation (notebook 04 given the split's
+    # validation tickets); test macro-F1 alone never picks one.
+    with_validation = all("validation" in r["metrics"] for r in runs)
+    assert html.count('<tr class="') == 4
+    assert html.count('<tr class="best">') == (1 if with_validation else 0)
     for run in runs:
         assert f'href="{run["run"]}/index.html"' in html
         assert f"{run['metrics']['headline']['macro-F1']:.3f}" in html

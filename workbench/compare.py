@@ -6,6 +6,7 @@ changed — in the model's behaviour and in the data it sees.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,72 @@ def load_run(run: str | Path, reports_dir: Path | None = None) -> RunRecord:
     return RunRecord(path=path, summary=summary, metrics=metrics, predictions=predictions)
 
 
+NOT_COMPARABLE = "different test sets — not comparable"
+SPLIT_PARAMETERS = ("seed", "test_size", "validation_size")
+
+
+@dataclass
+class Comparability:
+    """Whether two runs' metrics measure the same thing: same data, split and test tickets.
+
+    ``differences`` lists every mismatch in words; the ticket counts say how many evaluated
+    tickets both runs share (``key`` says how they were matched: ``row`` or ``text``).
+    """
+
+    differences: list[str] = field(default_factory=list)
+    shared: int = 0
+    only_reference: int = 0
+    only_current: int = 0
+    key: str = "row"
+
+    @property
+    def comparable(self) -> bool:
+        return not self.differences
+
+
+def _data_hash(run: RunRecord) -> str | None:
+    return (run.summary.get("data") or {}).get("sha256")
+
+
+def _ticket_keys(predictions: pd.DataFrame, key: str) -> pd.Series:
+    """One key per evaluated ticket: its row id, or the SHA-256 of its text."""
+    if key == "row":
+        return predictions["row"].astype(str)
+    return predictions["text"].map(lambda t: hashlib.sha256(str(t).encode("utf-8")).hexdigest())
+
+
+def comparability(reference: RunRecord, current: RunRecord) -> Comparability:
+    """Data hash, seed, split sizes and the evaluated ticket sets of two runs, side by side."""
+    result = Comparability()
+    ref_hash, cur_hash = _data_hash(reference), _data_hash(current)
+    same_data = ref_hash is not None and ref_hash == cur_hash
+    if not same_data:
+        result.differences.append(
+            f"data differs (SHA-256 {(ref_hash or 'unknown')[:12]} vs {(cur_hash or 'unknown')[:12]})"
+        )
+    ref_params = reference.summary.get("parameters") or {}
+    cur_params = current.summary.get("parameters") or {}
+    for name in SPLIT_PARAMETERS:
+        ref_value, cur_value = ref_params.get(name), cur_params.get(name)
+        if ref_value != cur_value:
+            result.differences.append(f"{name} differs ({ref_value} vs {cur_value})")
+    if reference.predictions is None or current.predictions is None:
+        return result
+    both_rows = "row" in reference.predictions and "row" in current.predictions
+    result.key = "row" if same_data and both_rows else "text"
+    ref_keys = set(_ticket_keys(reference.predictions, result.key))
+    cur_keys = set(_ticket_keys(current.predictions, result.key))
+    result.shared = len(ref_keys & cur_keys)
+    result.only_reference = len(ref_keys - cur_keys)
+    result.only_current = len(cur_keys - ref_keys)
+    if result.only_reference or result.only_current:
+        result.differences.append(
+            f"evaluated tickets differ ({result.shared} shared, {result.only_reference} only in "
+            f"the reference, {result.only_current} only in the current run)"
+        )
+    return result
+
+
 @dataclass
 class Comparison:
     reference: RunRecord
@@ -75,14 +142,42 @@ class Comparison:
     changed: pd.DataFrame
     drift: dict | None
     notes: list[str] = field(default_factory=list)
+    comparability: Comparability = field(default_factory=Comparability)
+    forced: bool = False
+
+    @property
+    def comparable(self) -> bool:
+        """Metric deltas mean something: same data, split and test tickets (or forced)."""
+        return self.comparability.comparable or self.forced
+
+    @property
+    def warning(self) -> str | None:
+        """The prominent line shown above every delta when the runs are not like with like."""
+        if self.comparability.comparable:
+            return None
+        what = "; ".join(self.comparability.differences)
+        if self.forced:
+            return f"Forced comparison of {NOT_COMPARABLE.split(' — ')[0]}: {what}."
+        return (
+            f"{NOT_COMPARABLE.capitalize()}: {what}. The metric changes below subtract numbers "
+            "measured on different tickets; changed predictions use only the tickets both runs "
+            "evaluated. Force with --force (force=True) if that is what you want."
+        )
 
     def headline(self) -> dict[str, float]:
         return {row: float(self.metrics.loc[row, "change"]) for row in self.metrics.index}
 
 
-def compare_runs(reference: RunRecord, current: RunRecord) -> Comparison:
-    """Everything that changed between two runs."""
+def compare_runs(reference: RunRecord, current: RunRecord, force: bool = False) -> Comparison:
+    """Everything that changed between two runs, like with like.
+
+    When data hash, seed, split sizes or the evaluated tickets differ, metric deltas are
+    labelled "different test sets — not comparable" (unless ``force``), and the changed
+    predictions and confusion difference use only the tickets both runs evaluated.
+    """
     notes = []
+    checked = comparability(reference, current)
+    label = "" if checked.comparable or force else NOT_COMPARABLE
     ref_head = reference.metrics.get("headline", {})
     cur_head = current.metrics.get("headline", {})
     names = [k for k in cur_head if k in ref_head]
@@ -94,6 +189,8 @@ def compare_runs(reference: RunRecord, current: RunRecord) -> Comparison:
         index=pd.Index(names, name="metric"),
     )
     metrics["change"] = metrics["current"] - metrics["reference"]
+    if label:
+        metrics["comparable"] = label
     if not names:
         notes.append(
             "No metrics in one of the runs (the evaluation notebook did not run), so only drift is compared."
@@ -110,23 +207,25 @@ def compare_runs(reference: RunRecord, current: RunRecord) -> Comparison:
         index=pd.Index(categories, name="category"),
     )
     per_class["change"] = per_class["current F1"] - per_class["reference F1"]
+    if label and len(per_class):
+        per_class["comparable"] = label
 
     labels: list[str] = []
     difference = None
-    changed = pd.DataFrame(
-        columns=["text", "label", "reference prediction", "current prediction", "now"]
-    )
+    columns = ["text", "label", "reference prediction", "current prediction", "now"]
+    changed = pd.DataFrame(columns=columns)
     if reference.predictions is not None and current.predictions is not None:
+        ref_shared, cur_shared = _shared_predictions(reference, current, checked.key)
         labels = sorted(set(reference.predictions["label"]) | set(current.predictions["label"]))
-        difference = _normalised_confusion(current.predictions, labels) - _normalised_confusion(
-            reference.predictions, labels
-        )
-        joined = reference.predictions[["text", "label", "predicted"]].merge(
-            current.predictions[["text", "label", "predicted"]],
-            on=["text", "label"],
+        if len(ref_shared):
+            difference = _normalised_confusion(cur_shared, labels) - _normalised_confusion(
+                ref_shared, labels
+            )
+        joined = ref_shared[["key", "text", "label", "predicted"]].merge(
+            cur_shared[["key", "label", "predicted"]],
+            on=["key", "label"],
             suffixes=(" ref", " cur"),
         )
-        joined = joined.drop_duplicates("text")
         moved = joined[joined["predicted ref"] != joined["predicted cur"]].copy()
         moved["now"] = np.where(
             moved["predicted cur"] == moved["label"],
@@ -135,7 +234,7 @@ def compare_runs(reference: RunRecord, current: RunRecord) -> Comparison:
         )
         changed = moved.rename(
             columns={"predicted ref": "reference prediction", "predicted cur": "current prediction"}
-        )[["text", "label", "reference prediction", "current prediction", "now"]]
+        )[columns]
         order = {"broken": 0, "fixed": 1, "still wrong": 2}
         changed = changed.sort_values("now", key=lambda s: s.map(order), kind="stable").reset_index(
             drop=True
@@ -143,6 +242,12 @@ def compare_runs(reference: RunRecord, current: RunRecord) -> Comparison:
         if joined.empty:
             notes.append(
                 "The two runs share no test tickets, so no prediction can be compared one to one."
+            )
+        elif not checked.comparable:
+            notes.append(
+                f"Changed predictions and the confusion difference use the {len(joined)} tickets "
+                f"both runs evaluated (matched by {checked.key}); {checked.only_reference} only in "
+                f"the reference and {checked.only_current} only in the current run are left out."
             )
     else:
         notes.append(
@@ -155,8 +260,33 @@ def compare_runs(reference: RunRecord, current: RunRecord) -> Comparison:
     if drift is None:
         notes.append("A data profile is missing in one of the runs; drift is not measured.")
     return Comparison(
-        reference, current, metrics, per_class, difference, labels, changed, drift, notes
+        reference,
+        current,
+        metrics,
+        per_class,
+        difference,
+        labels,
+        changed,
+        drift,
+        notes,
+        comparability=checked,
+        forced=force,
     )
+
+
+def _shared_predictions(
+    reference: RunRecord, current: RunRecord, key: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both runs' predictions restricted to the tickets both evaluated, with a ``key`` column.
+
+    Texts that occur twice within one run cannot be matched one to one and are dropped.
+    """
+    frames = []
+    for run in (reference, current):
+        frame = run.predictions.assign(key=_ticket_keys(run.predictions, key).to_numpy())
+        frames.append(frame.drop_duplicates("key", keep=False))
+    shared = set(frames[0]["key"]) & set(frames[1]["key"])
+    return tuple(f[f["key"].isin(shared)].reset_index(drop=True) for f in frames)
 
 
 def _normalised_confusion(predictions: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -213,6 +343,44 @@ def comparison_figures(comparison: Comparison) -> list:
     return figures
 
 
+WARNING_STYLE = (
+    "border: 2px solid #b42318; background: #fef3f2; color: #7a271a; padding: 10px 14px; "
+    "margin: 12px 0; border-radius: 6px;"
+)
+
+
+def warning_html(comparison: Comparison) -> str:
+    """A prominent, escaped warning box when the runs are not like with like ('' otherwise)."""
+    import html
+
+    if not comparison.warning:
+        return ""
+    title = "Forced comparison" if comparison.forced else "Not like with like"
+    return (
+        f'<div class="wb-warning" role="alert" style="{WARNING_STYLE}"><b>{title}:</b> '
+        f"{html.escape(comparison.warning)}</div>"
+    )
+
+
+def show_warning(comparison: Comparison) -> None:
+    """Notebook 05: display ``warning_html`` (nothing when the runs compare like with like)."""
+    from IPython.display import HTML, display
+
+    box = warning_html(comparison)
+    if box:
+        display(HTML(box))
+
+
+def _caption(title: str, comparison: Comparison) -> str:
+    """Table caption; says "not comparable" when the runs measured different tickets."""
+    return title if comparison.comparable else f"{title} — {NOT_COMPARABLE}"
+
+
+def metrics_caption(comparison: Comparison) -> str:
+    """Caption of the headline-metric table (change = current − reference)."""
+    return _caption("Headline metrics (change = current − reference)", comparison)
+
+
 def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
     """A standalone offline HTML page (plotly.js embedded, text escaped)."""
     from plotly.offline import get_plotlyjs
@@ -222,15 +390,17 @@ def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
 
     drift = comparison.drift
     tables = {
-        "metrics": table_html(comparison.metrics, "Headline metrics")
+        "metrics": table_html(comparison.metrics, _caption("Headline metrics", comparison))
         if len(comparison.metrics)
         else "",
-        "per_class": table_html(comparison.per_class, "Per-class F1")
+        "per_class": table_html(comparison.per_class, _caption("Per-class F1", comparison))
         if len(comparison.per_class)
         else "",
         "changed": table_html(
             comparison.changed.head(50).assign(text=lambda d: d["text"].map(shorten)),
-            f"Tickets whose prediction changed ({len(comparison.changed)}; first 50, regressions first)",
+            f"Tickets whose prediction changed ({len(comparison.changed)} of the "
+            f"{comparison.comparability.shared} tickets both runs evaluated; first 50, "
+            "regressions first)",
         )
         if len(comparison.changed)
         else "",
@@ -256,6 +426,7 @@ def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
         reference=comparison.reference,
         current=comparison.current,
         comparison=comparison,
+        warning=warning_html(comparison),
         tables=tables,
         figures=[figure_html(f) for f in comparison_figures(comparison)],
         plotlyjs=get_plotlyjs(),
@@ -270,9 +441,13 @@ def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
 def summary_lines(comparison: Comparison) -> list[str]:
     """Terminal summary for ``workbench compare``."""
     lines = [f"reference {comparison.reference.name} → current {comparison.current.name}"]
+    if comparison.warning:
+        lines.append(f"  WARNING: {comparison.warning}")
+    flag = "" if comparison.comparable else f"  [{NOT_COMPARABLE}]"
     for metric, row in comparison.metrics.iterrows():
         lines.append(
-            f"  {metric:<16} {row['reference']:.3f} → {row['current']:.3f} ({row['change']:+.3f})"
+            f"  {metric:<16} {row['reference']:.3f} → {row['current']:.3f} "
+            f"({row['change']:+.3f}){flag}"
         )
     if len(comparison.changed):
         counts = comparison.changed["now"].value_counts()
@@ -288,10 +463,16 @@ def summary_lines(comparison: Comparison) -> list[str]:
 
 
 def compare_command(
-    reference: str, current: str, out: str | None = None, reports_dir: Path | None = None
+    reference: str,
+    current: str,
+    out: str | None = None,
+    reports_dir: Path | None = None,
+    force: bool = False,
 ) -> Path:
-    """``workbench compare RUN_A RUN_B``: print the summary, write the page, return its path."""
-    comparison = compare_runs(load_run(reference, reports_dir), load_run(current, reports_dir))
+    """``workbench compare RUN_A RUN_B [--force]``: print the summary, write the page."""
+    comparison = compare_runs(
+        load_run(reference, reports_dir), load_run(current, reports_dir), force=force
+    )
     target = (
         Path(out) if out else comparison.current.path / f"compare-{comparison.reference.name}.html"
     )

@@ -23,15 +23,41 @@ def _predicted(scores: np.ndarray, labels: list[str]) -> np.ndarray:
     return np.asarray(labels, dtype=object)[scores.argmax(axis=1)]
 
 
+def top_k_accuracy(
+    y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str], k: int = 2
+) -> float:
+    """Share of tickets whose true category is among the ``k`` highest scores.
+
+    scikit-learn's ``top_k_accuracy_score``; tickets whose category the model does not know
+    count as misses, and with ``k`` or fewer categories every known ticket is a hit.
+    """
+    from sklearn.metrics import top_k_accuracy_score
+
+    y_true = np.asarray(list(y_true), dtype=object)
+    if not len(y_true):
+        return float("nan")
+    known = np.isin(y_true, np.asarray(labels, dtype=object))
+    if len(labels) <= k or not known.any():
+        return float(known.mean())
+    order = np.argsort(np.asarray(labels, dtype=object), kind="stable")  # sklearn wants sorted
+    ordered = np.asarray(scores, dtype=float)[known][:, order]
+    ordered = np.where(np.isfinite(ordered), ordered, np.finfo(float).min)  # -inf: no score
+    hits = top_k_accuracy_score(
+        y_true[known],
+        ordered,
+        k=k,
+        labels=np.asarray(labels, dtype=object)[order],
+        normalize=False,
+    )
+    return float(hits) / len(y_true)
+
+
 def headline(y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str]) -> dict:
     """Accuracy, macro- and weighted-F1 and top-2 accuracy: the four numbers of every run."""
     from sklearn.metrics import accuracy_score, f1_score
 
     y_true = np.asarray(list(y_true), dtype=object)
     predicted = _predicted(scores, labels)
-    index = {label: i for i, label in enumerate(labels)}
-    true_ids = np.array([index.get(y, -1) for y in y_true])
-    top2 = np.argsort(-scores, axis=1)[:, :2]
     return {
         "accuracy": float(accuracy_score(y_true, predicted)),
         "macro-F1": float(
@@ -40,7 +66,7 @@ def headline(y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str
         "weighted-F1": float(
             f1_score(y_true, predicted, labels=labels, average="weighted", zero_division=0)
         ),
-        "top-2 accuracy": float(np.mean((top2 == true_ids[:, None]).any(axis=1))),
+        "top-2 accuracy": top_k_accuracy(y_true, scores, labels, k=2),
     }
 
 
@@ -59,15 +85,30 @@ def per_class(y_true: pd.Series | list[str], predicted, labels: list[str]) -> pd
 
 
 def metrics_payload(
-    y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str], recipe: str
+    y_true: pd.Series | list[str],
+    scores: np.ndarray,
+    labels: list[str],
+    recipe: str,
+    validation_true: pd.Series | list[str] | None = None,
+    validation_scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The part of metrics.json that depends on the model (baselines and time are added)."""
+    """The part of metrics.json that depends on the model (baselines and time are added).
+
+    ``headline`` is the test split; with validation tickets, ``validation`` holds the same
+    four numbers on them: that is what choices (sweep winner, head settings) are made on.
+    """
     table = per_class(y_true, _predicted(scores, labels), labels)
-    return {
+    payload: dict[str, Any] = {
         "headline": headline(y_true, scores, labels),
         "per_class_f1": {label: float(table.loc[label, "F1"]) for label in labels},
         "recipe": recipe,
     }
+    evaluated = {"test": len(list(y_true)), "validation": 0}
+    if validation_true is not None and validation_scores is not None and len(validation_scores):
+        payload["validation"] = headline(validation_true, validation_scores, labels)
+        evaluated["validation"] = len(validation_scores)
+    payload["evaluated_on"] = evaluated
+    return payload
 
 
 def predictions_table(test: pd.DataFrame, scores: np.ndarray, labels: list[str]) -> pd.DataFrame:
@@ -223,10 +264,17 @@ def loss_figure(log: pd.DataFrame, title: str = "Training loss") -> go.Figure:
     return fig
 
 
+RECIPE_MINUS_BASELINE = "recipe − baseline (macro-F1 points)"
+
+
 def comparison_table(
     recipe: str, headline_metrics: dict, baselines: dict[str, dict[str, float]]
 ) -> pd.DataFrame:
-    """Recipe against baselines on the same test split; Δ is in macro-F1 points."""
+    """Recipe against baselines on the same test split.
+
+    The last column is recipe − baseline in macro-F1 points: positive means the recipe is
+    better than that baseline (empty on the recipe's own row).
+    """
     rows = [
         {
             "method": f"recipe '{recipe}'",
@@ -235,11 +283,28 @@ def comparison_table(
         }
     ]
     rows += [{"method": name, **values} for name, values in baselines.items()]
-    table = pd.DataFrame(rows)
-    table["Δ macro-F1 vs recipe (points)"] = 100 * (
-        table["macro-F1"] - headline_metrics["macro-F1"]
-    )
+    table = pd.DataFrame(rows, columns=["method", "accuracy", "macro-F1"])
+    gap = 100 * (headline_metrics["macro-F1"] - table["macro-F1"])
+    gap.iloc[0] = np.nan
+    table[RECIPE_MINUS_BASELINE] = gap
     return table
+
+
+def comparison_caption(table: pd.DataFrame | None = None, split: str = "test") -> str:
+    """Caption for ``comparison_table``: which split, and which way the sign goes."""
+    caption = (
+        f"Recipe against baselines on the same {split} split. Last column: recipe − baseline "
+        "in macro-F1 points; positive = the recipe is better."
+    )
+    if table is not None and len(table) > 1:
+        gaps = table[RECIPE_MINUS_BASELINE].iloc[1:].dropna()
+        if len(gaps):
+            strongest = table.loc[gaps.idxmin(), "method"]
+            caption += (
+                f" Fair gap (against the strongest baseline, {strongest}): "
+                f"{gaps.min():+.1f} points."
+            )
+    return caption
 
 
 @dataclass
@@ -256,10 +321,12 @@ class Evaluation:
     normalised: np.ndarray
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     training_seconds: float = 0.0
+    validation_headline: dict[str, float] | None = None  # same keys, validation tickets
+    validation_tickets: int = 0
 
     def metrics(self) -> dict[str, Any]:
         """The metrics.json schema read by the run index, history and comparison code."""
-        return {
+        metrics: dict[str, Any] = {
             "headline": self.headline,
             "per_class_f1": {
                 label: float(self.per_class.loc[label, "F1"]) for label in self.labels
@@ -267,7 +334,11 @@ class Evaluation:
             "baselines": self.baselines,
             "recipe": self.recipe,
             "training_seconds": float(self.training_seconds),
+            "evaluated_on": {"test": len(self.table), "validation": self.validation_tickets},
         }
+        if self.validation_headline is not None:
+            metrics["validation"] = self.validation_headline
+        return metrics
 
     def write(self, run_dir: str | Path) -> tuple[Path, Path]:
         """``metrics.json`` and ``predictions.csv`` in the run folder."""
@@ -285,8 +356,14 @@ def evaluate(
     base_model: str | None = None,
     max_seq_length: int | None = None,
     baselines: bool = True,
+    validation: pd.DataFrame | None = None,
 ) -> Evaluation:
-    """Load the trained folder, score the test split, and run the baselines on the same split."""
+    """Load the trained folder, score the test split, and run the baselines on the same split.
+
+    With ``validation`` tickets their headline metrics are computed too
+    (``Evaluation.validation_headline``, ``metrics.json`` ``validation``): choose on those,
+    report the test split once.
+    """
     from workbench import baselines as base
     from workbench.classifier import load_classifier
 
@@ -298,6 +375,10 @@ def evaluate(
     table = predictions_table(test, scores, labels)
     counts, normalised = confusion(test["label"], table["predicted"], labels)
     recipe = classifier.recipe
+    validation_headline = None
+    if validation is not None and len(validation):
+        validation_scores = classifier.scores(validation["text"].tolist())
+        validation_headline = headline(validation["label"], validation_scores, labels)
     compared = {}
     if baselines:
         compared = base.all_baselines(
@@ -318,4 +399,6 @@ def evaluate(
         normalised=normalised,
         baselines=compared,
         training_seconds=float(recipe.get("training_seconds", 0.0)),
+        validation_headline=validation_headline,
+        validation_tickets=0 if validation_headline is None else len(validation),
     )

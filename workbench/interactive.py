@@ -127,6 +127,7 @@ def build_explorer(
         "count": count,
         "ticket": ticket,
         "classify": on_classify,
+        "button": classify,
         "map_out": map_out,
         "result_out": result_out,
     }

@@ -109,21 +109,18 @@ def nearest_training(
     query_embeddings: np.ndarray,
     train_embeddings: np.ndarray,
     k: int = 3,
-    chunk: int = 2048,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine similarities of the ``k`` nearest training tickets (normalised input)."""
+    """Indices and cosine similarities of the ``k`` nearest training tickets, nearest first.
+
+    scikit-learn's exact (brute-force) cosine search; it works in memory-bounded chunks.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
     k = min(k, len(train_embeddings))
-    indices = np.zeros((len(query_embeddings), k), dtype=np.int64)
-    similarities = np.zeros((len(query_embeddings), k), dtype=np.float32)
     train = np.asarray(train_embeddings, dtype=np.float32)
-    for start in range(0, len(query_embeddings), chunk):
-        sims = np.asarray(query_embeddings[start : start + chunk], dtype=np.float32) @ train.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        indices[start : start + chunk] = np.take_along_axis(top, order, axis=1)
-        similarities[start : start + chunk] = np.take_along_axis(top_sims, order, axis=1)
-    return indices, similarities
+    search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(train)
+    distances, indices = search.kneighbors(np.asarray(query_embeddings, dtype=np.float32))
+    return indices.astype(np.int64), (1.0 - distances).astype(np.float32)
 
 
 def misclassified_with_neighbours(

@@ -111,20 +111,41 @@ def run_sweep(
     return write_sweep_page(rows, Path(reports_dir), name, grid)
 
 
+def validation_macro_f1(metrics: dict) -> float | None:
+    """The number sweeps rank on: macro-F1 on the validation split (None if not measured)."""
+    value = (metrics.get("validation") or {}).get("macro-F1")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def rank_rows(rows: list[dict]) -> tuple[list[dict], dict | None]:
+    """Rows ordered by validation macro-F1 (best first), each with ``rank`` (None: unranked).
+
+    The winner is chosen on validation only; test metrics are shown beside it, never used to
+    choose. Runs without validation metrics keep their grid order at the end.
+    """
+    scored = [r for r in rows if validation_macro_f1(r["metrics"]) is not None]
+    scored.sort(key=lambda r: -validation_macro_f1(r["metrics"]))  # stable: ties keep grid order
+    unranked = [r for r in rows if validation_macro_f1(r["metrics"]) is None]
+    ordered = [{**r, "rank": i} for i, r in enumerate(scored, start=1)]
+    ordered += [{**r, "rank": None} for r in unranked]
+    return ordered, (ordered[0] if scored else None)
+
+
 def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[str, list]) -> Path:
-    """One row per run: parameters, accuracy, macro-F1, per-class F1, time; the best highlighted."""
+    """One row per run, ranked by validation macro-F1 with test beside it; the best highlighted."""
 
     from workbench.runinfo import now_iso
 
-    scored = [r for r in rows if r["metrics"].get("headline", {}).get("macro-F1") is not None]
-    best = max(scored, key=lambda r: r["metrics"]["headline"]["macro-F1"]) if scored else None
+    ordered, best = rank_rows(rows)
+    unranked = sum(1 for r in ordered if r["rank"] is None)
     categories = sorted({c for r in rows for c in r["metrics"].get("per_class_f1", {})})
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = reports_dir / f"sweep-{stamp}-{safe_name(name, 'sweep')}.html"
     page = render_template(
         "sweep.html.j2",
-        rows=rows,
+        rows=ordered,
         best=best,
+        unranked=unranked,
         keys=list(grid),
         categories=categories,
         name=name,
