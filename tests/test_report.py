@@ -252,7 +252,7 @@ def test_yaml_config_and_overrides(tmp_path):
     params = build_parameters(config, "quick", {"epochs": 5})
     assert params["seed"] == 7 and params["epochs"] == 5 and params["profile"] == "quick"
     config.write_text("- not a mapping\n")
-    with pytest.raises(Exception, match="expected a mapping"):
+    with pytest.raises(BadInputError, match="expected a mapping"):
         build_parameters(config)
 
 

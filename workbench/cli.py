@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--reports-dir", default=None, help="where run names are looked up (default: reports/)"
     )
+    compare.add_argument(
+        "--force",
+        action="store_true",
+        help="subtract metrics even when data, seed, split or evaluated tickets differ",
+    )
 
     return parser
 
@@ -120,7 +125,7 @@ def _compare(args: argparse.Namespace) -> int:
     from workbench.paths import PROJECT_DIR
 
     reports_dir = Path(args.reports_dir) if args.reports_dir else PROJECT_DIR / "reports"
-    print(compare_command(args.reference, args.current, args.out, reports_dir))
+    print(compare_command(args.reference, args.current, args.out, reports_dir, force=args.force))
     return 0
 
 

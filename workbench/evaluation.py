@@ -323,6 +323,8 @@ class Evaluation:
     training_seconds: float = 0.0
     validation_headline: dict[str, float] | None = None  # same keys, validation tickets
     validation_tickets: int = 0
+    backend: str = "torch"  # the encoder backend that produced the scores
+    calibration_note: str = ""  # how confidences were calibrated, for the page
 
     def metrics(self) -> dict[str, Any]:
         """The metrics.json schema read by the run index, history and comparison code."""
@@ -335,6 +337,7 @@ class Evaluation:
             "recipe": self.recipe,
             "training_seconds": float(self.training_seconds),
             "evaluated_on": {"test": len(self.table), "validation": self.validation_tickets},
+            "inference": self.backend,
         }
         if self.validation_headline is not None:
             metrics["validation"] = self.validation_headline
@@ -357,6 +360,7 @@ def evaluate(
     max_seq_length: int | None = None,
     baselines: bool = True,
     validation: pd.DataFrame | None = None,
+    inference: str | None = None,
 ) -> Evaluation:
     """Load the trained folder, score the test split, and run the baselines on the same split.
 
@@ -365,9 +369,10 @@ def evaluate(
     report the test split once.
     """
     from workbench import baselines as base
+    from workbench.backends import backend_of
     from workbench.classifier import load_classifier
 
-    classifier = load_classifier(training_dir)
+    classifier = load_classifier(training_dir, inference=inference)
     labels = classifier.labels
     texts = test["text"].tolist()
     scores = classifier.scores(texts)
@@ -401,4 +406,6 @@ def evaluate(
         training_seconds=float(recipe.get("training_seconds", 0.0)),
         validation_headline=validation_headline,
         validation_tickets=0 if validation_headline is None else len(validation),
+        backend=backend_of(classifier.model),
+        calibration_note=classifier.calibration_note(),
     )

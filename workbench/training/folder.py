@@ -51,7 +51,7 @@ def train(
     README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
     """
     from workbench import evaluation, modelcard
-    from workbench.baselines import tfidf_svm
+    from workbench.baselines import cheap_baselines
 
     name = recipe or DEFAULT_RECIPE
     params = resolve_recipe(name, overrides)
@@ -130,9 +130,21 @@ def train(
         scores = classifier.scores(split.test["text"].tolist())
         table = evaluation.predictions_table(split.test, scores, labels)
         table.to_csv(out_dir / "predictions.csv", index=False)
-        metrics.update(evaluation.metrics_payload(split.test["label"], scores, labels, name))
+        validation_scores = (
+            classifier.scores(split.validation["text"].tolist()) if len(split.validation) else None
+        )
+        metrics.update(
+            evaluation.metrics_payload(
+                split.test["label"],
+                scores,
+                labels,
+                name,
+                validation_true=split.validation["label"],
+                validation_scores=validation_scores,
+            )
+        )
         metrics["training_seconds"] = record["training_seconds"]
-        metrics["baselines"] = {"TF-IDF + LinearSVC": tfidf_svm(split.train, split.test)}
+        metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
     write_json(out_dir / "metrics.json", metrics)
     from workbench.evaluation import loss_figure
 
