@@ -16,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from workbench import cli
-from workbench.errors import LockHeldError, NotebookFailedError
+from workbench.errors import BadInputError, LockHeldError, NotebookFailedError
 from workbench.report import apply_retention, build_parameters, list_runs, reports_lock, run_report
 
 PROJECT = Path(__file__).resolve().parent.parent
