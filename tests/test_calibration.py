@@ -170,7 +170,7 @@ def test_fusion_embeddings_matter(tiny_fusion):
     assert not np.allclose(with_embeddings, without, atol=1e-3)
 
 
-def test_fusion_head_without_validation_is_cross_validated(tiny_fusion):
+def test_fusion_head_without_validation_is_cross_validated(tiny_fusion, tmp_path):
     """validation_size=0: calibration on out-of-fold decisions of a pipeline that refits the
     TF-IDF in every fold; recorded as ``cv``; the loaded classifier path scores with it."""
     from sklearn.pipeline import Pipeline
@@ -191,6 +191,12 @@ def test_fusion_head_without_validation_is_cross_validated(tiny_fusion):
     # the same fold-refitted pipeline weights the embeddings like the validation head
     weight = estimator.calibrated_classifiers_[0].estimator.named_steps["features"]
     assert weight.transformer_weights == {"embedding": 1.0}
+    # it is stored safely (skops, audited types) and loads back to the same probabilities
+    from workbench.heads_io import load_head, save_head
+
+    save_head(head, tmp_path)
+    loaded = head_probabilities(load_head(tmp_path), classifier.embed(texts), texts, len(labels))
+    assert np.allclose(loaded, proba)
 
 
 def test_saved_model_uses_the_fitted_temperature(trained_dir, tmp_path, small_sample):

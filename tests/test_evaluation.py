@@ -208,7 +208,7 @@ def test_notebooks_train_and_evaluate(small_sample, tmp_path):
 
 def test_default_recipe_through_the_notebooks(small_sample, tmp_path):
     """`fusion` (cross-entropy fine-tune + TF-IDF fusion head) in 02 → 03 → 04, tiny but real."""
-    import joblib
+    from workbench.heads_io import load_head
 
     result = _tiny_run(
         tmp_path,
@@ -222,7 +222,7 @@ def test_default_recipe_through_the_notebooks(small_sample, tmp_path):
     recipe = json.loads((run / "training" / "recipe.json").read_text())
     assert recipe["params"]["loss"] == "softmax" and recipe["params"]["head"] == "fusion"
     assert recipe["examples"]["count"] == recipe["split"]["train"]
-    head = joblib.load(run / "training" / "head.joblib")
+    head = load_head(run / "training")
     assert head["kind"] == "fusion" and head["prototypes"].shape[0] == len(recipe["label_texts"])
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["recipe"] == "fusion"

@@ -207,7 +207,8 @@ def test_fusion_head_gives_probabilities(tmp_path, small_sample):
         {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32, "inference": "torch"},
         progress=False,
     )
-    assert (tmp_path / "fusion" / "head.joblib").exists()
+    assert (tmp_path / "fusion" / "head.skops").exists()
+    assert not (tmp_path / "fusion" / "head.joblib").exists()
     classifier = load_classifier(tmp_path / "fusion")
     assert classifier.head_kind == "fusion"
     assert classifier.head["prototypes"].shape == (len(data.labels), 384)  # for the maps

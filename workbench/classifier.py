@@ -1,7 +1,8 @@
 """A trained model folder, loaded: embeddings, per-category scores and predictions.
 
 The folder is what ``workbench train`` (and notebook 02) writes: ``model/`` (sentence-transformers),
-``labels.json``, ``recipe.json`` and, for recipes with a classification head, ``head.joblib``.
+``labels.json``, ``recipe.json`` and, for recipes with a classification head, ``head.skops``
+(see ``workbench.heads_io``: never a pickle).
 Recipes without a head classify by cosine similarity between the ticket and each category's
 name (or description), exactly like the reference model card.
 """
@@ -166,6 +167,7 @@ def load_classifier(
     ``inference`` picks the encoder backend (see :mod:`workbench.backends`); by default the
     recipe's ``inference`` parameter, else ``auto`` (the fastest export checked at training time).
     """
+    from workbench.heads_io import load_head
     from workbench.models import load_model
 
     path = Path(path)
@@ -194,17 +196,9 @@ def load_classifier(
         or not all(isinstance(x, str) for x in labels)
     ):
         raise BadInputError(f"{path / 'labels.json'}: expected a list of at least 2 category names")
-    head = None
-    if (path / "head.joblib").exists():
-        import joblib
-
-        try:
-            head = joblib.load(path / "head.joblib")
-        except Exception as error:  # a truncated or foreign pickle
-            raise BadInputError(f"{path / 'head.joblib'}: cannot load the head: {error}") from error
-    model = load_model(
-        path / "model", device=device, backend=inference or recipe.get("inference") or "auto"
-    )
+    head = load_head(path)  # never unpickles: refuses head.joblib and untrusted types
+    backend = inference or recipe.get("params", {}).get("inference") or "auto"
+    model = load_model(path / "model", device=device, backend=backend)
     label_texts = recipe.get("label_texts") or labels
     if len(label_texts) != len(labels):
         label_texts = labels

@@ -303,7 +303,7 @@ def comparison_figures(comparison: Comparison) -> list:
     """Per-class F1 change, confusion difference and category mix, as plotly figures."""
     import plotly.graph_objects as go
 
-    from workbench.figures import heatmap
+    from workbench.figures import escape_labels, heatmap
 
     figures = []
     per_class = comparison.per_class.dropna()
@@ -311,7 +311,10 @@ def comparison_figures(comparison: Comparison) -> list:
         colors = ["#1f7a4d" if v >= 0 else "#b42318" for v in per_class["change"]]
         fig = go.Figure(
             go.Bar(
-                x=per_class["change"], y=list(per_class.index), orientation="h", marker_color=colors
+                x=per_class["change"],
+                y=escape_labels(per_class.index),
+                orientation="h",
+                marker_color=colors,
             )
         )
         fig.update_layout(
@@ -334,8 +337,8 @@ def comparison_figures(comparison: Comparison) -> list:
         mix = comparison.drift["category_mix"]
         fig = go.Figure(
             [
-                go.Bar(name="reference", x=list(mix.index), y=mix["reference share"]),
-                go.Bar(name="current", x=list(mix.index), y=mix["current share"]),
+                go.Bar(name="reference", x=escape_labels(mix.index), y=mix["reference share"]),
+                go.Bar(name="current", x=escape_labels(mix.index), y=mix["current share"]),
             ]
         )
         fig.update_layout(title="Category mix", yaxis_tickformat=".0%", barmode="group", height=360)

@@ -1,4 +1,9 @@
-"""Plotly figures shared by the notebooks: one colour per category everywhere, escaped hovers."""
+"""Plotly figures shared by the notebooks: one colour per category everywhere, escaped text.
+
+Plotly renders a subset of HTML in ticks, legends, hovers and annotations (``<a href>``,
+``<span style>``, ``<br>``, ``<b>``), so every string from the data goes through
+:func:`escape_label` before it reaches a figure: a category name can neither link nor restyle a page.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,15 @@ import plotly.graph_objects as go
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
 
 
+def escape_label(text: object) -> str:
+    """A data string (category name, ticket text) as literal text in a plotly figure."""
+    return html.escape(str(text))
+
+
+def escape_labels(values) -> list[str]:
+    return [escape_label(v) for v in values]
+
+
 def category_colors(labels: list[str]) -> dict[str, str]:
     """A stable colour per category (sorted order), so maps and bars agree across notebooks."""
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(labels))}
@@ -21,12 +35,13 @@ def hover_text(values: pd.Series | list[str], limit: int = 160) -> list[str]:
     """Ticket text for hovers: shortened and HTML-escaped (plotly renders a subset of HTML)."""
     from workbench.display import shorten
 
-    return [html.escape(shorten(v, limit)) for v in values]
+    return [escape_label(shorten(v, limit)) for v in values]
 
 
 def class_balance(counts: pd.Series, title: str = "Tickets per category") -> go.Figure:
-    colors = category_colors(list(counts.index))
+    colors = {escape_label(k): v for k, v in category_colors(list(counts.index)).items()}
     frame = counts.rename("tickets").rename_axis("category").reset_index()
+    frame["category"] = escape_labels(frame["category"])
     frame["share"] = frame["tickets"] / frame["tickets"].sum()
     fig = px.bar(
         frame,
@@ -47,12 +62,13 @@ def length_histogram(
 ) -> go.Figure:
     """Histogram of a length column per category, with the truncation limit marked."""
     labels = sorted(frame["label"].unique())
+    colors = {escape_label(k): v for k, v in category_colors(labels).items()}
     fig = px.histogram(
-        frame,
+        frame.assign(label=escape_labels(frame["label"])),
         x=column,
         color="label",
-        color_discrete_map=category_colors(labels),
-        category_orders={"label": labels},
+        color_discrete_map=colors,
+        category_orders={"label": escape_labels(labels)},
         nbins=80,
         log_y=log_y,
         title=title,
@@ -81,7 +97,7 @@ def heatmap(
     hover: str = "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
 ) -> go.Figure:
     """A labelled matrix (confusion matrices and their differences) with values in the cells."""
-    names = [html.escape(label) for label in labels]
+    names = escape_labels(labels)
     text = [[format(value, text_format) for value in row] for row in np.asarray(matrix)]
     fig = go.Figure(
         go.Heatmap(

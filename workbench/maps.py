@@ -8,7 +8,6 @@ figures use SVG below ``svg_max_points`` so that static reports never show a bla
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.embeddings import encode
-from workbench.figures import category_colors, hover_text
+from workbench.figures import category_colors, escape_label, hover_text
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -290,7 +289,7 @@ def map_figure(
     fig = make_subplots(
         rows=1,
         cols=len(maps),
-        subplot_titles=[html.escape(m.title) for m in maps],
+        subplot_titles=[escape_label(m.title) for m in maps],
         specs=specs,
         horizontal_spacing=0.04,
     )
@@ -318,15 +317,15 @@ def map_figure(
                 if three_d:
                     xyz["z"] = coords[:, 2]
                 pair = (
-                    f"<b>{html.escape(label)}</b> → {html.escape(str(predicted))} "
+                    f"<b>{escape_label(label)}</b> → {escape_label(str(predicted))} "
                     f"{'✓' if right else '✗'}"
                 )
                 fig.add_trace(
                     point_trace(
                         **xyz,
                         mode="markers",
-                        name=html.escape(label),
-                        legendgroup=label,
+                        name=escape_label(label),
+                        legendgroup=escape_label(label),
                         showlegend=column == 1 and first,
                         marker={"color": colors[label], "size": size, "opacity": 0.8},
                         text=texts[mask].tolist(),
@@ -363,7 +362,7 @@ def map_figure(
                 name="category names",
                 legendgroup="category names",
                 showlegend=column == 1,
-                text=[f"<b>{html.escape(label)}</b>" for label in emap.names],
+                text=[f"<b>{escape_label(label)}</b>" for label in emap.names],
                 textposition="top center",
                 textfont={"size": 12, "color": "#102a43"},
                 marker={
@@ -372,7 +371,7 @@ def map_figure(
                     "color": name_colors,
                     "line": {"color": "#102a43", "width": 1.5},
                 },
-                hovertext=[f"category name: {html.escape(label)}" for label in emap.names],
+                hovertext=[f"category name: {escape_label(label)}" for label in emap.names],
                 hoverinfo="text",
                 **({} if three_d else {"cliponaxis": False}),
             ),
@@ -387,7 +386,7 @@ def map_figure(
                     y=float(y),
                     xref=f"x{axis}",
                     yref=f"y{axis}",
-                    text=f"<b>{html.escape(label)}</b>",
+                    text=f"<b>{escape_label(label)}</b>",
                     showarrow=False,
                     yshift=14,
                     font={"size": 12, "color": "#102a43"},
@@ -396,7 +395,7 @@ def map_figure(
         for view in VIEWS:
             view_styles[view].append((name_colors, name_size, column == 1, True))
     # Legend-only keys for the recoloured views (no data: nothing is duplicated).
-    key_traces = [(f"predicted: {html.escape(label)}", colors[label]) for label in labels] + [
+    key_traces = [(f"predicted: {escape_label(label)}", colors[label]) for label in labels] + [
         ("correct", CORRECT_COLOR),
         ("incorrect", INCORRECT_COLOR),
     ]
@@ -526,12 +525,12 @@ def silhouette_figure(
     for i, model in enumerate(models):
         fig.add_trace(
             go.Bar(
-                x=[html.escape(str(c)) for c in table.index],
+                x=[escape_label(str(c)) for c in table.index],
                 y=table[model].to_numpy(),
-                name=html.escape(str(model)),
+                name=escape_label(str(model)),
                 marker_color=shades[i % len(shades)],
                 hovertemplate="%{x}<br>silhouette %{y:.3f}<extra>"
-                + html.escape(model)
+                + escape_label(model)
                 + "</extra>",
             )
         )

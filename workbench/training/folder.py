@@ -16,6 +16,7 @@ import pandas as pd
 from workbench.calibration import fit_model_temperature
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
 from workbench.errors import BadInputError
+from workbench.heads_io import save_head
 from workbench.models import load_model
 from workbench.training.heads import fit_head
 from workbench.training.loop import fit, seed_everything
@@ -47,7 +48,7 @@ def train(
     ``final_from`` (see ``final_settings``) marks a final refit on every labelled row: its
     expected quality is the one measured by the evaluation it names, recorded as such.
 
-    ``out_dir`` gets model/, labels.json, head.joblib (if any), recipe.json, training_log.csv,
+    ``out_dir`` gets model/, labels.json, head.skops (if any), recipe.json, training_log.csv,
     README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
     """
     from workbench import evaluation, modelcard
@@ -76,12 +77,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir / "model"), create_model_card=False)
     write_json(out_dir / "labels.json", labels)
-    if head is not None:
-        import joblib
-
-        joblib.dump(head, out_dir / "head.joblib")
-    elif (out_dir / "head.joblib").exists():
-        (out_dir / "head.joblib").unlink()
+    save_head(head, out_dir)  # skops + JSON: opening a model folder never runs its code
     result.log.to_csv(out_dir / "training_log.csv", index=False)
     record = {
         "recipe": name,
