@@ -205,8 +205,14 @@ def test_saved_model_uses_the_fitted_temperature(trained_dir, tmp_path, small_sa
     from workbench.classifier import COSINE_TEMPERATURE, load_classifier, softmax
     from workbench.data import load_tickets, split_tickets
 
+    trained = json.loads((trained_dir / "recipe.json").read_text())["calibration"]
+    assert trained["fitted_on"] == "validation" and trained["temperature"] > 0  # train() fits T
     folder = tmp_path / "seed"
     shutil.copytree(trained_dir, folder)
+    recipe_file = folder / "recipe.json"
+    stored = json.loads(recipe_file.read_text())
+    stored.pop("calibration", None)  # as a folder trained before temperatures were fitted
+    recipe_file.write_text(json.dumps(stored))
     before = load_classifier(folder)
     assert before.temperature is None and "not fitted" in before.calibration_note()
     data = load_tickets(small_sample)

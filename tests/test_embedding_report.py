@@ -29,6 +29,8 @@ def training_dir(tmp_path_factory, small_sample) -> Path:
     folder = tmp_path_factory.mktemp("run") / "training"
     load_model(max_seq_length=64).save(str(folder / "model"))
     (folder / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+    record = {"recipe": "none (the base model)", "params": {"max_seq_length": 64}}
+    (folder / "recipe.json").write_text(json.dumps(record), encoding="utf-8")
     return folder
 
 
@@ -129,6 +131,6 @@ def test_without_training_folder_shows_base_model_only(tmp_path, small_sample):
     assert result.status == "succeeded"
     page = (result.run_dir / f"{NOTEBOOK}-stakeholder.html").read_text(encoding="utf-8")
     text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
-    assert "No fine-tuned model at" in text and "this report shows the base model only" in text
+    assert "No fine-tuned model in" in text and "this report shows the base model only" in text
     assert "test accuracy, base model" in text and "test accuracy, fine-tuned" not in text
     assert "All 320 tickets are drawn" in text
