@@ -86,7 +86,7 @@ def test_map_draws_every_sampled_point_with_escaped_hovers(encoded):
     for trace in ticket_traces:
         assert trace.marker.color == colors[trace.legendgroup]
     hovers = [h for t in ticket_traces for h in t.text]
-    assert any("&lt;script&gt;alert(&#x27;map&#x27;)&lt;/script&gt;" in h for h in hovers)
+    assert any("&lt;script&gt;alert('map')&lt;/script&gt;" in h for h in hovers)
     assert not any("<script>" in h for h in hovers)
     names = [t for t in fig.data if t.legendgroup == "category names"]
     assert len(names) == 2 and len(names[0].x) == len(labels)

@@ -18,8 +18,12 @@ PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
 
 
 def escape_label(text: object) -> str:
-    """A data string (category name, ticket text) as literal text in a plotly figure."""
-    return html.escape(str(text))
+    """A data string (category name, ticket text) as literal text in a plotly figure.
+
+    Only ``&``, ``<`` and ``>``: without ``<`` plotly sees no tag, and it decodes ``&amp;``,
+    ``&lt;`` and ``&gt;`` back to text but would show ``&quot;`` literally.
+    """
+    return html.escape(str(text), quote=False)
 
 
 def escape_labels(values) -> list[str]:
