@@ -135,11 +135,6 @@ def test_report_and_comparison_pages(inspected: dict[Path, tuple], hostile_run: 
             assert '<a href="https://evil.example/ticket">' in dom["bodyText"], name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="history.py (reports/index.html trend chart) puts raw category names into plotly "
-    "legends; its escaping is another change (issue 12 item 7); drop this mark when it lands",
-)
 def test_history_page(inspected: dict[Path, tuple], hostile_run: Path):
     check, dom = inspected[hostile_run.parent / "index.html"]
     _assert_inert("reports/index.html", check, dom)
