@@ -6,6 +6,8 @@ generator (50 coded groups, one with 44 % of the tickets, 18 with fewer than 5).
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -17,8 +19,11 @@ from workbench.labels import (
     display_label,
     is_coded,
     label_names,
+    load_options_of,
+    map_frame_labels,
     map_labels,
     minimum_class_size,
+    rare_record_of,
     read_label_descriptions,
 )
 from workbench.sample_export import (
@@ -349,3 +354,39 @@ def test_missing_descriptions_file(tmp_path, export_csv):
     with pytest.raises(BadInputError) as error:
         load_tickets(export_csv, TEXT, LABEL_COLUMN, label_descriptions=tmp_path / "nope.yml")
     assert "--label-descriptions" in one_line(error) and "no such file" in str(error.value)
+
+
+# --- what predict and a final refit reuse from a model's recipe ------------------------
+
+
+def test_recipe_reproduces_loading_and_maps_new_labels(tmp_path, export_csv):
+    """recipe.json's "data" is data.summary() plus the columns (training/folder.py)."""
+    yml = tmp_path / "groups.yml"
+    yml.write_text("GRP_0: Service desk\n", encoding="utf-8")
+    data = load_tickets(export_csv, TEXT, LABEL_COLUMN, rare="merge", label_descriptions=yml)
+    recipe = {
+        "data": {
+            **data.summary(),
+            "text_column": data.text_column,
+            "label_column": data.label_column,
+        }
+    }
+    recipe = json.loads(json.dumps(recipe, default=str))  # as read back from recipe.json
+    options = load_options_of(recipe)
+    assert options == {
+        "text_column": TEXT,
+        "label_column": LABEL_COLUMN,
+        "min_class_size": 10,
+        "rare": "merge",
+        "label_descriptions": {"GRP_0": "Service desk"},
+    }
+    again = load_tickets(export_csv, **options)
+    assert again.labels == data.labels and again.frame["text"].equals(data.frame["text"])
+    assert rare_record_of(recipe) == data.rare
+
+    new = load_tickets(export_csv, TEXT, LABEL_COLUMN, require_labels=False)
+    assert "GRP_35" in set(new.frame["label"])  # predict does not merge by the new file
+    mapped, changed = map_frame_labels(new.frame, data.labels, rare_record_of(recipe))
+    assert set(mapped["label"]) == set(data.labels)
+    assert changed == data.rare["categories"]
+    assert len(mapped) == len(new.frame)

@@ -38,6 +38,9 @@ __all__ = [
     "display_label",
     "is_coded",
     "label_names",
+    "load_options_of",
+    "map_frame_labels",
+    "rare_record_of",
     "map_labels",
     "minimum_class_size",
     "read_label_descriptions",
@@ -222,6 +225,54 @@ def map_labels(
         else:
             out.append(label)
     return out
+
+
+def rare_record_of(record: Mapping | None) -> dict | None:
+    """The rare-category record of a training folder's ``recipe.json`` or a data summary."""
+    record = record or {}
+    if "rare" in record:
+        return record.get("rare")
+    return (record.get("data") or {}).get("rare")
+
+
+def load_options_of(record: Mapping | None) -> dict:
+    """``load_tickets`` keyword arguments that reproduce how a model's training data was read.
+
+    For a final refit (``train --final``) and for scoring new tickets with a trained model, so
+    text columns, rare handling and descriptions match the evaluated run.
+    """
+    data = (record or {}).get("data") or dict(record or {})
+    options: dict = {}
+    if data.get("text_columns"):
+        options["text_column"] = list(data["text_columns"])
+    elif data.get("text_column"):
+        options["text_column"] = data["text_column"]
+    if data.get("label_column"):
+        options["label_column"] = data["label_column"]
+    rare = data.get("rare")
+    if rare:
+        options["min_class_size"] = int(rare["min_class_size"])
+        options["rare"] = rare["mode"]
+    if data.get("label_descriptions"):
+        options["label_descriptions"] = dict(data["label_descriptions"])
+    return options
+
+
+def map_frame_labels(
+    frame: pd.DataFrame, known_labels: Iterable[str], rare_record: dict | None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``frame`` with its ``label`` column mapped by ``map_labels``; rows mapped to None removed.
+
+    Returns the frame and, per original label, how many rows were merged or left out, for
+    the one line the CLI prints (``predict``) or the report shows (``--evaluate all``).
+    """
+    if "label" not in frame:
+        return frame, {}
+    mapped = pd.Series(map_labels(frame["label"], known_labels, rare_record), index=frame.index)
+    changed = mapped.isna() | (mapped != frame["label"].map(_one_code))
+    counts = {str(k): int(v) for k, v in frame.loc[changed, "label"].value_counts().items()}
+    out = frame.assign(label=mapped)[mapped.notna()].reset_index(drop=True)
+    return out, counts
 
 
 # --------------------------------------------------------------------------------------
