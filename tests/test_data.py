@@ -89,7 +89,7 @@ def test_custom_column_names(write_tickets):
 
 
 def test_empty_text_rows_are_dropped_and_counted(write_tickets):
-    rows = tickets()
+    rows = tickets(14)  # Access keeps 11 rows after the drops: no rare category
     rows[3]["Document"] = "   "
     rows[7]["Document"] = ""
     rows[9]["Topic_group"] = ""
@@ -97,8 +97,8 @@ def test_empty_text_rows_are_dropped_and_counted(write_tickets):
     assert data.dropped == {"empty text": 2, "missing label": 1}
     assert data.dropped_rows["empty text"] == [4, 8]
     assert data.dropped_rows["missing label"] == [10]
-    assert len(data.frame) == 33
-    assert data.summary()["rows_read"] == 36
+    assert len(data.frame) == 39
+    assert data.summary()["rows_read"] == 42 and data.rare is None
 
 
 def test_strict_mode_names_the_first_bad_row(write_tickets):
@@ -140,11 +140,12 @@ def test_header_only_file(tmp_path):
 
 def test_class_too_small_for_stratified_split(write_tickets):
     rows = tickets() + [{"Document": "rare one", "Topic_group": "Purchase"}] * 3
-    data = load_tickets(write_tickets(rows))
+    data = load_tickets(write_tickets(rows), min_class_size=0)  # rare handling off
     with pytest.raises(BadInputError) as error:
         split_tickets(data, test_size=0.2, validation_size=0.1)
     message = one_line(error)
     assert "class 'Purchase' has 3 rows" in message and "needs at least 10 per class" in message
+    assert "--rare merge" in message
 
 
 def test_split_is_deterministic_and_stratified(sample_path):

@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from workbench.errors import BadInputError
+from workbench.labels import (
+    RARE_LABEL,
+    RARE_REASON,
+    apply_rare,
+    check_rare_options,
+    codes_as_text,
+    describe_rare,
+    minimum_class_size,
+    read_label_descriptions,
+    unknown_description_codes,
+)
 
 DEFAULT_TEXT_COLUMN = "Document"
 DEFAULT_LABEL_COLUMN = "Topic_group"
+TEXT_SEPARATOR = "\n"
 SUPPORTED_SUFFIXES = {
     ".csv": "CSV",
     ".parquet": "Parquet",
@@ -36,10 +48,22 @@ class TicketData:
     path: Path
     sha256: str
     rows_read: int
-    text_column: str
+    text_column: str  # the columns that made the text, comma-joined (a valid parameter value)
     label_column: str | None
     dropped: dict[str, int] = field(default_factory=dict)
     dropped_rows: dict[str, list[int]] = field(default_factory=dict)
+    text_columns: list[str] = field(default_factory=list)
+    rare: dict | None = None  # what happened to rare categories (workbench.labels.apply_rare)
+    label_descriptions: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one-line warnings for the report
+
+    @property
+    def label_map(self) -> dict[str, str | None]:
+        """Original label → label used (``other (rare)``, or None when dropped) for rare ones."""
+        if not self.rare:
+            return {}
+        target = self.rare.get("label")
+        return {code: target for code in self.rare["categories"]}
 
     @property
     def labels(self) -> list[str]:
@@ -55,7 +79,14 @@ class TicketData:
             "rows_used": len(self.frame),
             "dropped": dict(self.dropped),
             "classes": len(self.labels),
+            "text_columns": list(self.text_columns),
+            "rare": self.rare,
+            "label_descriptions": dict(self.label_descriptions),
         }
+
+    def rare_note(self) -> str:
+        """One sentence for the report about merged or dropped rare categories ('' if none)."""
+        return describe_rare(self.rare)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -118,26 +149,81 @@ def _check_utf8(path: Path) -> None:
                 ) from None
 
 
+def text_columns_of(spec: str | Sequence[str], columns: Sequence[str] = ()) -> list[str]:
+    """The text columns a ``--text-column`` value names, in order.
+
+    Accepts one name, a comma list (``"Short description,Description"``) or a list of either
+    (``--text-column`` given several times). A name that is itself a column of the file wins
+    over splitting it at commas.
+    """
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in parts:
+        part = str(part)
+        if part in columns or "," not in part:
+            pieces = [part]
+        else:
+            pieces = [piece.strip() for piece in part.split(",")]
+        names.extend(piece for piece in pieces if piece != "")
+    if not names:
+        raise BadInputError("--text-column is empty; name the column(s) that hold the ticket text")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise BadInputError(f"--text-column names '{duplicates[0]}' twice; name each column once")
+    return names
+
+
+def join_text_columns(raw: pd.DataFrame, names: Sequence[str]) -> pd.Series:
+    """The ticket text: the columns' values in order, joined by a newline, empty parts skipped."""
+    parts = [raw[name].map(_as_text).str.strip() for name in names]
+    if len(parts) == 1:
+        return raw[names[0]].map(_as_text)
+    joined = pd.concat(parts, axis=1).to_numpy().tolist()
+    return pd.Series(
+        [TEXT_SEPARATOR.join(p for p in row if p) for row in joined], index=raw.index, dtype=object
+    )
+
+
 def load_tickets(
     path: str | Path,
-    text_column: str = DEFAULT_TEXT_COLUMN,
+    text_column: str | Sequence[str] = DEFAULT_TEXT_COLUMN,
     label_column: str | None = DEFAULT_LABEL_COLUMN,
     require_labels: bool = True,
     drop_invalid: bool = True,
+    min_class_size: int | None = None,
+    rare: str = "merge",
+    label_descriptions: Mapping[str, str] | str | Path | None = None,
 ) -> TicketData:
     """Load and validate a ticket file.
 
     Rows with empty or whitespace-only text, or without a label, are dropped and counted when
     ``drop_invalid``; otherwise the first such row is an error. With ``require_labels=False``
     (prediction on new tickets) a missing label column is fine.
+
+    ``text_column`` may name several columns (a list or a comma list): they are joined in
+    order with a newline, empty parts skipped. Labels are read as strings (``47`` stays
+    ``47``). Categories with fewer than ``min_class_size`` tickets (default: what the default
+    70/20/10 split needs; 0 turns it off) are merged into ``other (rare)``, dropped or refused
+    according to ``rare``; with ``require_labels=False`` the default is off, since prediction
+    maps labels onto the model's set with ``workbench.labels.map_labels`` instead.
+    ``label_descriptions`` (a mapping or a YAML file) names coded categories.
     """
+    check_rare_options(min_class_size, rare)
     path = Path(path)
     raw = read_table(path)
     columns = [str(c) for c in raw.columns]
-    if text_column not in raw.columns:
+    raw.columns = columns
+    names = text_columns_of(text_column, columns)
+    missing = [name for name in names if name not in columns]
+    if missing:
         raise BadInputError(
-            f"{path}: no text column '{text_column}'; columns are: {', '.join(columns) or '(none)'} "
+            f"{path}: no text column '{missing[0]}'; columns are: {', '.join(columns) or '(none)'} "
             "(set --text-column)"
+        )
+    if label_column is not None and label_column in names:
+        raise BadInputError(
+            f"{path}: column '{label_column}' is both a text column and the label column; "
+            "set --text-column and --label-column to different columns"
         )
     has_labels = label_column is not None and label_column in raw.columns
     if require_labels and not has_labels:
@@ -147,12 +233,16 @@ def load_tickets(
         )
     if raw.empty:
         raise BadInputError(f"{path}: no rows below the header")
+    if isinstance(label_descriptions, (str, Path)):
+        label_descriptions = read_label_descriptions(label_descriptions)
+    descriptions = dict(label_descriptions or {})
 
     frame = pd.DataFrame({"row": range(1, len(raw) + 1)})
-    frame["text"] = raw[text_column].map(_as_text).to_numpy()
+    frame["text"] = join_text_columns(raw, names).to_numpy()
     if has_labels:
-        frame["label"] = raw[label_column].map(_as_text).str.strip().to_numpy()
+        frame["label"] = codes_as_text(raw[label_column]).to_numpy()
 
+    text_name = ", ".join(names)
     problems = {"empty text": frame["text"].str.strip() == ""}
     if has_labels:
         problems["missing label"] = frame["label"] == ""
@@ -164,7 +254,7 @@ def load_tickets(
         if not mask.any():
             continue
         rows = frame.loc[mask, "row"].tolist()
-        column = text_column if reason == "empty text" else label_column
+        column = text_name if reason == "empty text" else label_column
         if not drop_invalid:
             raise BadInputError(
                 f"{path}: row {rows[0]} has {reason} in column '{column}' "
@@ -175,27 +265,67 @@ def load_tickets(
         keep &= ~mask
     frame = frame[keep].reset_index(drop=True)
     if frame.empty:
-        raise BadInputError(
-            f"{path}: no usable rows: {_describe(dropped)} (column '{text_column}')"
+        raise BadInputError(f"{path}: no usable rows: {_describe(dropped)} (column '{text_name}')")
+
+    if require_labels:
+        _check_two_classes(path, label_column, sorted(frame["label"].unique()))
+    rare_record = None
+    if min_class_size is None:
+        min_class_size = minimum_class_size() if require_labels else 0
+    if has_labels and min_class_size > 0:
+        labels, keep_rare, rare_record = apply_rare(
+            frame["label"], min_class_size, rare, source=str(path), label_column=label_column or ""
         )
+        frame["label"] = labels
+        if rare_record and rare_record["dropped_rows"]:
+            dropped[RARE_REASON] = rare_record["dropped_rows"]
+            dropped_rows[RARE_REASON] = frame.loc[~keep_rare, "row"].tolist()
+            frame = frame[keep_rare].reset_index(drop=True)
 
     data = TicketData(
         frame=frame,
         path=path,
         sha256=file_sha256(path),
         rows_read=len(raw),
-        text_column=text_column,
+        text_column=",".join(names),
         label_column=label_column if has_labels else None,
         dropped=dropped,
         dropped_rows=dropped_rows,
+        text_columns=names,
+        rare=rare_record,
+        label_descriptions=descriptions,
     )
+    if rare_record:
+        data.notes.append(describe_rare(rare_record))
+    if descriptions and has_labels:
+        warning = unknown_description_codes(descriptions, data.labels, rare_record)
+        if warning:
+            data.notes.append(warning)
+        undescribed = [label for label in data.labels if label not in descriptions]
+        undescribed = [label for label in undescribed if label != RARE_LABEL]
+        if undescribed:
+            data.notes.append(
+                f"label descriptions: {len(undescribed)} of {len(data.labels)} categories have no "
+                f"description and are shown by their code: {', '.join(undescribed[:8])}"
+                + (f" and {len(undescribed) - 8} more" if len(undescribed) > 8 else "")
+            )
     if require_labels and len(data.labels) < 2:
-        only = ", ".join(repr(label) for label in data.labels)
+        kept = ", ".join(repr(label) for label in data.labels) or "none"
         raise BadInputError(
-            f"{path}: column '{label_column}' has {len(data.labels)} class ({only}); "
-            "a classifier needs at least 2"
+            f"{path}: after handling rare categories, column '{label_column}' keeps "
+            f"{len(data.labels)} class ({kept}); {describe_rare(rare_record)} A classifier needs "
+            "at least 2: lower --min-class-size or use --rare merge"
         )
     return data
+
+
+def _check_two_classes(path: Path, label_column: str | None, labels: list[str]) -> None:
+    if len(labels) < 2:
+        only = ", ".join(repr(label) for label in labels)
+        raise BadInputError(
+            f"{path}: column '{label_column}' has {len(labels)} class ({only}); "
+            "a classifier needs at least 2"
+        )
 
 
 def _as_text(value: object) -> str:
@@ -255,14 +385,14 @@ def split_tickets(
         )
     held_out = test_size + validation_size
     counts = frame["label"].value_counts()
-    fractions = [f for f in (1 - held_out, test_size, validation_size) if f > 0]
-    minimum = max(len(fractions), math.ceil(1 / min(fractions) - 1e-9))
+    minimum = minimum_class_size(test_size, validation_size)
     if counts.min() < minimum:
         smallest = counts.idxmin()
         raise BadInputError(
             f"class '{smallest}' has {counts.min()} rows; a stratified split with test_size={test_size:g} "
-            f"and validation_size={validation_size:g} needs at least {minimum} per class — add tickets "
-            "of that class, remove it from the data, or lower validation_size"
+            f"and validation_size={validation_size:g} needs at least {minimum} per class — load with "
+            f"--rare merge --min-class-size {minimum} (rare classes into 'other (rare)'), add tickets "
+            "of that class, or lower validation_size"
         )
     ordered = frame.sort_values("row", kind="stable").reset_index(drop=True)
     n_test, n_validation = round(len(ordered) * test_size), round(len(ordered) * validation_size)
