@@ -94,7 +94,11 @@ def report_scope(
     evaluate: str = "split",
 ) -> Scope:
     """The scope from notebook parameters (every notebook calls this with its own)."""
-    data = load_tickets(data_path, text_column, label_column)
+    # A given model's label set is fixed: never merge this file's small categories (they are
+    # scored against the model's categories; unknown ones are reported as such).
+    data = load_tickets(
+        data_path, text_column, label_column, min_class_size=0 if evaluate == "all" else None
+    )
     given = bool(model_dir)
     training_dir = check_model_dir(model_dir) if given else Path(run_dir or ".") / "training"
     if evaluate == "all":
