@@ -24,6 +24,20 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session")
+def chromium():
+    """The helpers of tests/browser.py, or a skip saying what is missing (Chromium, Playwright)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import browser
+
+    if browser.chromium_path() is None:
+        pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+    return browser
+
+
 @pytest.fixture
 def sample_path() -> Path:
     return SAMPLE

@@ -8,7 +8,6 @@ and the payload shown as literal text (in the plotly figures' own SVG text too).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -41,16 +40,6 @@ PAGE_JS = """
 """
 
 
-def _browser():
-    sys.path.insert(0, str(Path(__file__).parent))
-    import browser
-
-    if browser.chromium_path() is None:
-        pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
-    pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-    return browser
-
-
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory, small_sample) -> Path:
     from workbench.report import build_parameters, run_report
@@ -75,9 +64,8 @@ def hostile_run(tmp_path_factory, small_sample) -> Path:
     return result.run_dir
 
 
-def _inspect(paths: list[Path]) -> dict[Path, tuple]:
+def _inspect(paths: list[Path], browser) -> dict[Path, tuple]:
     """Each page's browser checks plus what its DOM holds, read once."""
-    browser = _browser()
     from playwright.sync_api import sync_playwright
 
     checks = dict(zip(paths, browser.check_pages(paths), strict=True))
@@ -99,7 +87,7 @@ def _inspect(paths: list[Path]) -> dict[Path, tuple]:
 
 
 @pytest.fixture(scope="module")
-def inspected(hostile_run: Path, tmp_path_factory) -> dict[Path, tuple]:
+def inspected(hostile_run: Path, tmp_path_factory, chromium) -> dict[Path, tuple]:
     """Every page of the run, the reports index (history) and the run comparison page."""
     from workbench.compare import compare_command
 
@@ -108,7 +96,7 @@ def inspected(hostile_run: Path, tmp_path_factory) -> dict[Path, tuple]:
     pages = sorted(hostile_run.glob("0*.html"))
     assert len(pages) == 8  # 01–04, each with and without code
     pages += [hostile_run / "index.html", hostile_run.parent / "index.html", compare_page]
-    return _inspect(pages)
+    return _inspect(pages, chromium)
 
 
 def _assert_inert(name: str, check, dom: dict) -> None:

@@ -8,7 +8,6 @@ built by the real ``write_history_index``.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -205,16 +204,6 @@ def test_index_without_metrics_has_no_chart(tmp_path):
     assert "Quality over time" not in page and "not plotted (no metrics)" in page
 
 
-def _browser():
-    sys.path.insert(0, str(Path(__file__).parent))
-    import browser
-
-    if browser.chromium_path() is None:
-        pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
-    pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-    return browser
-
-
 TRACES_JS = """
 () => Array.from(document.querySelectorAll('.js-plotly-plot')).map((gd) => ({
   title: (gd.layout.title && gd.layout.title.text) || '',
@@ -230,8 +219,8 @@ TRACES_JS = """
 
 
 @pytest.mark.browser
-def test_index_draws_one_trace_per_series_in_chromium(two_series):
-    browser = _browser()
+def test_index_draws_one_trace_per_series_in_chromium(two_series, chromium):
+    browser = chromium
     index = write_history_index(two_series)
     assert DATA_DIR not in index.read_text() and str(two_series) not in index.read_text()
     [check] = browser.check_pages([index], script=TRACES_JS)
@@ -288,8 +277,8 @@ XSS_JS = """
 
 
 @pytest.mark.browser
-def test_run_and_category_names_render_as_text_in_chromium(tmp_path):
-    browser = _browser()
+def test_run_and_category_names_render_as_text_in_chromium(tmp_path, chromium):
+    browser = chromium
     reports = tmp_path / "reports"
     name = f"nightly {XSS_LINK} {XSS_IMG}"
     labels = [f"Access {XSS_LINK}", f"Hardware {XSS_IMG}"]

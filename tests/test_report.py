@@ -279,19 +279,9 @@ def test_console_script_and_module_entry_point():
         assert output.returncode == 0 and "report" in output.stdout
 
 
-def _browser():
-    sys.path.insert(0, str(Path(__file__).parent))
-    import browser
-
-    if browser.chromium_path() is None:
-        pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
-    pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-    return browser
-
-
 @pytest.mark.browser
-def test_exploration_pages_render_offline_in_chromium(exploration_run: Path):
-    browser = _browser()
+def test_exploration_pages_render_offline_in_chromium(exploration_run: Path, chromium):
+    browser = chromium
     pages = sorted(exploration_run.glob("*.html")) + [exploration_run.parent / "index.html"]
     banner = """() => { const b = document.querySelector('.wb-smoke, .smoke');
         if (!b) return null; const r = b.getBoundingClientRect();
@@ -312,8 +302,8 @@ def test_exploration_pages_render_offline_in_chromium(exploration_run: Path):
 
 
 @pytest.mark.browser
-def test_ticket_scripts_do_not_execute_in_chromium(tmp_path, xss_data):
-    browser = _browser()
+def test_ticket_scripts_do_not_execute_in_chromium(tmp_path, xss_data, chromium):
+    browser = chromium
     params = build_parameters(profile="quick", overrides={"data_path": str(xss_data)})
     result = run_report(params, tmp_path, "xss", ["01_exploratory_analysis"], progress=False)
     checks = browser.check_pages(sorted(result.run_dir.glob("01_*.html")))
