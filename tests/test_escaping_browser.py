@@ -52,7 +52,9 @@ def hostile_run(tmp_path_factory, small_sample) -> Path:
     data = folder / "tickets.csv"
     frame.to_csv(data, index=False)
     tiny = {"epochs": 1, "batch_size": 16, "max_seq_length": 32, "num_pairs": 32}
-    params = build_parameters(overrides={"data_path": str(data), "recipe": "seed", **tiny})
+    params = build_parameters(
+        profile="quick", overrides={"data_path": str(data), "recipe": "seed", **tiny}
+    )
     notebooks = [
         "01_exploratory_analysis",
         "02_fine_tuning",
@@ -60,6 +62,25 @@ def hostile_run(tmp_path_factory, small_sample) -> Path:
         "04_evaluation",
     ]
     result = run_report(params, folder / "reports", "hostile", notebooks, progress=False)
+    assert result.status == "succeeded", result
+    return result.run_dir
+
+
+@pytest.fixture(scope="module")
+def hostile_followup(hostile_run: Path) -> Path:
+    """The same model evaluated again (nothing trained) and compared with the first run (05)."""
+    from workbench.report import build_parameters, run_report
+
+    params = build_parameters(
+        profile="quick",
+        overrides={
+            "data_path": str(hostile_run.parent.parent / "tickets.csv"),
+            "model_dir": str(hostile_run / "training"),
+            "reference_run": str(hostile_run),
+        },
+    )
+    notebooks = ["04_evaluation", "05_comparison"]
+    result = run_report(params, hostile_run.parent, "followup", notebooks, progress=False)
     assert result.status == "succeeded", result
     return result.run_dir
 
@@ -87,15 +108,28 @@ def _inspect(paths: list[Path], browser) -> dict[Path, tuple]:
 
 
 @pytest.fixture(scope="module")
-def inspected(hostile_run: Path, tmp_path_factory, chromium) -> dict[Path, tuple]:
-    """Every page of the run, the reports index (history) and the run comparison page."""
+def inspected(hostile_run: Path, hostile_followup: Path, tmp_path_factory, chromium) -> dict:
+    """Every page of the run, notebook 05 of a follow-up run, the reports index (history), the
+    sweep comparison page and the run comparison page."""
     from workbench.compare import compare_command
+    from workbench.report import read_metrics
+    from workbench.sweep import write_sweep_page
 
     out = tmp_path_factory.mktemp("compare") / "compare.html"
     compare_page = compare_command(str(hostile_run), str(hostile_run), out=out)
     pages = sorted(hostile_run.glob("0*.html"))
     assert len(pages) == 8  # 01–04, each with and without code
-    pages += [hostile_run / "index.html", hostile_run.parent / "index.html", compare_page]
+    pages += sorted(hostile_followup.glob("05_*.html"))
+    row = {
+        "combo": {"recipe": "seed"},
+        "run_dir": hostile_run,
+        "status": "succeeded",
+        "seconds": 1.0,
+        "metrics": read_metrics(hostile_run),
+    }
+    sweep_page = write_sweep_page([row], hostile_run.parent, "hostile", {"recipe": ["seed"]})
+    pages += [hostile_run / "index.html", compare_page, sweep_page]
+    pages += [hostile_run.parent / "index.html"]  # the history index, written last
     return _inspect(pages, chromium)
 
 
@@ -110,17 +144,19 @@ def _assert_inert(name: str, check, dom: dict) -> None:
 
 
 def test_report_and_comparison_pages(inspected: dict[Path, tuple], hostile_run: Path):
-    """Pages 01–04 (with and without code), the run index and the comparison page."""
+    """Pages 01–05 (with and without code), the run index, the run and sweep comparisons."""
     pages = {p: v for p, v in inspected.items() if p != hostile_run.parent / "index.html"}
-    assert len(pages) == 10
+    assert len(pages) == 13
     for path, (check, dom) in pages.items():
         name = path.name
         _assert_inert(name, check, dom)
-        if name.startswith(("01_", "03_", "04_")) or name == "compare.html":
+        if name.startswith(("01_", "03_", "04_", "05_")) or name == "compare.html":
             # the category name on axes, legends or annotations, drawn by plotly as literal text
             assert CATEGORY_LITERAL in dom["svgText"], (name, dom["svgText"][:300])
         if name.startswith(("01_", "04_")):  # the ticket text in example/misclassified tables
             assert '<a href="https://evil.example/ticket">' in dom["bodyText"], name
+        if name.startswith("sweep-"):  # per-category F1 columns name the categories
+            assert CATEGORY_LITERAL in dom["bodyText"], name
 
 
 def test_history_page(inspected: dict[Path, tuple], hostile_run: Path):

@@ -128,3 +128,15 @@ def test_final_refit_uses_every_row_and_records_the_expected_quality(
     assert record["final"]["evaluated_by"] == trained_dir.name
     assert record["final"]["test"] == measured["headline"]
     assert "Final refit on every labelled row" in (out / "README.md").read_text()
+
+
+def test_pages_show_file_names_not_machine_paths(weekly, small_sample, trained_dir):
+    machine_paths = [str(small_sample.parent), str(trained_dir.parent), str(weekly["first"].parent)]
+    for run in (weekly["first"], weekly["second"]):
+        pages = [run / "index.html", *sorted(run.glob("*-stakeholder.html"))]
+        assert len(pages) >= 3
+        for page in pages:
+            text = page.read_text()
+            leaked = [p for p in machine_paths if p in text]
+            assert not leaked, (page.name, leaked)
+        assert small_sample.name in (run / "index.html").read_text()

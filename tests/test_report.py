@@ -311,3 +311,18 @@ def test_ticket_scripts_do_not_execute_in_chromium(tmp_path, xss_data, chromium)
         assert check.dialogs == [] and check.page_errors == [] and check.external_requests == []
         assert check.failed_requests == []  # an <img src=x> that became a tag would request "x"
         assert check.problems() == []
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "../../etc/passwd", "..", "/abs/path", "a/../../b", ".hidden"]
+)
+def test_run_and_sweep_names_cannot_leave_the_reports_folder(tmp_path, name):
+    from workbench.runs import new_run_dir
+    from workbench.sweep import write_sweep_page
+
+    reports = tmp_path / "reports"
+    folder = new_run_dir(reports, name)
+    assert folder.parent == reports and ".." not in folder.name and "/" not in folder.name
+    page = write_sweep_page([], reports, name, {"epochs": [1]})
+    assert page.parent == reports and page.exists() and not page.name.startswith(".")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]  # nothing written beside it
