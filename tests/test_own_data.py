@@ -390,3 +390,77 @@ def test_recipe_reproduces_loading_and_maps_new_labels(tmp_path, export_csv):
     assert set(mapped["label"]) == set(data.labels)
     assert changed == data.rare["categories"]
     assert len(mapped) == len(new.frame)
+
+
+# ----------------------------------------------------------------------------- the report's checks
+
+
+@pytest.mark.parametrize("rare", ["merge", "drop"])
+def test_report_validation_accepts_an_export_and_lists_rare_categories(tmp_path, rare):
+    """What `workbench report --text-column short --text-column long --rare …` checks before any
+    notebook starts: no crash on 1-ticket categories, the rare ones listed with counts."""
+    from workbench.cli import _data_options, _text_column, build_parser
+    from workbench.report import build_parameters, validate_inputs
+    from workbench.sample_export import LABEL_COLUMN, LONG_COLUMN, SHORT_COLUMN, write_export_like
+
+    data = write_export_like(tmp_path / "export.csv", n=1000, numeric=True)
+    args = build_parser().parse_args(
+        [
+            "report",
+            "--data",
+            str(data),
+            "--text-column",
+            SHORT_COLUMN,
+            "--text-column",
+            LONG_COLUMN,
+            "--label-column",
+            LABEL_COLUMN,
+            "--rare",
+            rare,
+        ]
+    )
+    overrides = {
+        "data_path": str(data),
+        "text_column": _text_column(args),
+        "label_column": LABEL_COLUMN,
+        **_data_options(args),
+    }
+    summary = validate_inputs(build_parameters(profile="quick", overrides=overrides))
+    assert summary["text_columns"] == [SHORT_COLUMN, LONG_COLUMN]
+    record = summary["rare"]
+    assert record["mode"] == rare and record["min_class_size"] == 10
+    assert (
+        all(count < 10 for count in record["categories"].values())
+        and len(record["categories"]) >= 18
+    )
+    assert all(
+        code.isdigit() for code in record["categories"]
+    )  # numeric codes stay "47", not "47.0"
+    assert str(record["rows"]) in summary["rare_note"]
+    if rare == "drop":
+        assert summary["rows_used"] == summary["rows_read"] - sum(summary["dropped"].values())
+    assert sum(summary["split"].values()) == summary["rows_used"]
+
+
+def test_report_rare_error_is_one_line(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.sample_export import LABEL_COLUMN, SHORT_COLUMN, write_export_like
+
+    data = write_export_like(tmp_path / "export.csv", n=1000)
+    code = main(
+        [
+            "report",
+            "--data",
+            str(data),
+            "--text-column",
+            SHORT_COLUMN,
+            "--label-column",
+            LABEL_COLUMN,
+            "--rare",
+            "error",
+            "--reports-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--rare merge" in lines[0]

@@ -17,8 +17,48 @@ def _data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> 
     parser.add_argument(
         "--data", required=required, help="CSV, Parquet or JSON Lines file of tickets"
     )
-    parser.add_argument("--text-column", default=None, help="text column (default: Document)")
+    parser.add_argument(
+        "--text-column",
+        action="append",
+        default=None,
+        help="text column (default: Document); repeat it or give a comma list to join several",
+    )
     parser.add_argument("--label-column", default=None, help="label column (default: Topic_group)")
+    parser.add_argument(
+        "--min-class-size",
+        type=int,
+        default=None,
+        help="categories with fewer tickets are rare (default: the least the split needs)",
+    )
+    parser.add_argument(
+        "--rare",
+        choices=["merge", "drop", "error"],
+        default=None,
+        help="rare categories: merge into 'other (rare)' (default), drop (counted) or error",
+    )
+    parser.add_argument(
+        "--label-descriptions",
+        default=None,
+        metavar="FILE.yml",
+        help="code: description per line, for coded categories (GRP_12, 47)",
+    )
+
+
+def _text_column(args: argparse.Namespace) -> str | None:
+    """Repeated or comma-listed --text-column as one comma list (what load_tickets reads)."""
+    return ",".join(args.text_column) if args.text_column else None
+
+
+def _data_options(args: argparse.Namespace) -> dict:
+    """The data-reading options shared by report, train and predict (None = default)."""
+    from workbench.labels import check_rare_options
+
+    check_rare_options(args.min_class_size, args.rare or "merge")
+    return {
+        "min_class_size": args.min_class_size,
+        "rare": args.rare,
+        "label_descriptions": args.label_descriptions,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,8 +181,9 @@ def _report(args: argparse.Namespace) -> int:
     overrides = parse_assignments(args.param)
     for key, value in {
         "data_path": args.data,
-        "text_column": args.text_column,
+        "text_column": _text_column(args),
         "label_column": args.label_column,
+        **_data_options(args),
         "seed": args.seed,
         "model_dir": args.model,
         "evaluate": args.evaluate,
@@ -184,10 +225,11 @@ def _train(args: argparse.Namespace) -> int:
         args.out,
         recipe=args.recipe,
         overrides=parse_assignments(args.param),
-        text_column=args.text_column,
+        text_column=_text_column(args),
         label_column=args.label_column,
         seed=args.seed,
         final=args.final,
+        **_data_options(args),
     )
     headline = result.metrics.get("headline")
     final = result.recipe.get("final")
@@ -212,18 +254,27 @@ def _predict(args: argparse.Namespace) -> int:
     from workbench.classifier import load_classifier
     from workbench.data import load_tickets, write_json
     from workbench.evaluation import headline, predictions_table
+    from workbench.labels import load_options_of, map_frame_labels, rare_record_of
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
     classifier = load_classifier(args.model, inference=args.inference)
-    data = load_tickets(
-        args.data,
-        args.text_column or "Document",
-        args.label_column or "Topic_group",
-        require_labels=False,
+    # Read the file as the model's training data was read (text columns, label column), and
+    # map rare or unseen categories the same way, unless the command line says otherwise.
+    options = load_options_of(classifier.recipe)
+    options.pop("min_class_size", None), options.pop("rare", None)
+    options["text_column"] = _text_column(args) or options.get("text_column") or "Document"
+    options["label_column"] = args.label_column or options.get("label_column") or "Topic_group"
+    data = load_tickets(args.data, require_labels=False, **options)
+    frame, mapped = map_frame_labels(
+        data.frame, classifier.labels, rare_record_of(classifier.recipe)
     )
-    frame = data.frame
+    if mapped:
+        print(
+            "labels mapped as in training: "
+            + ", ".join(f"{label} ({count})" for label, count in sorted(mapped.items()))
+        )
     scores = classifier.scores(frame["text"].tolist())
     table = predictions_table(frame, scores, classifier.labels)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,33 @@ def model_labels(training_dir: Path) -> list[str]:
     return json.loads((Path(training_dir) / "labels.json").read_text(encoding="utf-8"))
 
 
+def load_report_data(
+    data_path: str,
+    text_column: str,
+    label_column: str,
+    test_size: float = 0.2,
+    validation_size: float = 0.1,
+    evaluate: str = "split",
+    min_class_size: int | None = None,
+    rare: str = "merge",
+    label_descriptions: str = "",
+) -> TicketData:
+    """The report's tickets: categories below ``min_class_size`` (default: the least the split
+    needs; never with ``evaluate='all'``, where the model's label set rules) handled by ``rare``."""
+    from workbench.labels import minimum_class_size
+
+    if min_class_size is None:
+        min_class_size = 0 if evaluate == "all" else minimum_class_size(test_size, validation_size)
+    return load_tickets(
+        data_path,
+        text_column,
+        label_column,
+        min_class_size=min_class_size,
+        rare=rare or "merge",
+        label_descriptions=label_descriptions or None,
+    )
+
+
 def report_scope(
     data_path: str,
     text_column: str,
@@ -92,13 +119,42 @@ def report_scope(
     run_dir: str = "",
     model_dir: str = "",
     evaluate: str = "split",
+    min_class_size: int | None = None,
+    rare: str = "merge",
+    label_descriptions: str = "",
 ) -> Scope:
-    """The scope from notebook parameters (every notebook calls this with its own)."""
-    # A given model's label set is fixed: never merge this file's small categories (they are
-    # scored against the model's categories; unknown ones are reported as such).
-    data = load_tickets(
-        data_path, text_column, label_column, min_class_size=0 if evaluate == "all" else None
+    """The scope from notebook parameters (every notebook calls this with its own).
+
+    Categories smaller than ``min_class_size`` (default: the least the split needs) are merged
+    into ``other (rare)``, dropped or refused (``rare``). A given model's label set is fixed, so
+    with ``evaluate='all'`` nothing is merged by this file's counts: its categories are mapped
+    as the model's training data was (``workbench.labels``).
+    """
+    from workbench.labels import map_frame_labels, rare_record_of
+
+    data = load_report_data(
+        data_path,
+        text_column,
+        label_column,
+        test_size,
+        validation_size,
+        evaluate,
+        min_class_size,
+        rare,
+        label_descriptions,
     )
+    if evaluate == "all" and model_dir:
+        from workbench.training import read_recipe
+
+        folder = check_model_dir(model_dir)
+        before = len(data.frame)
+        data.frame, _ = map_frame_labels(
+            data.frame, model_labels(folder), rare_record_of(read_recipe(folder))
+        )
+        if len(data.frame) < before:  # categories the model's training dropped: counted
+            data.dropped["a category the model's training dropped as rare"] = before - len(
+                data.frame
+            )
     given = bool(model_dir)
     training_dir = check_model_dir(model_dir) if given else Path(run_dir or ".") / "training"
     if evaluate == "all":

@@ -70,6 +70,9 @@ def build_parameters(
         "reference_run": "",
         "model_dir": "",  # a trained folder to evaluate instead of training one
         "evaluate": "split",  # split: the test split; all: every row (monitoring a model)
+        "min_class_size": None,  # rare categories: below this many tickets (None: what the split needs)
+        "rare": "merge",  # merge into 'other (rare)', drop (counted) or error
+        "label_descriptions": "",  # YAML file of code: description for coded categories
         **PROFILES[profile],
         "profile": profile,
     }

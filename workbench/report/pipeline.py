@@ -88,6 +88,9 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
         float(params["validation_size"]),
         model_dir=str(params.get("model_dir") or ""),
         evaluate=str(params.get("evaluate") or "split"),
+        min_class_size=params.get("min_class_size"),
+        rare=str(params.get("rare") or "merge"),
+        label_descriptions=str(params.get("label_descriptions") or ""),
     )
     data, split = scope.data, scope.split
     summary = data.summary()
@@ -96,6 +99,7 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
     summary["split"] = {name: len(part) for name, part in split.parts().items()}
     summary["leakage"] = split.leakage
     summary["evaluated"] = {"on": scope.evaluated_name, "tickets": len(scope.evaluated)}
+    summary["rare_note"] = data.rare_note()
     if scope.given_model:
         from workbench.training import read_recipe
 

@@ -17,6 +17,7 @@ from workbench.calibration import fit_model_temperature
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
 from workbench.errors import BadInputError
 from workbench.heads_io import save_head
+from workbench.labels import load_options_of, minimum_class_size
 from workbench.models import load_model
 from workbench.training.heads import fit_head
 from workbench.training.loop import fit, seed_everything
@@ -162,21 +163,41 @@ def train_file(
     label_column: str | None = None,
     seed: int = 42,
     final: str | Path | None = None,
+    min_class_size: int | None = None,
+    rare: str | None = None,
+    label_descriptions: str | Path | None = None,
 ) -> TrainingResult:
     """``workbench train``: load, split (``test_size``/``validation_size`` params), train.
 
     ``final``: a training folder or report run that was evaluated; its recipe, parameters and
-    seed are refit on every labelled row (no test or validation split).
+    seed are refit on every labelled row (no test or validation split), and the file is read as
+    the evaluated run read its data (text columns, rare categories, descriptions).
+    ``min_class_size``/``rare``: categories below the size the split needs are merged into
+    ``other (rare)`` by default (see ``workbench.labels``).
     """
     overrides = dict(overrides or {})
     test_size = float(overrides.pop("test_size", 0.2))
     validation_size = float(overrides.pop("validation_size", 0.1))
     final_from = None
+    options: dict[str, Any] = {
+        "text_column": text_column or "Document",
+        "label_column": label_column or "Topic_group",
+        "min_class_size": minimum_class_size(test_size, validation_size)
+        if min_class_size is None
+        else min_class_size,
+        "rare": rare or "merge",
+        "label_descriptions": label_descriptions,
+    }
     if final:
         recipe, settings, seed, final_from = final_settings(final)
         overrides = {**settings, **overrides}
         test_size = validation_size = 0.0
-    data = load_tickets(data_path, text_column or "Document", label_column or "Topic_group")
+        # Read the file as the evaluated run read its data; columns given here still win.
+        evaluated = load_options_of(read_recipe(final_from["folder"]))
+        given = {"text_column": text_column, "label_column": label_column}
+        options["min_class_size"] = 0  # unless the evaluated run merged rare categories
+        options.update({k: v for k, v in evaluated.items() if not given.get(k)})
+    data = load_tickets(data_path, **options)
     return train(
         data,
         out_dir,
@@ -254,6 +275,7 @@ def final_settings(evaluated: str | Path) -> tuple[str, dict[str, Any], int, dic
         )
     expected = {
         "evaluated_by": evaluated.name,
+        "folder": str(folder),
         "data_sha256": record.get("data", {}).get("sha256"),
         "test": metrics["headline"],
         "validation": metrics.get("validation"),
