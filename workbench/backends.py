@@ -53,6 +53,9 @@ REPORT = "backends.json"
 MAX_COSINE_ERROR = {"onnx": 1e-4, "openvino": 1e-4, "onnx-int8": 0.05, "openvino-int8": 0.05}
 MIN_MEAN_COSINE = {"onnx": 0.9999, "openvino": 0.9999, "onnx-int8": 0.99, "openvino-int8": 0.99}
 MIN_AGREEMENT = 0.99
+# With the reference tickets' true categories, the check is on quality itself: macro-F1 with the
+# backend may be at most this much below PyTorch's on the same tickets (0.3 points).
+MAX_MACRO_F1_DROP = 0.003
 
 
 def model_folder(path: str | os.PathLike) -> Path:
@@ -359,6 +362,7 @@ def export_backends(
     reference_texts: list[str],
     scorer: Callable[[np.ndarray, list[str]], np.ndarray] | None = None,
     backends: list[str] | None = None,
+    reference_labels: list[int] | None = None,
     batch_size: int = 32,
     calibration_size: int = 300,
 ) -> dict[str, Any]:
@@ -379,6 +383,22 @@ def export_backends(
     torch_model = load_model(folder, device="cpu")
     reference, torch_speed = _timed_encode(torch_model, texts, batch_size)
     reference_argmax = scorer(reference, texts).argmax(axis=1) if scorer else None
+    truth = None
+    if scorer is not None and reference_labels is not None:
+        from sklearn.metrics import f1_score
+
+        truth = np.asarray(
+            [
+                label
+                for text, label in zip(reference_texts, reference_labels, strict=True)
+                if str(text).strip()
+            ]
+        )
+
+        def macro_f1(predicted: np.ndarray) -> float:
+            return float(f1_score(truth, predicted, average="macro", zero_division=0))
+
+        torch_f1 = macro_f1(reference_argmax)
     report: dict[str, Any] = {
         "torch_sha256": _torch_weights_sha(folder),
         "reference_texts": len(texts),
@@ -432,9 +452,18 @@ def export_backends(
                 f"mean cosine {1 - errors['mean_cosine_error']:.5f} < {MIN_MEAN_COSINE[backend]}"
             )
         if scorer is not None:
-            agreement = float(np.mean(scorer(vectors, texts).argmax(axis=1) == reference_argmax))
+            predicted = scorer(vectors, texts).argmax(axis=1)
+            agreement = float(np.mean(predicted == reference_argmax))
             entry["argmax_agreement"] = round(agreement, 4)
-            if agreement < MIN_AGREEMENT:
+            if truth is not None:
+                drop = torch_f1 - macro_f1(predicted)
+                entry["macro_f1_drop"] = round(drop, 4)
+                entry["checked_on"] = f"{len(truth)} labelled tickets"
+                if drop > MAX_MACRO_F1_DROP:
+                    problems.append(
+                        f"macro-F1 {drop * 100:.2f} points below torch > {MAX_MACRO_F1_DROP * 100:.1f}"
+                    )
+            elif agreement < MIN_AGREEMENT:
                 problems.append(f"predictions agree on {agreement:.1%} < {MIN_AGREEMENT:.0%}")
         entry["checked"] = not problems
         if problems:

@@ -211,7 +211,7 @@ def train_file(
 
 
 SEEN_TEXTS = "seen_texts.npy"
-EXPORT_CHECK_TICKETS = 512
+EXPORT_CHECK_TICKETS = 1000
 
 
 def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]:
@@ -219,10 +219,28 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
     tickets (validation, else training); returns the summary recorded in ``recipe.json``."""
     from workbench.backends import classifier_scorer, export_backends
 
+    # Held-out tickets with their true categories: a backend passes when macro-F1 on them is at
+    # most 0.3 points below PyTorch's (and its embeddings agree); the training split would do
+    # when there is no validation split, with labels the head has seen.
     pool = split.validation if len(split.validation) >= 8 else split.train
-    texts = pool["text"].sample(min(EXPORT_CHECK_TICKETS, len(pool)), random_state=seed).tolist()
-    report = export_backends(out_dir / "model", texts, scorer=classifier_scorer(out_dir))
-    kept = {"checked", "speedup", "tickets_per_s", "argmax_agreement", "max_cosine_error", "reason"}
+    sample = pool.sample(min(EXPORT_CHECK_TICKETS, len(pool)), random_state=seed)
+    labels = json.loads((out_dir / "labels.json").read_text(encoding="utf-8"))
+    ids = sample["label"].map({label: i for i, label in enumerate(labels)}).tolist()
+    report = export_backends(
+        out_dir / "model",
+        sample["text"].tolist(),
+        scorer=classifier_scorer(out_dir),
+        reference_labels=ids,
+    )
+    kept = {
+        "checked",
+        "speedup",
+        "tickets_per_s",
+        "argmax_agreement",
+        "macro_f1_drop",
+        "max_cosine_error",
+        "reason",
+    }
     return {
         name: {k: v for k, v in entry.items() if k in kept}
         for name, entry in report["backends"].items()
