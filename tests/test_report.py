@@ -106,7 +106,7 @@ def test_stakeholder_page_has_no_code_and_no_progress_bars(exploration_run: Path
     stakeholder = (exploration_run / "01_exploratory_analysis-stakeholder.html").read_text()
     with_code = (exploration_run / "01_exploratory_analysis.html").read_text()
     assert 'class="highlight hl-ipython3"' in with_code and 'class="highlight' not in stakeholder
-    assert "load_tickets" in with_code and "load_tickets" not in stakeholder
+    assert "load_report_data" in with_code and "load_report_data" not in stakeholder
     assert "Class balance" in stakeholder
     for page in (stakeholder, with_code):
         assert "it/s]" not in page and "Loading weights" not in page
