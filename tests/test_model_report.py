@@ -140,3 +140,18 @@ def test_pages_show_file_names_not_machine_paths(weekly, small_sample, trained_d
             leaked = [p for p in machine_paths if p in text]
             assert not leaked, (page.name, leaked)
         assert small_sample.name in (run / "index.html").read_text()
+
+
+def test_monitoring_pages_analyse_a_stratified_sample(trained_dir, small_sample):
+    from workbench.scope import report_scope
+
+    scope = report_scope(
+        str(small_sample), "Document", "Topic_group", 42, 0.2, 0.1, "", str(trained_dir), "all"
+    )
+    frame, note = scope.analysed_frame(100, 42)
+    assert len(scope.evaluated) == 320 and len(frame) == 100
+    assert set(frame["label"]) == set(scope.evaluated["label"])  # every category kept
+    assert note.startswith("100 of 320 tickets")
+    split = report_scope(str(small_sample), "Document", "Topic_group", 42, 0.2, 0.1, "/tmp/run")
+    whole, said = split.analysed_frame(100, 42)
+    assert len(whole) == 320 and said == ""  # a train-and-evaluate run keeps every ticket

@@ -324,6 +324,44 @@ def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
     return dict(sorted(groups.items(), key=lambda kv: kv[1][-1]["x"], reverse=True))
 
 
+def _add_macro_f1(
+    fig: go.Figure,
+    points: list[dict],
+    series: str,
+    color: str,
+    names: tuple[str, str],
+    width: int,
+    legendgroup: str | None = None,
+) -> None:
+    """Test macro-F1 (solid) and, when recorded, validation macro-F1 (dashed) of one series."""
+    group = {"legendgroup": legendgroup} if legendgroup else {}
+    fig.add_trace(
+        _metric_trace(
+            points,
+            series,
+            "test macro-F1",
+            "test",
+            name=names[0],
+            line={"width": width, "color": color},
+            marker={"size": 9},
+            **group,
+        )
+    )
+    if any(r["validation"]["macro_f1"] is not None for r in points):
+        fig.add_trace(
+            _metric_trace(
+                points,
+                series,
+                "validation macro-F1",
+                "validation",
+                name=names[1],
+                line={"width": 2, "dash": "dash", "color": color},
+                marker={"size": 7, "symbol": "square"},
+                **group,
+            )
+        )
+
+
 def trend_figure(runs: list[dict]) -> go.Figure | None:
     """Macro-F1 over time, one line per series (test solid, validation dashed); None if empty.
 
@@ -336,32 +374,15 @@ def trend_figure(runs: list[dict]) -> go.Figure | None:
     fig = go.Figure()
     marked = False
     for i, (series, points) in enumerate(groups.items()):
-        color = PALETTE[i % len(PALETTE)]
-        fig.add_trace(
-            _metric_trace(
-                points,
-                series,
-                "test macro-F1",
-                "test",
-                name=f"{_esc(series)} · test",
-                legendgroup=_esc(series),
-                line={"width": 3, "color": color},
-                marker={"size": 9},
-            )
+        _add_macro_f1(
+            fig,
+            points,
+            series,
+            color=PALETTE[i % len(PALETTE)],
+            names=(f"{_esc(series)} · test", f"{_esc(series)} · validation"),
+            legendgroup=_esc(series),
+            width=3,
         )
-        if any(r["validation"]["macro_f1"] is not None for r in points):
-            fig.add_trace(
-                _metric_trace(
-                    points,
-                    series,
-                    "validation macro-F1",
-                    "validation",
-                    name=f"{_esc(series)} · validation",
-                    legendgroup=_esc(series),
-                    line={"width": 2, "dash": "dash", "color": color},
-                    marker={"size": 7, "symbol": "square"},
-                )
-            )
         change = _change_trace(points, series, showlegend=not marked)
         if change is not None:
             fig.add_trace(change)
@@ -383,27 +404,14 @@ def trend_figure(runs: list[dict]) -> go.Figure | None:
 def series_figure(series: str, points: list[dict]) -> go.Figure:
     """One series in detail: macro-F1 and each category's test F1 over time."""
     fig = go.Figure()
-    fig.add_trace(
-        _metric_trace(
-            points,
-            series,
-            "test macro-F1",
-            "test",
-            name="macro-F1 (test)",
-            line={"width": 4, "color": "#102a43"},
-        )
+    _add_macro_f1(
+        fig,
+        points,
+        series,
+        color="#102a43",
+        names=("macro-F1 (test)", "macro-F1 (validation)"),
+        width=4,
     )
-    if any(r["validation"]["macro_f1"] is not None for r in points):
-        fig.add_trace(
-            _metric_trace(
-                points,
-                series,
-                "validation macro-F1",
-                "validation",
-                name="macro-F1 (validation)",
-                line={"width": 2, "dash": "dash", "color": "#102a43"},
-            )
-        )
     categories = sorted({c for r in points for c in r["test"]["per_class_f1"]})
     colors = category_colors(categories)
     for category in categories:

@@ -40,6 +40,21 @@ class Scope:
         parts = [part.assign(split=name) for name, part in self.split.parts().items() if len(part)]
         return pd.concat(parts, ignore_index=True)
 
+    def analysed_frame(self, max_points: int, seed: int) -> tuple[pd.DataFrame, str]:
+        """``frame()``, or in monitoring runs (``evaluate='all'``) a stratified sample of at most
+        ``max_points`` tickets, with a sentence saying so ('' when nothing was sampled): maps and
+        label checks need no more, and the evaluation page still scores every row."""
+        frame = self.frame()
+        if self.evaluate != "all" or len(frame) <= max_points:
+            return frame, ""
+        from workbench.maps import sample_points
+
+        note = (
+            f"{max_points} of {len(frame)} tickets (a stratified sample) are analysed on this "
+            "page; the evaluation page uses every row."
+        )
+        return frame.iloc[sample_points(frame, max_points, seed)].reset_index(drop=True), note
+
     def seen_by_model(self) -> int | None:
         """Evaluated tickets whose exact text the model was trained on (None: not recorded)."""
         from workbench.training.folder import count_seen
