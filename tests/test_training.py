@@ -332,3 +332,34 @@ def test_time_budget_cuts_training_and_refits_the_schedule(small_sample):
 def test_bad_time_budget_is_one_line(value):
     with pytest.raises(BadInputError, match="time_budget"):
         resolve_recipe("fusion", {"time_budget": value})
+
+
+def test_time_budget_bounds_the_whole_training(small_sample):
+    """The fine-tune gets the budget minus the measured cost of what follows it, never < 1/4."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.models import load_model
+    from workbench.training.folder import plan_time_budget
+
+    split = split_tickets(load_tickets(small_sample), seed=42)
+    model = load_model(max_seq_length=24)
+    head_less = resolve_recipe("classify", {"time_budget": "10m", "inference": "torch"})
+    fine_tune, plan = plan_time_budget(model, head_less, split, seed=42)
+    assert plan["total_seconds"] == 600 and plan["encode_seconds_per_ticket"] > 0
+    assert plan["tickets_encoded_after"] == len(split.validation)  # its temperature only
+    assert fine_tune["time_budget"] == pytest.approx(600 - plan["reserved_seconds"], abs=0.1)
+    assert head_less["time_budget"] == 600  # the recipe's own parameters are not changed
+
+    fusion = resolve_recipe("fusion", {"time_budget": "10m", "inference": "auto"})
+    _, with_head = plan_time_budget(model, fusion, split, seed=42)
+    assert with_head["tickets_encoded_after"] == (
+        len(split.validation) + len(split.train) + 3 * len(split.validation)
+    )
+    assert with_head["reserved_seconds"] > plan["reserved_seconds"] + 60  # head fit + export
+
+    tiny, tight = plan_time_budget(
+        model, resolve_recipe("fusion", {"time_budget": "1s"}), split, 42
+    )
+    assert tiny["time_budget"] == pytest.approx(0.25)  # the floor: a quarter of the budget
+    assert tight["reserved_seconds"] == pytest.approx(0.75, abs=0.06)
+    no_budget, none = plan_time_budget(model, resolve_recipe("fusion"), split, seed=42)
+    assert none is None and no_budget["time_budget"] == 0

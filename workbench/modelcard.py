@@ -161,10 +161,18 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
     if not budget:
         return "none (trained every planned step)"
     limit = f"{budget['seconds'] / 60:.1f} min"
+    if budget.get("total_seconds"):
+        limit = (
+            f"{budget['total_seconds'] / 60:.1f} min for the whole training, of which "
+            f"{budget['reserved_seconds'] / 60:.1f} min reserved for encoding "
+            f"{budget['tickets_encoded_after']:,} tickets for the head, fitting it and exporting "
+            f"the inference backends ({budget['encode_seconds_per_ticket'] * 1000:.1f} ms per "
+            f"ticket measured before training), {limit} for the fine-tune"
+        )
     if not budget["cut"]:
         return f"{limit}; not reached (all {budget['planned_steps']} planned steps trained)"
     return (
-        f"{limit}; training was cut from {budget['planned_epochs']:g} to "
+        f"{limit}; the fine-tune was cut from {budget['planned_epochs']:g} to "
         f"{budget['trained_epochs']:g} epochs ({budget['trained_steps']} of "
         f"{budget['planned_steps']} steps, {budget['seconds_per_step']:.2f} s per step measured on "
         "the first steps), with the learning-rate schedule fitted to the shorter run"

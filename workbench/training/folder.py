@@ -43,8 +43,12 @@ def train(
     validation_size: float = 0.1,
     progress: bool = True,
     final_from: dict[str, Any] | None = None,
+    baselines: bool = True,
 ) -> TrainingResult:
     """Fine-tune on the training split and write the whole training folder.
+
+    ``baselines=False`` leaves the cheap baselines out of ``metrics.json`` (the report's
+    evaluation computes them on the same split anyway).
 
     ``final_from`` (see ``final_settings``) marks a final refit on every labelled row: its
     expected quality is the one measured by the evaluation it names, recorded as such.
@@ -68,12 +72,14 @@ def train(
     model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
     examples = build_pairs(split.train, labels, params, seed)
     started = time.perf_counter()
-    result = fit(model, examples, params, seed, progress=progress, labels=labels)
+    fine_tune_params, reserve = plan_time_budget(model, params, split, seed)
+    result = fit(model, examples, fine_tune_params, seed, progress=progress, labels=labels)
     head = fit_head(
         model, split.train, labels, params, seed, result.prototypes, validation=split.validation
     )
     temperature = fit_model_temperature(model, split.validation, labels, params, result.prototypes)
     training_seconds = time.perf_counter() - started
+    budget = result.budget if reserve is None else {**(result.budget or {}), **reserve}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir / "model"), create_model_card=False)
@@ -105,7 +111,7 @@ def train(
         "device": result.device,
         "precision": result.precision,
         "threads": _threads(),
-        "time_budget": result.budget,
+        "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
         "seen_texts": SEEN_TEXTS,
     }
@@ -113,7 +119,9 @@ def train(
         record["final"] = final_from
     write_json(out_dir / "recipe.json", record)
     if params["inference"] != "torch":
+        exported = time.perf_counter()
         record["backends"] = export_inference_backends(out_dir, split, seed)
+        record["export_seconds"] = round(time.perf_counter() - exported, 2)
         write_json(out_dir / "recipe.json", record)
     # Hashes of every text the model or its head learned from: a later evaluation on other data
     # can count how many of its tickets the model has already seen (leakage).
@@ -141,7 +149,8 @@ def train(
             )
         )
         metrics["training_seconds"] = record["training_seconds"]
-        metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
+        if baselines:
+            metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
     write_json(out_dir / "metrics.json", metrics)
     from workbench.evaluation import loss_figure
 
@@ -212,6 +221,54 @@ def train_file(
 
 SEEN_TEXTS = "seen_texts.npy"
 EXPORT_CHECK_TICKETS = 1000
+# Time allowances of the budget plan beyond encoding (measured on the 38k real tickets, 2 cores):
+# fitting the TF-IDF + SVM heads and their calibration, and converting/quantising the exports.
+HEAD_FIT_SECONDS_PER_TICKET = 0.002
+EXPORT_SECONDS = 60.0
+EXPORT_ENCODES_PER_CHECK_TICKET = 3  # PyTorch reference + four backends, int8 ones faster
+HEADS_THAT_ENCODE = {"logreg", "fusion"}
+
+
+def plan_time_budget(
+    model, params: dict[str, Any], split, seed: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Share ``time_budget`` between the fine-tune and what must follow it in the same run.
+
+    The budget bounds the whole training (fine-tune, encoding the tickets the head learns from,
+    the head, the backend export): this machine's encoding speed is measured on a few training
+    tickets, the work after the fine-tune estimated from it, and the fine-tune gets the rest
+    (at least a quarter of the budget). Returns the fine-tune's parameters and the plan.
+    """
+    from workbench.embeddings import encode
+
+    total = float(params.get("time_budget", 0) or 0)
+    if total <= 0 or not len(split.train):
+        return params, None
+    probe = split.train["text"].sample(min(96, len(split.train)), random_state=seed).tolist()
+    encode(model, probe[:32], cache=False)  # warm-up: first calls pay one-time costs
+    timed = probe[32:] or probe
+    started = time.perf_counter()
+    encode(model, timed, cache=False)
+    per_ticket = (time.perf_counter() - started) / len(timed)
+    encodes = len(split.validation)
+    fit_seconds = 0.0
+    if params["head"] in HEADS_THAT_ENCODE:
+        encodes += len(split.train)
+        fit_seconds = HEAD_FIT_SECONDS_PER_TICKET * len(split.train)
+    export_seconds = 0.0
+    if params["inference"] != "torch":
+        checked = min(EXPORT_CHECK_TICKETS, len(split.validation) or len(split.train))
+        encodes += EXPORT_ENCODES_PER_CHECK_TICKET * checked
+        export_seconds = EXPORT_SECONDS
+    reserved = per_ticket * encodes + fit_seconds + export_seconds
+    fine_tune = max(total - reserved, 0.25 * total)
+    plan = {
+        "total_seconds": total,
+        "reserved_seconds": round(total - fine_tune, 1),
+        "encode_seconds_per_ticket": round(per_ticket, 5),
+        "tickets_encoded_after": encodes,
+    }
+    return {**params, "time_budget": fine_tune}, plan
 
 
 def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]:
