@@ -25,8 +25,11 @@ def sample():
     return data.frame, data.labels, base.embed(data.frame["text"])
 
 
-def test_flipped_labels_are_recovered(sample):
-    frame, labels, embeddings = sample
+@pytest.mark.parametrize("features", ["embeddings", "tfidf"])
+def test_flipped_labels_are_recovered(sample, features):
+    frame, labels, vectors = sample
+    # TF-IDF of the text is what the report uses: independent of both embedding models
+    embeddings = vectors if features == "embeddings" else label_issues.text_features(frame["text"])
     rng = np.random.default_rng(7)
     flipped = np.sort(rng.choice(len(frame), N_FLIPPED, replace=False))
     noisy = frame.copy()
@@ -129,3 +132,22 @@ def test_conflicting_duplicates_in_sample(sample):
     groups = frame.groupby("text")["label"].nunique()
     assert len(exact) == int((groups > 1).sum()) >= 2
     assert (conflicts["label_a"] != conflicts["label_b"]).all()
+
+
+def test_near_duplicates_are_computed_once_per_data(sample, tmp_path, monkeypatch):
+    """Notebooks 01 and 03 ask for the same pairs: the second call reads the cache; other
+    labels or another threshold compute afresh."""
+    from workbench import explore
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    frame = sample[0]
+    first = explore.near_duplicates(frame, threshold=0.9)
+    assert len(first) and len(list((tmp_path / "near_duplicates").iterdir())) == 1
+    calls = []
+    monkeypatch.setattr(explore, "_near_duplicates", lambda *a: calls.append(a) or first.head(0))
+    pd.testing.assert_frame_equal(explore.near_duplicates(frame, threshold=0.9), first)
+    assert calls == []  # served from the cache
+    relabelled = frame.assign(label=frame["label"].iloc[::-1].to_numpy())
+    explore.near_duplicates(relabelled, threshold=0.9)
+    explore.near_duplicates(frame, threshold=0.95)
+    assert len(calls) == 2
