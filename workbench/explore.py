@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -115,8 +117,29 @@ def near_duplicates(
     """Pairs of different texts whose TF-IDF cosine similarity is at least ``threshold``.
 
     Exact copies are collapsed first (they are reported by ``exact_duplicates``); the search is
-    a sparse nearest-neighbour radius query, fast enough for tens of thousands of tickets.
+    a sparse nearest-neighbour radius query, fast enough for tens of thousands of tickets. The
+    result is kept in the workbench cache, keyed by the texts, labels and settings: the
+    exploration and the error-analysis notebooks of a run ask for the same pairs.
     """
+    import hashlib
+
+    from workbench.embeddings import cache_root
+
+    digest = hashlib.sha256(f"{threshold}|{max_pairs}".encode())
+    for text, label in zip(frame["text"].astype(str), frame["label"].astype(str), strict=True):
+        digest.update(f"{len(text)}:{text}{len(label)}:{label}".encode())
+    path = cache_root() / "near_duplicates" / f"{digest.hexdigest()[:32]}.parquet"
+    if path.exists():
+        return pd.read_parquet(path)
+    result = _near_duplicates(frame, threshold, max_pairs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    result.to_parquet(partial, index=False)
+    os.replace(partial, path)  # atomic: a concurrent reader sees the whole file or none
+    return result
+
+
+def _near_duplicates(frame: pd.DataFrame, threshold: float, max_pairs: int) -> pd.DataFrame:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.neighbors import NearestNeighbors
 
