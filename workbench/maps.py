@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.embeddings import encode
-from workbench.figures import category_colors, escape_label, hover_text
+from workbench.figures import PALETTE, category_colors, escape_label, hover_text, tick_labels
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -30,6 +30,8 @@ VIEWS = ("true category", "predicted category", "correct / incorrect")
 # groups the rest as one grey entry; every point's hover still names its own category.
 MAP_LEGEND_LIMIT = 12
 OTHER_COLOR = "#aab4be"
+GREYS = {"rgb(136, 136, 136)", "rgb(165, 170, 153)"}  # palette colours too close to OTHER_COLOR
+LEGEND_NAME_LIMIT = 40  # characters of a category name in a grouped legend
 
 
 @dataclass
@@ -57,9 +59,14 @@ def legend_plan(support: pd.Series, limit: int = MAP_LEGEND_LIMIT) -> LegendPlan
         return LegendPlan(colors, entries, {label: i for i, label in enumerate(labels)}, [])
     ordered = [str(k) for k in support_order(support)]
     top, rest = ordered[:limit], ordered[limit:]
-    colors = category_colors(top) | {label: OTHER_COLOR for label in rest}
+    # Distinct colours for the named ones, none of them grey (grey is "other").
+    palette = [c for c in PALETTE if c not in GREYS]
+    colors = {label: palette[i % len(palette)] for i, label in enumerate(sorted(top))}
+    colors |= {label: OTHER_COLOR for label in rest}
     other = f"other categories ({len(rest)})"
-    entries = {label: escape_label(label) for label in top} | {label: other for label in rest}
+    # Long names are shortened in the legend (still unique); the hover has the whole name.
+    short = dict(zip(top, tick_labels(top, LEGEND_NAME_LIMIT), strict=True))
+    entries = {label: short[label] for label in top} | {label: other for label in rest}
     ranks = {label: i for i, label in enumerate(top)} | {label: len(top) for label in rest}
     return LegendPlan(colors, entries, ranks, rest)
 
