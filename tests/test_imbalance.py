@@ -185,3 +185,28 @@ def test_balanced_head_fits_other_weights(model):
     big = labels.index("Hardware")
     gap = lambda est: est.intercept_[small].mean() - est.intercept_[big]  # noqa: E731
     assert gap(heads["balanced"]) > gap(heads["none"])
+
+
+def test_balanced_training_is_recorded(tmp_path, small_sample):
+    """A tiny real `classify` fine-tune with class_weight=balanced: recipe.json records it and
+    the model card says where it acts (and that pair losses are not weighted)."""
+    import json
+
+    from workbench.data import load_tickets
+    from workbench.training import train
+    from workbench.training.losses import CLASS_WEIGHT_NOTE
+
+    out = tmp_path / "balanced"
+    overrides = {
+        "epochs": 0.3,
+        "batch_size": 16,
+        "max_seq_length": 32,
+        "class_weight": "balanced",
+        "inference": "torch",
+    }
+    train(load_tickets(small_sample), out, "classify", overrides, progress=False)
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["params"]["class_weight"] == "balanced"
+    card = (out / "README.md").read_text()
+    assert "**Class weights:** balanced" in card and CLASS_WEIGHT_NOTE in card
+    assert "not applied to pair losses" in card
