@@ -66,7 +66,9 @@ def test_class_balance_and_lengths():
 def test_confusion_heatmaps():
     counts = np.arange(9).reshape(3, 3)
     for fig in evaluation.confusion_figures(counts, counts / 10, LABELS):
-        _assert_escaped(fig, ["data.0.x", "data.0.y"])
+        # Ticks are shortened (escaped after cutting); the hover's customdata has the whole name.
+        _assert_escaped(fig, ["data.0.customdata"])
+        assert list(fig.data[0].x) == figures.tick_labels(LABELS)
 
 
 def test_comparison_figures(tmp_path: Path):
@@ -84,7 +86,7 @@ def test_comparison_figures(tmp_path: Path):
     )
     per_class, confusion, category_mix = compare.comparison_figures(comparison)
     _assert_escaped(per_class, ["data.0.y"])
-    _assert_escaped(confusion, ["data.0.x", "data.0.y"])
+    _assert_escaped(confusion, ["data.0.customdata"])  # ticks are shortened, hovers whole
     _assert_escaped(category_mix, ["data.0.x", "data.1.x"])
 
 

@@ -18,7 +18,13 @@ def test_headline_metrics_and_top2():
     scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4], [0.15, 0.8, 0.05]])
     truth = ["a", "b", "c", "c"]
     metrics = evaluation.headline(truth, scores, LABELS)
-    assert set(metrics) == {"accuracy", "macro-F1", "weighted-F1", "top-2 accuracy"}
+    assert set(metrics) == {
+        "accuracy",
+        "balanced accuracy",
+        "macro-F1",
+        "weighted-F1",
+        "top-2 accuracy",
+    }
     assert metrics["accuracy"] == pytest.approx(0.5)
     # by hand: a: P 1/2, R 1 -> F1 2/3; b: P 1/2, R 1 -> 2/3; c: no hit -> 0
     assert metrics["macro-F1"] == pytest.approx(4 / 9)  # (2/3 + 2/3 + 0) / 3
@@ -174,7 +180,13 @@ def test_notebooks_train_and_evaluate(small_sample, tmp_path):
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) >= {"headline", "per_class_f1", "baselines", "recipe", "training_seconds"}
-    assert set(metrics["headline"]) == {"accuracy", "macro-F1", "weighted-F1", "top-2 accuracy"}
+    assert set(metrics["headline"]) == {
+        "accuracy",
+        "balanced accuracy",
+        "macro-F1",
+        "weighted-F1",
+        "top-2 accuracy",
+    }
     assert set(metrics["baselines"]) == {
         "TF-IDF + LinearSVC",
         "word+char TF-IDF + LinearSVC",

@@ -174,7 +174,13 @@ def test_training_folder_layout(trained_dir):
     ):
         assert section in card
     metrics = json.loads((trained_dir / "metrics.json").read_text())
-    assert set(metrics["headline"]) == {"accuracy", "macro-F1", "weighted-F1", "top-2 accuracy"}
+    assert set(metrics["headline"]) == {
+        "accuracy",
+        "balanced accuracy",
+        "macro-F1",
+        "weighted-F1",
+        "top-2 accuracy",
+    }
 
 
 def test_same_seed_same_model(tmp_path, small_sample, trained_dir):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import uuid
 
 import pandas as pd
 
@@ -19,8 +20,13 @@ _CSS = """
 <style>
 .wb-table { border-collapse: collapse; font-size: 13px; margin: 6px 0 14px; }
 .wb-table th, .wb-table td { border-bottom: 1px solid #e3e6ea; padding: 4px 10px; text-align: left;
-  vertical-align: top; max-width: 640px; overflow-wrap: anywhere; }
+  vertical-align: top; max-width: 640px; word-break: normal; overflow-wrap: normal; }
+.wb-table td.wb-long { overflow-wrap: anywhere; }
 .wb-table th { background: #f4f6f8; font-weight: 600; }
+.wb-table.wb-sortable th { cursor: pointer; user-select: none; }
+.wb-table.wb-sortable th[aria-sort="ascending"]::after { content: " ▲"; }
+.wb-table.wb-sortable th[aria-sort="descending"]::after { content: " ▼"; }
+.wb-search { margin: 4px 0; padding: 3px 8px; font-size: 13px; min-width: 260px; }
 .wb-table td.num, .wb-table th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .wb-caption { font-weight: 600; margin: 12px 0 4px; color: #1f2933; }
 .wb-note { color: #52606d; margin: 4px 0 12px; }
@@ -74,11 +80,29 @@ def show(fig) -> None:
     display(bundle, raw=True)
 
 
+# Cell text longer than this is cut, with the whole text in the cell's tooltip (title).
+CELL_LIMIT = 160
+TITLE_LIMIT = 4000  # characters of the tooltip; ticket threads can be far longer
+LONG_TOKEN = 30  # a "word" this long (URL, path, hash) may wrap anywhere; other words never
+INTERACTIVE_ROWS = 25  # longer tables get a search box and sortable columns
+
+
 def table_html(
-    frame: pd.DataFrame, caption: str | None = None, float_format: str = "{:.3f}"
+    frame: pd.DataFrame,
+    caption: str | None = None,
+    float_format: str = "{:.3f}",
+    cell_limit: int = CELL_LIMIT,
+    interactive: bool | None = None,
 ) -> str:
-    """An escaped HTML table; numbers right-aligned and rounded."""
-    frame = frame.copy()
+    """An escaped HTML table for people: no pandas index column, numbers right-aligned and
+    rounded, text left-aligned and cut at ``cell_limit`` characters with the whole text on hover.
+
+    A named or non-default index becomes an ordinary first column. Words never break mid-word;
+    only tokens longer than ``LONG_TOKEN`` characters may wrap anywhere. Tables longer than
+    ``INTERACTIVE_ROWS`` rows (or ``interactive=True``) get a search box and sortable columns
+    (a few lines of plain JavaScript, no library, nothing fetched).
+    """
+    frame = _without_index(frame)
     numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
     # Columns of whole numbers (counts, support) read better without decimals.
     counts = {
@@ -91,27 +115,76 @@ def table_html(
         f'<th class="{"num" if c in numeric else ""}">{html.escape(str(c))}</th>'
         for c in frame.columns
     )
-    index_name = html.escape(str(frame.index.name or ""))
-    show_index = not isinstance(frame.index, pd.RangeIndex)
+    if interactive is None:
+        interactive = len(frame) > INTERACTIVE_ROWS
     rows = []
-    for index, row in frame.iterrows():
-        cells = [f"<th>{html.escape(str(index))}</th>"] if show_index else []
-        for column in frame.columns:
-            value = row[column]
+    for row in frame.itertuples(index=False, name=None):
+        cells = []
+        for column, value in zip(frame.columns, row, strict=True):
             if column in numeric:
                 if pd.isna(value):
-                    text = ""
+                    text, sort = "", ""
                 elif column in counts:
-                    text = f"{int(value):,}"
+                    text, sort = f"{int(value):,}", str(float(value))
                 else:
                     text = float_format.format(value) if isinstance(value, float) else f"{value}"
-                cells.append(f'<td class="num">{html.escape(text)}</td>')
+                    sort = str(float(value))
+                key = f' data-v="{html.escape(sort)}"' if interactive else ""  # sort value
+                cells.append(f'<td class="num"{key}>{html.escape(text)}</td>')
             else:
-                cells.append(f"<td>{html.escape(_plain(value))}</td>")
+                cells.append(_text_cell(_plain(value), cell_limit))
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    head = (f"<th>{index_name}</th>" if show_index else "") + header
     title = f'<div class="wb-caption">{html.escape(caption)}</div>' if caption else ""
-    return f'{title}<table class="wb-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    if not interactive:
+        return (
+            f'{title}<table class="wb-table"><thead><tr>{header}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+    table_id = f"wb-t-{uuid.uuid4().hex[:12]}"
+    return (
+        f'{title}<input class="wb-search" type="search" placeholder="Search {len(frame):,} rows" '
+        f'aria-label="search the table" data-for="{table_id}">'
+        f'<table class="wb-table wb-sortable" id="{table_id}"><thead><tr>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<script>{_SORT_JS.replace('TABLE_ID', table_id)}</script>"
+    )
+
+
+# Click a header to sort (numbers by value, text alphabetically; again to reverse); type in the
+# box to keep the rows containing the text. No user data in the script: it reads the DOM.
+_SORT_JS = """(function () {
+  var t = document.getElementById("TABLE_ID"); if (!t) return;
+  var box = document.querySelector('input[data-for="TABLE_ID"]');
+  var body = t.tBodies[0], heads = t.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.addEventListener("click", function () {
+      var up = th.getAttribute("aria-sort") !== "ascending";
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col], y = b.cells[col];
+        var u = x.getAttribute("data-v"), v = y.getAttribute("data-v"), c;
+        if (u !== null && v !== null) {
+          c = (u === "" ? -Infinity : +u) - (v === "" ? -Infinity : +v);
+        } else {
+          c = (x.getAttribute("title") || x.textContent).localeCompare(
+            y.getAttribute("title") || y.textContent);
+        }
+        return up ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+  if (box) box.addEventListener("input", function () {
+    var q = box.value.toLowerCase();
+    Array.prototype.forEach.call(body.rows, function (r) {
+      var text = Array.prototype.map.call(r.cells, function (c) {
+        return c.getAttribute("title") || c.textContent; }).join(" ").toLowerCase();
+      r.style.display = text.indexOf(q) >= 0 ? "" : "none";
+    });
+  });
+})();"""
 
 
 def _plain(value: object) -> str:
@@ -120,13 +193,45 @@ def _plain(value: object) -> str:
     return str(value)
 
 
+def _without_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its index as an ordinary first column when it carries names (categories,
+    a named index), and dropped when it is only row numbers (0..n-1, or shuffled by a sort)."""
+    index = frame.index
+    meaningful = index.name is not None or not pd.api.types.is_integer_dtype(index.dtype)
+    if isinstance(index, pd.MultiIndex):
+        meaningful = True
+    name = index.name if index.name is not None else ""
+    if not meaningful or (not isinstance(index, pd.MultiIndex) and name in frame.columns):
+        return frame.reset_index(drop=True)
+    if isinstance(index, pd.MultiIndex):
+        return frame.reset_index()
+    return frame.reset_index(names=name)
+
+
+def _text_cell(text: str, limit: int) -> str:
+    """One escaped text cell: cut with the whole text in ``title``; long tokens may wrap."""
+    shown = shorten(text, limit) if len(text) > limit else text
+    attributes = ""
+    if shown != text:
+        full = text if len(text) <= TITLE_LIMIT else text[: TITLE_LIMIT - 1] + "…"
+        attributes += f' title="{html.escape(full, quote=True)}"'
+    if any(len(token) > LONG_TOKEN for token in shown.split()):
+        attributes += ' class="wb-long"'
+    return f"<td{attributes}>{html.escape(shown)}</td>"
+
+
 def show_table(
-    frame: pd.DataFrame, caption: str | None = None, float_format: str = "{:.3f}"
+    frame: pd.DataFrame,
+    caption: str | None = None,
+    float_format: str = "{:.3f}",
+    cell_limit: int = CELL_LIMIT,
+    interactive: bool | None = None,
 ) -> None:
-    """Display a table safely (escaped), the same way in JupyterLab and in reports."""
+    """Display a table safely (escaped), the same way in JupyterLab and in reports
+    (``table_html``: no index column, long text cut with a tooltip, long tables searchable)."""
     from IPython.display import HTML, display
 
-    display(HTML(table_html(frame, caption, float_format)))
+    display(HTML(table_html(frame, caption, float_format, cell_limit, interactive)))
 
 
 def note(text: str) -> None:

@@ -52,14 +52,38 @@ def top_k_accuracy(
     return float(hits) / len(y_true)
 
 
+def balanced_accuracy(y_true: pd.Series | list[str], predicted) -> float:
+    """Mean recall over the true categories (scikit-learn's ``balanced_accuracy_score``).
+
+    Every category counts the same, however many tickets it has: with 50 imbalanced
+    categories plain accuracy mostly measures the few biggest.
+    """
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    y_true = list(y_true)
+    if not y_true:
+        return float("nan")
+    with warnings.catch_warnings():
+        # A predicted category absent from the true ones has no recall: sklearn warns, we agree.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(y_true, list(predicted)))
+
+
 def headline(y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str]) -> dict:
-    """Accuracy, macro- and weighted-F1 and top-2 accuracy: the four numbers of every run."""
+    """Accuracy, balanced accuracy, macro- and weighted-F1 and top-2 accuracy of every run.
+
+    Macro-F1 and balanced accuracy weight every category equally, weighted-F1 and accuracy
+    weight every ticket: on imbalanced data the two pairs differ, and both are shown.
+    """
     from sklearn.metrics import accuracy_score, f1_score
 
     y_true = np.asarray(list(y_true), dtype=object)
     predicted = _predicted(scores, labels)
     return {
         "accuracy": float(accuracy_score(y_true, predicted)),
+        "balanced accuracy": balanced_accuracy(y_true, predicted),
         "macro-F1": float(
             f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)
         ),
@@ -82,6 +106,92 @@ def per_class(y_true: pd.Series | list[str], predicted, labels: list[str]) -> pd
         index=pd.Index(labels, name="category"),
     )
     return table
+
+
+SUPPORT_GROUPS = ("head", "middle", "tail")
+
+
+def support_groups(support: pd.Series) -> pd.Series:
+    """Head, middle or tail per category: thirds of the categories by training support.
+
+    Categories are ordered by their number of training tickets (most first, ties by name) and
+    cut into three groups of equal count (the head and middle get the one or two extra when the
+    count does not divide by three). The one definition used by every page and metric.
+    """
+    ordered = support_order(support)
+    groups = np.array_split(np.arange(len(ordered)), 3)
+    return pd.Series(
+        {label: SUPPORT_GROUPS[g] for g, ids in enumerate(groups) for label in ordered[ids]},
+        name="group",
+        dtype=object,
+    ).reindex(ordered)
+
+
+def support_order(support: pd.Series) -> np.ndarray:
+    """Category names, most tickets first; ties by name, so the order is reproducible."""
+    frame = pd.DataFrame({"label": [str(k) for k in support.index], "n": support.to_numpy()})
+    frame = frame.sort_values(["n", "label"], ascending=[False, True], kind="stable")
+    return np.asarray(support.index[frame.index.to_numpy()], dtype=object)
+
+
+def group_f1(per_class_table: pd.DataFrame, train_support: pd.Series) -> pd.DataFrame:
+    """Macro-F1 of the head, middle and tail categories separately (``support_groups``).
+
+    One row per group: how many categories, the range of training tickets per category that
+    bounds the group (the boundaries to state on the page), its test tickets and its macro-F1
+    (mean F1 of its categories). A model that only learns the big categories shows it here.
+    """
+    train_support = train_support.reindex(per_class_table.index).fillna(0).astype(int)
+    groups = support_groups(train_support)
+    rows = []
+    for name in SUPPORT_GROUPS:
+        members = groups.index[groups == name]
+        if not len(members):
+            continue
+        sizes = train_support.loc[members]
+        rows.append(
+            {
+                "group": name,
+                "categories": len(members),
+                "tickets per category": f"{int(sizes.min()):,}–{int(sizes.max()):,}",
+                "evaluated tickets": int(per_class_table.loc[members, "support"].sum()),
+                "macro-F1": float(per_class_table.loc[members, "F1"].mean()),
+            }
+        )
+    columns = ["group", "categories", "tickets per category", "evaluated tickets", "macro-F1"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def group_caption(table: pd.DataFrame, by: str = "training") -> str:
+    """Caption for ``group_f1`` with the boundaries spelled out."""
+    parts = [
+        f"{row['group']}: {row['categories']} categories with {row['tickets per category']}"
+        f" {by} tickets each"
+        for _, row in table.iterrows()
+    ]
+    return (
+        f"Macro-F1 of the head, middle and tail thirds of the categories by {by} support "
+        f"({'; '.join(parts)})."
+    )
+
+
+def per_class_sorted(
+    table: pd.DataFrame, train_support: pd.Series | None = None, by: str = "support"
+) -> pd.DataFrame:
+    """The per-category table as a page shows it: a ``category`` column, training support and
+    group when known, sorted by ``by`` (``support``: most test tickets first; ``F1``: worst
+    first, so the categories that need work lead)."""
+    frame = table.copy()
+    if train_support is not None:
+        train_support = train_support.reindex(frame.index).fillna(0).astype(int)
+        frame["training tickets"] = train_support
+        frame["group"] = support_groups(train_support).reindex(frame.index)
+    frame = frame.rename_axis("category").reset_index()
+    if by == "F1":
+        frame = frame.sort_values(["F1", "support", "category"], ascending=[True, False, True])
+    else:
+        frame = frame.sort_values([by, "category"], ascending=[False, True])
+    return frame.reset_index(drop=True)
 
 
 def metrics_payload(
@@ -134,23 +244,96 @@ def confusion(
     return counts, normalised
 
 
-def confusion_figures(counts: np.ndarray, normalised: np.ndarray, labels: list[str]):
-    """Two interactive heatmaps with hover: counts and row-normalised shares."""
+# Above this many categories a page adds the top-K confused view beside the full matrix.
+TOP_CONFUSED_ABOVE = 15
+TOP_CONFUSED_K = 12
+
+
+def ordered_confusion(
+    counts: np.ndarray, labels: list[str], support: pd.Series | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """The matrix with rows and columns ordered by support, most tickets first.
+
+    ``support`` defaults to the true tickets per category (the row sums); the big categories
+    sit top-left and the tail bottom-right, so a page reads from what matters most.
+    """
+    counts = np.asarray(counts)
+    if support is None:
+        support = pd.Series(counts.sum(axis=1), index=labels)
+    support = support.reindex(labels).fillna(0)
+    order = [labels.index(label) for label in support_order(support)]
+    return counts[np.ix_(order, order)], [labels[i] for i in order]
+
+
+def top_confused(counts: np.ndarray, labels: list[str], k: int = TOP_CONFUSED_K) -> list[str]:
+    """The ``k`` categories most involved in mistakes, in the given (support) order.
+
+    A category's involvement is its off-diagonal tickets both ways: true tickets it lost
+    (row) plus tickets it wrongly received (column). Ties by the given order.
+    """
+    counts = np.asarray(counts)
+    off = counts - np.diag(np.diag(counts))
+    involvement = off.sum(axis=1) + off.sum(axis=0)
+    ranked = sorted(range(len(labels)), key=lambda i: (-involvement[i], i))[:k]
+    return [labels[i] for i in sorted(ranked)]
+
+
+def sub_matrix(matrix: np.ndarray, labels: list[str], keep: list[str]) -> np.ndarray:
+    """Rows and columns of ``keep`` (in its order)."""
+    ids = [labels.index(label) for label in keep]
+    return np.asarray(matrix)[np.ix_(ids, ids)]
+
+
+def confusion_figures(
+    counts: np.ndarray, normalised: np.ndarray, labels: list[str], title_suffix: str = ""
+):
+    """Two interactive heatmaps with hover: counts and row-normalised shares.
+
+    Rows and columns come in the order given (``ordered_confusion`` sorts by support).
+    """
     count_fig = heatmap(
         counts,
         labels,
-        "Confusion matrix (tickets)",
+        f"Confusion matrix (tickets){title_suffix}",
         text_format="d",
         hover="true %{y}<br>predicted %{x}<br>%{z} tickets<extra></extra>",
     )
     share_fig = heatmap(
         np.round(normalised, 4),
         labels,
-        "Confusion matrix (share of each true category)",
+        f"Confusion matrix (share of each true category){title_suffix}",
         text_format=".2f",
         hover="true %{y}<br>predicted %{x}<br>%{z:.1%} of the true category<extra></extra>",
     )
     return count_fig, share_fig
+
+
+def confusion_views(
+    counts: np.ndarray, labels: list[str], support: pd.Series | None = None
+) -> dict[str, Any]:
+    """What the page shows: the full matrices ordered by support and, above
+    ``TOP_CONFUSED_ABOVE`` categories, the top-K confused sub-matrices.
+
+    Returns ``figures`` (full counts, full shares, then the top-K pair when there is one),
+    ``order`` (labels by support) and ``top`` (the top-K labels, empty when not shown). Shares in
+    the top-K view stay shares of the whole true category, not of the sub-matrix.
+    """
+    ordered, order = ordered_confusion(counts, labels, support)
+    totals = ordered.sum(axis=1, keepdims=True)
+    shares = np.divide(ordered, totals, out=np.zeros_like(ordered, dtype=float), where=totals > 0)
+    figures = list(confusion_figures(ordered, shares, order, " — by support, most tickets first"))
+    top: list[str] = []
+    if len(order) > TOP_CONFUSED_ABOVE:
+        top = top_confused(ordered, order, TOP_CONFUSED_K)
+        figures += list(
+            confusion_figures(
+                sub_matrix(ordered, order, top),
+                sub_matrix(shares, order, top),
+                top,
+                f" — the {len(top)} most confused categories",
+            )
+        )
+    return {"figures": figures, "order": order, "top": top}
 
 
 def most_confused(counts: np.ndarray, labels: list[str], top: int = 10) -> pd.DataFrame:
@@ -325,6 +508,26 @@ class Evaluation:
     validation_tickets: int = 0
     backend: str = "torch"  # the encoder backend that produced the scores
     calibration_note: str = ""  # how confidences were calibrated, for the page
+    # Training tickets per category (head/middle/tail groups); empty: the evaluated support.
+    train_support: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
+    support_source: str = "training"  # which tickets ``train_support`` counts
+
+    def support(self) -> pd.Series:
+        """Tickets per category that define the head/middle/tail groups and table order."""
+        if len(self.train_support):
+            return self.train_support.reindex(self.labels).fillna(0).astype(int)
+        return self.per_class["support"].reindex(self.labels).fillna(0).astype(int)
+
+    def groups(self) -> pd.DataFrame:
+        """Head/middle/tail macro-F1 (``group_f1``)."""
+        return group_f1(self.per_class, self.support())
+
+    def groups_caption(self) -> str:
+        return group_caption(self.groups(), self.support_source)
+
+    def per_class_table(self, by: str = "support") -> pd.DataFrame:
+        """The sorted per-category table with test and training support (``per_class_sorted``)."""
+        return per_class_sorted(self.per_class, self.support(), by=by)
 
     def metrics(self) -> dict[str, Any]:
         """The metrics.json schema read by the run index, history and comparison code."""
@@ -338,6 +541,15 @@ class Evaluation:
             "training_seconds": float(self.training_seconds),
             "evaluated_on": {"test": len(self.table), "validation": self.validation_tickets},
             "inference": self.backend,
+            "support_groups": {
+                row["group"]: {
+                    "macro-F1": row["macro-F1"],
+                    "categories": int(row["categories"]),
+                    "tickets per category": row["tickets per category"],
+                    "counted on": self.support_source,
+                }
+                for _, row in self.groups().iterrows()
+            },
         }
         if self.validation_headline is not None:
             metrics["validation"] = self.validation_headline
@@ -408,4 +620,8 @@ def evaluate(
         validation_tickets=0 if validation_headline is None else len(validation),
         backend=backend_of(classifier.model),
         calibration_note=classifier.calibration_note(),
+        train_support=train["label"].value_counts().reindex(labels).fillna(0).astype(int)
+        if len(train)
+        else pd.Series(dtype=int),
+        support_source="training" if len(train) else "evaluated",
     )

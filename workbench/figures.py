@@ -89,6 +89,27 @@ def length_histogram(
     return fig
 
 
+TICK_LIMIT = 28  # characters of a category name on an axis; the hover has the whole name
+TEXT_IN_CELLS_UP_TO = 30  # categories; above, the values are in the hover only
+
+
+def short_label(text: object, limit: int = TICK_LIMIT) -> str:
+    """A category name cut to ``limit`` characters with "…" (raw text: escape afterwards)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def tick_labels(labels: list[str], limit: int = TICK_LIMIT) -> list[str]:
+    """Escaped, shortened and still unique axis labels (plotly merges equal category ticks)."""
+    seen: dict[str, int] = {}
+    ticks = []
+    for label in labels:
+        tick = short_label(label, limit)
+        seen[tick] = seen.get(tick, 0) + 1
+        ticks.append(tick if seen[tick] == 1 else f"{tick} ({seen[tick]})")
+    return escape_labels(ticks)
+
+
 def heatmap(
     matrix: np.ndarray,
     labels: list[str],
@@ -100,26 +121,44 @@ def heatmap(
     zmid: float | None = None,
     hover: str = "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
 ) -> go.Figure:
-    """A labelled matrix (confusion matrices and their differences) with values in the cells."""
-    names = escape_labels(labels)
+    """A labelled matrix (confusion matrices and their differences) with values in the cells.
+
+    Axis labels are shortened to ``TICK_LIMIT`` characters; ``%{y}`` and ``%{x}`` in ``hover``
+    show the whole (escaped) true and predicted names. With many categories the cells shrink
+    and the values move to the hover only, so 50 categories stay one readable page.
+    """
+    n = len(labels)
+    ticks = tick_labels(labels)
+    full = escape_labels(labels)
+    # customdata[i][j] = (true name, predicted name) of the cell
+    names = [[[full[i], full[j]] for j in range(n)] for i in range(n)]
+    hover = hover.replace("%{y}", "%{customdata[0]}").replace("%{x}", "%{customdata[1]}")
+    dense = n > TEXT_IN_CELLS_UP_TO
     text = [[format(value, text_format) for value in row] for row in np.asarray(matrix)]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
-            x=names,
-            y=names,
-            text=text,
-            texttemplate="%{text}",
+            x=ticks,
+            y=ticks,
+            customdata=names,
+            text=None if dense else text,
+            texttemplate=None if dense else "%{text}",
             colorscale=colorscale,
             zmid=zmid,
             hovertemplate=hover,
+            xgap=1 if n > 15 else 0,
+            ygap=1 if n > 15 else 0,
         )
     )
+    cell = 42 if n <= 15 else (26 if n <= 30 else 18)
+    tick_font = {"size": 12 if n <= 15 else 10}
     fig.update_layout(
         title=title,
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        yaxis={"autorange": "reversed"},
-        height=120 + 42 * len(labels),
+        xaxis={"title": x_title, "tickangle": -45 if n > 8 else 0, "tickfont": tick_font},
+        yaxis={"title": y_title, "autorange": "reversed", "tickfont": tick_font},
+        height=200 + cell * n,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
     )
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig

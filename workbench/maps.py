@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.embeddings import encode
-from workbench.figures import category_colors, escape_label, hover_text
+from workbench.figures import PALETTE, category_colors, escape_label, hover_text, tick_labels
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -26,6 +26,49 @@ SVG_MAX_POINTS = 8000
 CORRECT_COLOR = "rgba(140,140,140,0.35)"
 INCORRECT_COLOR = "#d62728"
 VIEWS = ("true category", "predicted category", "correct / incorrect")
+# Above this many categories the legend names the biggest ones (by tickets on the map) and
+# groups the rest as one grey entry; every point's hover still names its own category.
+MAP_LEGEND_LIMIT = 12
+OTHER_COLOR = "#aab4be"
+GREYS = {"rgb(136, 136, 136)", "rgb(165, 170, 153)"}  # palette colours too close to OTHER_COLOR
+LEGEND_NAME_LIMIT = 40  # characters of a category name in a grouped legend
+
+
+@dataclass
+class LegendPlan:
+    """Colour, legend entry and legend rank per category of a map."""
+
+    colors: dict[str, str]
+    entries: dict[str, str]  # escaped legend name; grouped categories share one
+    ranks: dict[str, int]
+    grouped: list[str]  # the categories folded into "other categories (N)"
+
+
+def legend_plan(support: pd.Series, limit: int = MAP_LEGEND_LIMIT) -> LegendPlan:
+    """Up to ``limit`` categories keep their own colour and legend entry; above it the
+    ``limit`` biggest (by ``support``, ties by name) do and the rest become
+    "other categories (N)" in grey: 50 colours cannot be told apart, a 50-line legend hides
+    the map.
+    """
+    from workbench.evaluation import support_order
+
+    labels = sorted(str(k) for k in support.index)
+    if len(labels) <= limit:
+        colors = category_colors(labels)
+        entries = {label: escape_label(label) for label in labels}
+        return LegendPlan(colors, entries, {label: i for i, label in enumerate(labels)}, [])
+    ordered = [str(k) for k in support_order(support)]
+    top, rest = ordered[:limit], ordered[limit:]
+    # Distinct colours for the named ones, none of them grey (grey is "other").
+    palette = [c for c in PALETTE if c not in GREYS]
+    colors = {label: palette[i % len(palette)] for i, label in enumerate(sorted(top))}
+    colors |= {label: OTHER_COLOR for label in rest}
+    other = f"other categories ({len(rest)})"
+    # Long names are shortened in the legend (still unique); the hover has the whole name.
+    short = dict(zip(top, tick_labels(top, LEGEND_NAME_LIMIT), strict=True))
+    entries = {label: short[label] for label in top} | {label: other for label in rest}
+    ranks = {label: i for i, label in enumerate(top)} | {label: len(top) for label in rest}
+    return LegendPlan(colors, entries, ranks, rest)
 
 
 # --------------------------------------------------------------------------- models and scores
@@ -283,7 +326,10 @@ def map_figure(
     from plotly.subplots import make_subplots
 
     labels = sorted(labels)
-    colors = category_colors(labels)
+    support = points["label"].value_counts().reindex(labels).fillna(0)
+    plan = legend_plan(support)
+    colors = plan.colors
+    in_legend: set[str] = set()  # legend entries already shown (grouped categories share one)
     three_d = bool(maps) and maps[0].coords.shape[1] == 3
     specs = [[{"type": "scene"} if three_d else {"type": "xy"} for _ in maps]]
     fig = make_subplots(
@@ -308,7 +354,8 @@ def map_figure(
     for column, emap in enumerate(maps, start=1):
         for label in labels:
             in_label = true == label
-            first = True
+            entry = plan.entries[label]
+            first = column == 1 and entry not in in_legend
             for predicted in sorted(set(emap.predicted[in_label])):
                 mask = in_label & (emap.predicted == predicted)
                 right = predicted == label
@@ -324,9 +371,10 @@ def map_figure(
                     point_trace(
                         **xyz,
                         mode="markers",
-                        name=escape_label(label),
-                        legendgroup=escape_label(label),
-                        showlegend=column == 1 and first,
+                        name=entry,
+                        legendgroup=entry,
+                        legendrank=1 + plan.ranks[label],  # biggest first, "other" last
+                        showlegend=first,
                         marker={"color": colors[label], "size": size, "opacity": 0.8},
                         text=texts[mask].tolist(),
                         customdata=emap.score[mask].astype(np.float32),
@@ -336,9 +384,9 @@ def map_figure(
                     row=1,
                     col=column,
                 )
-                view_styles["true category"].append(
-                    (colors[label], size, column == 1 and first, True)
-                )
+                view_styles["true category"].append((colors[label], size, first, True))
+                if first:
+                    in_legend.add(entry)
                 view_styles["predicted category"].append(
                     (colors.get(predicted, "#444444"), size, False, True)
                 )
@@ -395,7 +443,13 @@ def map_figure(
         for view in VIEWS:
             view_styles[view].append((name_colors, name_size, column == 1, True))
     # Legend-only keys for the recoloured views (no data: nothing is duplicated).
-    key_traces = [(f"predicted: {escape_label(label)}", colors[label]) for label in labels] + [
+    keyed = [label for label in labels if label not in plan.grouped]
+    keyed = sorted(keyed, key=lambda label: plan.ranks[label])
+    grouped_key = (
+        [(f"predicted: {plan.entries[plan.grouped[0]]}", OTHER_COLOR)] if plan.grouped else []
+    )
+    key_traces = [(f"predicted: {plan.entries[label]}", colors[label]) for label in keyed] + [
+        *grouped_key,
         ("correct", CORRECT_COLOR),
         ("incorrect", INCORRECT_COLOR),
     ]

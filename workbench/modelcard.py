@@ -101,6 +101,8 @@ def model_card(
         "## Training procedure",
         "",
         f"- **Loss:** {_LOSS_NAMES[params['loss']]}",
+        f"- **Class weights:** {params.get('class_weight', 'none')}"
+        + (f" ({_class_weight_note()})" if params.get("class_weight") == "balanced" else ""),
         f"- **Training time:** {record['training_seconds']:.1f} s in total "
         f"({record['fine_tune_seconds']:.1f} s fine-tuning, {record['steps']} steps)",
         f"- **Time budget:** {budget_sentence(record.get('time_budget'))}",
@@ -177,3 +179,10 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
         f"{budget['planned_steps']} steps, {budget['seconds_per_step']:.2f} s per step measured on "
         "the first steps), with the learning-rate schedule fitted to the shorter run"
     )
+
+
+def _class_weight_note() -> str:
+    """Where ``class_weight=balanced`` acts (the losses module owns the sentence)."""
+    from workbench.training.losses import CLASS_WEIGHT_NOTE
+
+    return CLASS_WEIGHT_NOTE

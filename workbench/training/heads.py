@@ -77,7 +77,9 @@ def fit_head(
     if params["head"] == "logreg":
         from sklearn.linear_model import LogisticRegression
 
-        estimator = LogisticRegression(C=float(params["head_C"]), max_iter=2000)
+        estimator = LogisticRegression(
+            C=float(params["head_C"]), max_iter=2000, class_weight=sklearn_class_weight(params)
+        )
         estimator.fit(vectors, y)
         head = {"kind": "logreg", **learned, "calibration": "none"}
         if held_out is not None:
@@ -91,7 +93,9 @@ def fit_head(
     from workbench.classifier import head_features
 
     weight = float(params["embedding_weight"])
-    svm = LinearSVC(C=float(params["head_C"]), random_state=seed)
+    svm = LinearSVC(
+        C=float(params["head_C"]), random_state=seed, class_weight=sklearn_class_weight(params)
+    )
     if held_out is None:
         return {
             "kind": "fusion",
@@ -113,6 +117,15 @@ def fit_head(
     )
     head.update(calibration="validation", calibration_n=len(held_y), calibration_method=method)
     return head
+
+
+def sklearn_class_weight(params: dict[str, Any]) -> str | None:
+    """The recipe's ``class_weight`` as scikit-learn's: ``"balanced"`` or ``None``.
+
+    ``balanced`` weights each category by n / (k · its tickets), so a head fitted on an
+    imbalanced split does not trade the tail categories for the head ones.
+    """
+    return "balanced" if params.get("class_weight", "none") == "balanced" else None
 
 
 def calibrate_frozen(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.models import pick_device
-from workbench.training.losses import make_loss
+from workbench.training.losses import loss_class_weights, make_loss
 from workbench.training.pairs import grouped_batches, length_batches
 from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR, label_texts
 
@@ -239,7 +239,14 @@ def fit(
     model.to(device)
     model.max_seq_length = int(params["max_seq_length"])
     loss_module = make_loss(
-        model, params["loss"], label_texts(labels, params["label_text"]) if labels else None
+        model,
+        params["loss"],
+        label_texts(labels, params["label_text"]) if labels else None,
+        loss_class_weights(
+            params,
+            examples["label_id"].to_numpy() if "label_id" in examples else None,
+            len(labels or []),
+        ),
     )
     by_label = params["pairs"] in LABEL_ID_PAIRS
     texts_a = examples["a"].tolist()

@@ -13,13 +13,50 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
-def prototype_softmax_loss(model: SentenceTransformer, label_texts: list[str]):
+# Where ``class_weight=balanced`` acts; the model card repeats it.
+CLASS_WEIGHT_NOTE = (
+    "class_weight=balanced weights the softmax (cross-entropy) loss and the logreg/fusion heads; "
+    "it is not applied to pair losses (cosine, contrastive, CoSENT) or triplet losses"
+)
+
+
+def balanced_class_weights(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's ``balanced`` weights, n / (k · count), per class id ``0..n_classes-1``.
+
+    Same formula as ``sklearn.utils.class_weight.compute_class_weight("balanced")`` so the loss
+    and the heads weight a category alike; a class without examples gets weight 1 (it never
+    appears as a target, so its weight is irrelevant).
+    """
+    label_ids = np.asarray(label_ids, dtype=int)
+    counts = np.bincount(label_ids, minlength=n_classes).astype(float)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = len(label_ids) / (present.sum() * counts[present])
+    return weights
+
+
+def loss_class_weights(
+    params: dict, label_ids: np.ndarray | None, n_classes: int
+) -> np.ndarray | None:
+    """The cross-entropy weights for a recipe: ``None`` unless ``class_weight=balanced`` and
+    the loss is the softmax loss (the only loss here that has per-class terms)."""
+    if params.get("class_weight", "none") != "balanced" or params.get("loss") != "softmax":
+        return None
+    if label_ids is None or not len(label_ids):
+        return None
+    return balanced_class_weights(label_ids, n_classes)
+
+
+def prototype_softmax_loss(
+    model: SentenceTransformer, label_texts: list[str], class_weights: np.ndarray | None = None
+):
     """Cross-entropy over scaled cosines to one learned prototype per category (NormFace).
 
     sentence-transformers has no single-text classification loss (``SoftmaxLoss`` classifies
     pairs). Prototypes start at the embeddings of the category names, so the first step is the
     zero-shot classifier and training only has to correct it. ``compute_loss_from_embeddings``
-    has the library losses' signature, so the loop treats it like them.
+    has the library losses' signature, so the loop treats it like them. ``class_weights``
+    (one per category) weight the cross-entropy (``class_weight=balanced``).
     """
     import torch
 
@@ -30,6 +67,10 @@ def prototype_softmax_loss(model: SentenceTransformer, label_texts: list[str]):
             super().__init__()
             start = np.asarray(encode(model, list(label_texts), cache=False), np.float32)
             self.prototypes = torch.nn.Parameter(torch.tensor(start, device=model.device))
+            weight = None
+            if class_weights is not None:
+                weight = torch.tensor(np.asarray(class_weights, np.float32), device=model.device)
+            self.register_buffer("class_weights", weight)
 
         def normalized_prototypes(self) -> torch.Tensor:
             return torch.nn.functional.normalize(self.prototypes, dim=1)
@@ -38,19 +79,28 @@ def prototype_softmax_loss(model: SentenceTransformer, label_texts: list[str]):
             with torch.autocast(device_type=labels.device.type, enabled=False):
                 vectors = torch.nn.functional.normalize(embeddings[0].float(), dim=1)
                 logits = SOFTMAX_SCALE * vectors @ self.normalized_prototypes().T
-                return torch.nn.functional.cross_entropy(logits, labels)
+                weight = None if self.class_weights is None else self.class_weights.to(logits)
+                return torch.nn.functional.cross_entropy(logits, labels, weight=weight)
 
     return PrototypeSoftmaxLoss()
 
 
-def make_loss(model: SentenceTransformer, name: str, label_texts: list[str] | None = None):
-    """The sentence-transformers loss object for a loss name (its math is used unchanged)."""
+def make_loss(
+    model: SentenceTransformer,
+    name: str,
+    label_texts: list[str] | None = None,
+    class_weights: np.ndarray | None = None,
+):
+    """The sentence-transformers loss object for a loss name (its math is used unchanged).
+
+    ``class_weights`` apply to ``softmax`` only (see ``CLASS_WEIGHT_NOTE``).
+    """
     from sentence_transformers.sentence_transformer import losses
 
     if name == "softmax":
         if not label_texts:
             raise BadInputError("loss=softmax needs the category texts")
-        return prototype_softmax_loss(model, label_texts)
+        return prototype_softmax_loss(model, label_texts, class_weights)
 
     factories = {
         "cosine": losses.CosineSimilarityLoss,

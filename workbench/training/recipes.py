@@ -43,6 +43,9 @@ _SEED_PARAMS: dict[str, Any] = {
     "head_C": 10.0,
     "head_tickets": 0,  # 0 = every training ticket
     "embedding_weight": 1.0,
+    # none | balanced: weight each category by n / (k · its tickets) in the cross-entropy
+    # (softmax) loss and in the logreg/fusion heads, so small categories count as much as big ones.
+    "class_weight": "none",
     "length_bucketing": True,
     "threads": 0,  # 0 = torch's default
     "log_every": 10,
@@ -117,6 +120,7 @@ CHOICES = {
     "scheduler": {"linear", "constant", "cosine"},
     "label_text": {"name", "description"},
     "head": {"cosine", "prototypes", "logreg", "fusion"},
+    "class_weight": {"none", "balanced"},
     "inference": {"auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"},
 }
 # Keys the notebooks and the report pipeline pass that are not recipe knobs.
