@@ -164,6 +164,10 @@ def run_report(
         )
     params = dict(params)
     params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
+    if params.get("label_descriptions"):  # notebooks run in another folder
+        params["label_descriptions"] = str(
+            Path(str(params["label_descriptions"])).expanduser().resolve()
+        )
     if params.get("model_dir"):
         params["model_dir"] = str(check_model_dir(str(params["model_dir"])))
         for knob in TRAINING_KNOBS:  # nothing is trained: the page must not list training settings
