@@ -138,6 +138,21 @@ def test_seed_recipe_on_undescribed_codes_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_quick_report_on_undescribed_codes_fails_before_any_notebook(tmp_path, capsys):
+    """The quick profile trains the name-based `seed` recipe: one line, before notebook 01."""
+    from workbench.cli import main
+
+    data = write_export_like(tmp_path / "export.csv", n=N, numeric=True)
+    reports = tmp_path / "reports"
+    code = main(
+        ["report", "--data", str(data), *COLUMNS, "--profile", "quick"]
+        + ["--reports-dir", str(reports), "--quiet"]
+    )
+    line = one_error_line(capsys)
+    assert code == 2 and "--label-descriptions" in line and "recipe 'seed'" in line
+    assert not list(reports.glob("*/*.html"))
+
+
 def test_rare_error_in_train_is_one_line(tmp_path, capsys):
     from workbench.cli import main
 
@@ -180,7 +195,11 @@ def test_numeric_export_through_train_and_predict(tmp_path, rare, capsys):
         assert not any(value.endswith(".0") for value in shown)
         assert {"0", "47"} & shown  # the codes come back as written
     predicted = pd.read_csv(out, dtype=str)
-    assert len(predicted) > 0.9 * N
+    if rare == "merge":  # every ticket with text is predicted, rare codes as 'other (rare)'
+        assert len(predicted) > 0.95 * N and RARE_LABEL in set(predicted["label"])
+    else:  # tickets of dropped codes are left out, as in training
+        assert 0.5 * N < len(predicted) <= N - record["rows"]
+        assert not set(predicted["label"]) & set(record["categories"])
 
 
 # ----------------------------------------------------------------------------- the report
