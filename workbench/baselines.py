@@ -3,10 +3,14 @@
 * TF-IDF (1–2-grams, sublinear) + LinearSVC (C=0.3): the classic baseline.
 * word+char TF-IDF + LinearSVC (C=0.3): the strongest cheap baseline; a recipe's fair gap is
   measured against it.
-* The base model zero-shot: cosine similarity between the ticket and each category name.
+* The base model zero-shot: cosine similarity between the ticket and each category name (the
+  description of a coded category); for codes without descriptions it is not meaningful and is
+  recorded without numbers, with the reason (``not_meaningful``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -79,14 +83,19 @@ def zero_shot_scores(
     labels: list[str],
     base_model: str = DEFAULT_BASE_MODEL,
     max_seq_length: int = 256,
+    descriptions: Mapping[str, str] | None = None,
 ) -> np.ndarray:
-    """Cosine similarity of each ticket to each category name with the untouched base model."""
+    """Cosine similarity of each ticket to each category name with the untouched base model.
+
+    A described code is compared with its description (``label_names``).
+    """
     from workbench.embeddings import encode
+    from workbench.labels import label_names
     from workbench.models import load_model
 
     model = load_model(base_model, max_seq_length=max_seq_length)
     tickets = encode(model, test["text"].tolist(), description="encoding (zero-shot)")
-    names = encode(model, list(labels), cache=False)
+    names = encode(model, list(label_names(labels, descriptions).values()), cache=False)
     return tickets @ names.T
 
 
@@ -132,13 +141,36 @@ def cheap_baselines(
     }
 
 
+def not_meaningful(labels: list[str], descriptions: Mapping[str, str] | None = None) -> str:
+    """Why the zero-shot baseline has no number ('' when it has one): codes without descriptions.
+
+    Cosine to "GRP_12" measures how a ticket resembles a code, not a category; a number would
+    look like a weak baseline and flatter the recipe's gap.
+    """
+    from workbench.labels import unnamed_labels
+
+    missing = unnamed_labels(labels, descriptions)
+    if not missing:
+        return ""
+    return (
+        f"not meaningful for coded labels: {len(missing)} categories are codes without a "
+        "description (pass --label-descriptions to compare tickets with descriptions)"
+    )
+
+
 def zero_shot(
     test: pd.DataFrame,
     labels: list[str],
     base_model: str = DEFAULT_BASE_MODEL,
     max_seq_length: int = 256,
+    descriptions: Mapping[str, str] | None = None,
 ) -> dict:
-    return summary(test, zero_shot_scores(test, labels, base_model, max_seq_length), labels)
+    """Accuracy and macro-F1 of the zero-shot base model, or None for both with a ``note``."""
+    note = not_meaningful(labels, descriptions)
+    if note:
+        return {"accuracy": None, "macro-F1": None, "note": note}
+    scores = zero_shot_scores(test, labels, base_model, max_seq_length, descriptions)
+    return summary(test, scores, labels)
 
 
 def all_baselines(
@@ -147,9 +179,10 @@ def all_baselines(
     labels: list[str],
     base_model: str = DEFAULT_BASE_MODEL,
     max_seq_length: int = 256,
+    descriptions: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Every baseline on this split, keyed by the name shown in tables and metrics.json."""
     return {
         **cheap_baselines(train, test, labels),
-        ZERO_SHOT: zero_shot(test, labels, base_model, max_seq_length),
+        ZERO_SHOT: zero_shot(test, labels, base_model, max_seq_length, descriptions),
     }

@@ -10,6 +10,7 @@ dict records where (``calibration``: ``validation`` or ``cv``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,8 +75,12 @@ def fit_model_temperature(
     labels: list[str],
     params: dict[str, Any],
     prototypes: np.ndarray | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> dict | None:
     """Temperature of a cosine classifier (``head`` ``cosine`` or ``prototypes``) on validation.
+
+    The cosine head's targets are the category texts the classifier compares with (the
+    ``descriptions`` of coded labels, see ``label_texts``).
 
     ``None`` for heads with an estimator (calibrated in ``fit_head``) and without validation
     rows (then the page says the default 0.05 is not fitted).
@@ -91,7 +96,8 @@ def fit_model_temperature(
     if params["head"] == "prototypes" and prototypes is not None:
         targets = np.asarray(prototypes, dtype=np.float32)
     else:
-        targets = encode(model, label_texts(labels, params.get("label_text", "name")), cache=False)
+        texts = label_texts(labels, params.get("label_text", "name"), descriptions)
+        targets = encode(model, texts, cache=False)
     vectors = encode(model, rows["text"].tolist(), description="encoding validation tickets")
     return temperature_record(fit_temperature(vectors @ targets.T, y), len(rows))
 

@@ -456,7 +456,8 @@ def comparison_table(
     """Recipe against baselines on the same test split.
 
     The last column is recipe − baseline in macro-F1 points: positive means the recipe is
-    better than that baseline (empty on the recipe's own row).
+    better than that baseline (empty on the recipe's own row, and on a baseline without numbers,
+    such as zero-shot on coded labels: its ``note`` column says why).
     """
     rows = [
         {
@@ -466,7 +467,10 @@ def comparison_table(
         }
     ]
     rows += [{"method": name, **values} for name, values in baselines.items()]
-    table = pd.DataFrame(rows, columns=["method", "accuracy", "macro-F1"])
+    notes = any(row.get("note") for row in rows)
+    columns = ["method", "accuracy", "macro-F1"] + (["note"] if notes else [])
+    table = pd.DataFrame(rows, columns=columns).fillna({"note": ""} if notes else {})
+    table[["accuracy", "macro-F1"]] = table[["accuracy", "macro-F1"]].astype(float)
     gap = 100 * (headline_metrics["macro-F1"] - table["macro-F1"])
     gap.iloc[0] = np.nan
     table[RECIPE_MINUS_BASELINE] = gap
@@ -487,6 +491,9 @@ def comparison_caption(table: pd.DataFrame | None = None, split: str = "test") -
                 f" Fair gap (against the strongest baseline, {strongest}): "
                 f"{gaps.min():+.1f} points."
             )
+    if table is not None and "note" in table:
+        for method, note in table.loc[table["note"].astype(bool), ["method", "note"]].values:
+            caption += f" {method}: no number, {note}."
     return caption
 
 
@@ -604,6 +611,7 @@ def evaluate(
             labels,
             base_model or recipe.get("params", {}).get("base_model") or base.DEFAULT_BASE_MODEL,
             int(max_seq_length or recipe.get("params", {}).get("max_seq_length") or 256),
+            descriptions=(recipe.get("data") or {}).get("label_descriptions"),
         )
     return Evaluation(
         recipe=str(recipe.get("recipe", "unknown")),

@@ -45,6 +45,7 @@ __all__ = [
     "minimum_class_size",
     "read_label_descriptions",
     "unknown_description_codes",
+    "unnamed_labels",
 ]
 
 
@@ -360,3 +361,21 @@ def label_names(labels: Iterable[str], descriptions: Mapping[str, str] | None) -
     """
     descriptions = descriptions or {}
     return {str(label): descriptions.get(str(label), str(label)) for label in labels}
+
+
+def unnamed_labels(labels: Iterable[str], descriptions: Mapping[str, str] | None) -> list[str]:
+    """Coded labels without a description: their name says nothing to an encoder.
+
+    Empty when the labels are names (``Hardware``) or every code is described. Name-based
+    pieces (category-text pairs, zero-shot scores, prototypes started at the name) are
+    meaningless for these labels; prototypes start from class centroids instead.
+    """
+    labels = [str(label) for label in labels]
+    if not is_coded(labels):
+        return []
+    descriptions = descriptions or {}
+    return [
+        label
+        for label in labels
+        if label != RARE_LABEL and label not in descriptions and _CODE.match(label.strip())
+    ]

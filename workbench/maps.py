@@ -88,6 +88,7 @@ class MapModel:
     labels: list[str]
     classifier: object | None = None
     source: str = ""
+    label_texts: list[str] | None = None  # what a head-less model compares with (descriptions)
     _label_vectors: np.ndarray | None = field(default=None, repr=False)
 
     def embed(self, texts: list[str] | pd.Series, cache: bool = True) -> np.ndarray:
@@ -97,13 +98,14 @@ class MapModel:
     def label_vectors(self) -> np.ndarray:
         """Embeddings of the category names (drawn as labelled markers on the map).
 
-        With a classifier: the texts it compares tickets to (names or descriptions).
+        With a classifier: the texts it compares tickets to (names or descriptions); without,
+        ``label_texts`` (the descriptions of coded labels) or the names.
         """
         if self._label_vectors is None:
             if self.classifier is not None:
                 self._label_vectors = np.asarray(self.classifier.label_vectors())
             else:
-                self._label_vectors = self.embed(self.labels)
+                self._label_vectors = self.embed(self.label_texts or self.labels)
         return self._label_vectors
 
     def scores_from_embeddings(
@@ -130,13 +132,22 @@ class MapModel:
 
 
 def load_base(
-    base_model: str, labels: list[str], max_seq_length: int | None = None, device: str | None = None
+    base_model: str,
+    labels: list[str],
+    max_seq_length: int | None = None,
+    device: str | None = None,
+    descriptions: dict[str, str] | None = None,
 ) -> MapModel:
-    """The untrained base model, scored zero-shot against the category names."""
+    """The untrained base model, scored zero-shot against the category names.
+
+    ``descriptions`` (of coded labels) replace the codes as the texts compared with.
+    """
+    from workbench.labels import label_names
     from workbench.models import load_model
 
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
-    return MapModel("base model", model, list(labels), source=str(base_model))
+    texts = list(label_names(labels, descriptions).values())
+    return MapModel("base model", model, list(labels), source=str(base_model), label_texts=texts)
 
 
 def load_finetuned(

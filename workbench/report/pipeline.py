@@ -24,6 +24,7 @@ from workbench.display import HEADLESS_ENV
 from workbench.drift import data_profile
 from workbench.errors import BadInputError, NotebookFailedError
 from workbench.history import write_history_index
+from workbench.labels import unnamed_labels
 from workbench.paths import NOTEBOOK_DIR, PROJECT_DIR
 from workbench.report.render import render_notebook, write_run_index
 from workbench.runs import apply_retention, new_run_dir, point_latest, reports_lock
@@ -100,6 +101,7 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
     summary["leakage"] = split.leakage
     summary["evaluated"] = {"on": scope.evaluated_name, "tickets": len(scope.evaluated)}
     summary["rare_note"] = data.rare_note()
+    summary["unnamed_labels"] = unnamed_labels(data.labels, data.label_descriptions)
     if scope.given_model:
         from workbench.training import read_recipe
 
@@ -118,6 +120,18 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
             "unknown_labels": unknown,
         }
     return summary
+
+
+def check_recipe_on_codes(params: dict[str, object], summary: dict[str, object]) -> None:
+    """Before any notebook: a name-based recipe (``seed``, the quick profile's) on codes with no
+    descriptions fails in one line here, not minutes later in the fine-tuning notebook."""
+    from workbench.training.recipes import DEFAULT_RECIPE, RECIPES, check_label_texts
+
+    name = str(params.get("recipe") or DEFAULT_RECIPE)
+    knobs = {**RECIPES.get(name, {}), **dict(params.get("training_params") or {})}  # type: ignore[arg-type]
+    knobs.update({k: params[k] for k in ("pairs", "head") if params.get(k)})
+    missing = list(summary.get("unnamed_labels") or [])  # type: ignore[arg-type]
+    check_label_texts(name, knobs, missing, {})
 
 
 def notebook_parameters(path: Path) -> set[str]:
@@ -164,11 +178,17 @@ def run_report(
         )
     params = dict(params)
     params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
+    if params.get("label_descriptions"):  # notebooks run in another folder
+        params["label_descriptions"] = str(
+            Path(str(params["label_descriptions"])).expanduser().resolve()
+        )
     if params.get("model_dir"):
         params["model_dir"] = str(check_model_dir(str(params["model_dir"])))
         for knob in TRAINING_KNOBS:  # nothing is trained: the page must not list training settings
             params.pop(knob, None)
     data_summary = validated if validated is not None else validate_inputs(params)
+    if "02_fine_tuning" in selected and not params.get("model_dir"):
+        check_recipe_on_codes(params, data_summary)
 
     with reports_lock(reports_dir):
         run_dir = new_run_dir(reports_dir, name)

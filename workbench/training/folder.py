@@ -22,7 +22,12 @@ from workbench.models import load_model
 from workbench.training.heads import fit_head
 from workbench.training.loop import fit, seed_everything
 from workbench.training.pairs import build_pairs
-from workbench.training.recipes import DEFAULT_RECIPE, label_texts, resolve_recipe
+from workbench.training.recipes import (
+    DEFAULT_RECIPE,
+    check_label_texts,
+    label_texts,
+    resolve_recipe,
+)
 
 
 @dataclass
@@ -61,6 +66,8 @@ def train(
 
     name = recipe or DEFAULT_RECIPE
     params = resolve_recipe(name, overrides)
+    descriptions = dict(data.label_descriptions or {})
+    check_label_texts(name, params, data.labels, descriptions)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "recipe.json").exists():
         raise BadInputError(
@@ -70,14 +77,24 @@ def train(
     labels = data.labels
     seed_everything(seed)
     model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
-    examples = build_pairs(split.train, labels, params, seed)
+    examples = build_pairs(split.train, labels, params, seed, descriptions)
     started = time.perf_counter()
     fine_tune_params, reserve = plan_time_budget(model, params, split, seed)
-    result = fit(model, examples, fine_tune_params, seed, progress=progress, labels=labels)
+    result = fit(
+        model,
+        examples,
+        fine_tune_params,
+        seed,
+        progress=progress,
+        labels=labels,
+        descriptions=descriptions,
+    )
     head = fit_head(
         model, split.train, labels, params, seed, result.prototypes, validation=split.validation
     )
-    temperature = fit_model_temperature(model, split.validation, labels, params, result.prototypes)
+    temperature = fit_model_temperature(
+        model, split.validation, labels, params, result.prototypes, descriptions
+    )
     training_seconds = time.perf_counter() - started
     budget = result.budget if reserve is None else {**(result.budget or {}), **reserve}
 
@@ -90,7 +107,7 @@ def train(
         "recipe": name,
         "params": params,
         "seed": seed,
-        "label_texts": label_texts(labels, params["label_text"]),
+        "label_texts": label_texts(labels, params["label_text"], descriptions),
         "data": {
             **data.summary(),
             "text_column": data.text_column,

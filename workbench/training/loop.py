@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from workbench.labels import unnamed_labels
 from workbench.models import pick_device
 from workbench.training.losses import loss_class_weights, make_loss
 from workbench.training.pairs import grouped_batches, length_batches
@@ -222,10 +224,12 @@ def fit(
     seed: int,
     progress: bool = True,
     labels: list[str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``).
 
-    ``labels`` (the sorted category names) are needed by ``loss=softmax`` only.
+    ``labels`` (the sorted category names) are needed by ``loss=softmax`` only; its prototypes
+    start at the ``descriptions`` of coded labels, or at class centroids where a code has none.
     """
     import torch
     from tqdm.auto import tqdm
@@ -241,8 +245,10 @@ def fit(
     loss_module = make_loss(
         model,
         params["loss"],
-        label_texts(labels, params["label_text"]) if labels else None,
-        loss_class_weights(
+        label_texts(labels, params["label_text"], descriptions) if labels else None,
+        examples=examples,
+        unnamed=[labels.index(label) for label in unnamed_labels(labels or [], descriptions)],
+        class_weights=loss_class_weights(
             params,
             examples["label_id"].to_numpy() if "label_id" in examples else None,
             len(labels or []),

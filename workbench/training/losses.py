@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,6 +11,7 @@ from workbench.errors import BadInputError
 from workbench.training.recipes import SOFTMAX_SCALE
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sentence_transformers import SentenceTransformer
 
 
@@ -47,25 +49,61 @@ def loss_class_weights(
     return balanced_class_weights(label_ids, n_classes)
 
 
+CENTROID_TICKETS = 256  # training tickets per class encoded for a centroid start
+
+
+def prototype_starts(
+    model: SentenceTransformer,
+    label_texts: list[str],
+    examples: pd.DataFrame | None = None,
+    unnamed: Iterable[int] = (),
+) -> np.ndarray:
+    """Where each prototype starts: its category text's embedding, or a class centroid.
+
+    For ``unnamed`` class ids (codes without a description: "GRP_12" means nothing to the
+    encoder) the start is the mean base embedding of up to ``CENTROID_TICKETS`` of that
+    class's training tickets (``examples`` columns ``a``, ``label_id``); a class with no
+    training ticket falls back to its text.
+    """
+    from workbench.embeddings import encode
+
+    start = np.asarray(encode(model, list(label_texts), cache=False), np.float32)
+    if examples is None or "label_id" not in examples:
+        return start
+    ids = examples["label_id"].to_numpy()
+    texts = examples["a"].to_numpy()
+    for class_id in unnamed:
+        own = np.unique(texts[ids == class_id])[:CENTROID_TICKETS]
+        if len(own):
+            centroid = np.asarray(encode(model, list(own), cache=False), np.float32).mean(axis=0)
+            start[class_id] = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+    return start
+
+
 def prototype_softmax_loss(
-    model: SentenceTransformer, label_texts: list[str], class_weights: np.ndarray | None = None
+    model: SentenceTransformer,
+    label_texts: list[str],
+    examples: pd.DataFrame | None = None,
+    unnamed: Iterable[int] = (),
+    class_weights: np.ndarray | None = None,
 ):
     """Cross-entropy over scaled cosines to one learned prototype per category (NormFace).
 
     sentence-transformers has no single-text classification loss (``SoftmaxLoss`` classifies
-    pairs). Prototypes start at the embeddings of the category names, so the first step is the
-    zero-shot classifier and training only has to correct it. ``compute_loss_from_embeddings``
-    has the library losses' signature, so the loop treats it like them. ``class_weights``
-    (one per category) weight the cross-entropy (``class_weight=balanced``).
+    pairs). Prototypes start at the embeddings of the category names (descriptions for codes),
+    so the first step is the zero-shot classifier and training only has to correct it; codes
+    without a description start at their class centroid (``prototype_starts``).
+    ``compute_loss_from_embeddings`` has the library losses' signature, so the loop treats it
+    like them. ``class_weights`` (one per category) weight the cross-entropy
+    (``class_weight=balanced``).
     """
     import torch
 
-    from workbench.embeddings import encode
+    start = prototype_starts(model, label_texts, examples, unnamed)
 
     class PrototypeSoftmaxLoss(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            start = np.asarray(encode(model, list(label_texts), cache=False), np.float32)
             self.prototypes = torch.nn.Parameter(torch.tensor(start, device=model.device))
             weight = None
             if class_weights is not None:
@@ -89,10 +127,14 @@ def make_loss(
     model: SentenceTransformer,
     name: str,
     label_texts: list[str] | None = None,
+    examples: pd.DataFrame | None = None,
+    unnamed: Iterable[int] = (),
     class_weights: np.ndarray | None = None,
 ):
     """The sentence-transformers loss object for a loss name (its math is used unchanged).
 
+    ``unnamed`` class ids (codes without a description) start their softmax prototype at the
+    centroid of their training tickets in ``examples``, not at the embedding of the code.
     ``class_weights`` apply to ``softmax`` only (see ``CLASS_WEIGHT_NOTE``).
     """
     from sentence_transformers.sentence_transformer import losses
@@ -100,7 +142,7 @@ def make_loss(
     if name == "softmax":
         if not label_texts:
             raise BadInputError("loss=softmax needs the category texts")
-        return prototype_softmax_loss(model, label_texts, class_weights)
+        return prototype_softmax_loss(model, label_texts, examples, unnamed, class_weights)
 
     factories = {
         "cosine": losses.CosineSimilarityLoss,

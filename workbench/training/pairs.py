@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,11 +12,16 @@ from workbench.training.recipes import LABEL_ID_PAIRS, label_texts
 
 
 def build_pairs(
-    train: pd.DataFrame, labels: list[str], params: dict[str, Any], seed: int
+    train: pd.DataFrame,
+    labels: list[str],
+    params: dict[str, Any],
+    seed: int,
+    descriptions: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Training examples, deterministic from the seed.
 
-    ``pairs=label``: (ticket, category text, 1.0 own category / 0.0 a random other one);
+    ``pairs=label``: (ticket, category text, 1.0 own category / 0.0 a random other one); the
+    category text of a code is its description (``descriptions``, see ``label_texts``);
     ``pairs=ticket``: (ticket, ticket, 1.0 same category / 0.0 different);
     ``pairs=grouped`` / ``labelled``: tickets with their label id (``num_pairs=0``: every training
     ticket once; batches are grouped by label or bucketed by length later).
@@ -35,7 +41,7 @@ def build_pairs(
     if params["pairs"] == "label":
         shift = rng.integers(1, k, size=n)  # a different category, uniformly
         other = np.where(positive, own, (own + shift) % k)
-        names = np.array(label_texts(labels, params["label_text"]), dtype=object)
+        names = np.array(label_texts(labels, params["label_text"], descriptions), dtype=object)
         return pd.DataFrame(
             {"a": texts[anchors], "b": names[other], "score": positive.astype(np.float32)}
         )

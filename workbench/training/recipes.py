@@ -5,6 +5,7 @@ Every knob is a parameter of a recipe; ``resolve_recipe`` validates overrides.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from workbench.errors import BadInputError
@@ -213,8 +214,42 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
     return params
 
 
-def label_texts(labels: list[str], mode: str = "name") -> list[str]:
-    """What each category is compared with: its name, or a short description when known."""
+def label_texts(
+    labels: list[str], mode: str = "name", descriptions: Mapping[str, str] | None = None
+) -> list[str]:
+    """What each category is compared with: its name, or a short description when known.
+
+    ``descriptions`` (the data's ``--label-descriptions``) win in both modes: a code such as
+    ``GRP_12`` is compared with "Network team", never with the code itself.
+    """
+    given = descriptions or {}
     if mode == "description":
-        return [DESCRIPTIONS.get(label, label) for label in labels]
-    return list(labels)
+        return [given.get(label) or DESCRIPTIONS.get(label, label) for label in labels]
+    return [given.get(label, label) for label in labels]
+
+
+def uses_label_texts(params: Mapping[str, Any]) -> bool:
+    """True when the recipe compares tickets with category texts (label pairs or cosine head)."""
+    return params.get("pairs") == "label" or params.get("head") == "cosine"
+
+
+def check_label_texts(
+    name: str,
+    params: Mapping[str, Any],
+    labels: list[str],
+    descriptions: Mapping[str, str] | None = None,
+) -> None:
+    """One line when a name-based recipe meets coded categories that have no description."""
+    from workbench.labels import unnamed_labels
+
+    if not uses_label_texts(params):
+        return
+    missing = unnamed_labels(labels, descriptions)
+    if not missing:
+        return
+    shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+    raise BadInputError(
+        f"recipe '{name}' compares tickets with category names, but {len(missing)} categories "
+        f"are codes without a description ({shown}): pass --label-descriptions FILE.yml "
+        "(one 'code: description' per line) or pick another recipe (e.g. --recipe fusion)"
+    )
