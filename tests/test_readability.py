@@ -126,6 +126,12 @@ def test_map_legend_groups_small_categories_above_the_limit():
     assert all(
         f"<b>{figures.escape_label(x)}</b>" in hovers for x in small if x in set(points["label"])
     )
+    # Only the named categories are written on the map (50 names would hide it); the
+    # grouped ones keep their diamond, named in its hover.
+    written = [a.text for a in fig.layout.annotations if a.xref != "paper"]  # not titles
+    assert sorted(written) == sorted(f"<b>{figures.escape_label(x)}</b>" for x in top)
+    diamonds = next(t for t in fig.data if t.name == "category names")
+    assert len(diamonds.hovertext) == len(labels)
     # At or below the limit every category keeps its own entry and colour.
     few = points[points["label"].isin(top)]
     fig = maps.map_figure(few, [emap_subset(emap, few.index)], top, svg_max_points=5000)

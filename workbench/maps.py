@@ -172,6 +172,31 @@ def load_finetuned(
     )
 
 
+def embed_rows(
+    model: MapModel, frame: pd.DataFrame, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and class scores of ``frame``'s ``rows`` (all rows when None).
+
+    Both come back frame-length with NaN in the rows not encoded: a model encodes only what a
+    page shows of it, and reading a row it did not encode fails loudly instead of using zeros.
+    """
+    texts = frame["text"].astype(str)
+    positions = np.arange(len(frame)) if rows is None else np.asarray(rows, dtype=int)
+    chosen = texts.iloc[positions].tolist()
+    vectors = model.embed(chosen)
+    scores = model.scores_from_embeddings(vectors, chosen)
+    embeddings = np.full((len(frame), vectors.shape[1]), np.nan, dtype=np.float32)
+    full_scores = np.full((len(frame), scores.shape[1]), np.nan, dtype=np.float32)
+    embeddings[positions] = vectors
+    full_scores[positions] = scores
+    return embeddings, full_scores
+
+
+def encoded_rows(embeddings: np.ndarray) -> np.ndarray:
+    """Mask of the rows an ``embed_rows`` array holds."""
+    return ~np.isnan(embeddings[:, 0])
+
+
 def predictions(scores: np.ndarray, labels: list[str]) -> pd.DataFrame:
     """Predicted category and its score for each row of a score matrix."""
     best = scores.argmax(axis=1)
@@ -440,12 +465,14 @@ def map_figure(
         if not three_d:  # annotations stay above a WebGL canvas, trace text would not
             axis = "" if column == 1 else str(column)
             for label, (x, y) in zip(emap.names, emap.name_coords[:, :2], strict=True):
+                if label in plan.grouped:  # 50 overlapping names hide the map: hover names them
+                    continue
                 fig.add_annotation(
                     x=float(x),
                     y=float(y),
                     xref=f"x{axis}",
                     yref=f"y{axis}",
-                    text=f"<b>{escape_label(label)}</b>",
+                    text=f"<b>{plan.entries.get(label, escape_label(label))}</b>",
                     showarrow=False,
                     yshift=14,
                     font={"size": 12, "color": "#102a43"},
