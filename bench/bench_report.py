@@ -1,5 +1,5 @@
 """End-to-end report times on the real tickets: the default report (train and evaluate), and the
-monitoring report (a given model scores every row) with a cold embedding cache.
+monitoring report (a given model scores every row), each with a cold embedding cache.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_report.py train                     # bf16 where the CPU has it
     HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_report.py train --precision fp32    # the AVX2-only case
@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
     report = ["--data", args.data, "--reports-dir", args.reports_dir]
-    cache = None
+    # Cold: nothing encoded before, not even the base model's encodes of earlier runs.
+    cache = tempfile.mkdtemp(prefix="wb-cold-cache-")
     if args.mode == "train":
         report += ["--name", args.name or f"bench-{args.precision or 'auto'}"]
         if args.precision:
@@ -98,7 +99,6 @@ def main() -> None:
         if not args.model:
             sys.exit("evaluate needs --model DIR")
         report += ["--model", args.model, "--evaluate", "all", "--name", args.name or "bench-eval"]
-        cache = tempfile.mkdtemp(prefix="wb-cold-cache-")  # cold: nothing encoded before
     run_dir, seconds = run(report, cache)
     describe(run_dir, seconds)
 
