@@ -355,7 +355,9 @@ def _explorer_checks(page) -> None:
     rows = table.locator("tbody tr")
     assert rows.count() == 1
     headers = [h.strip() for h in table.locator("thead th").all_inner_texts()]
-    cells = dict(zip(headers, (c.strip() for c in rows.first.locator("td").all_inner_texts())))
+    cells = dict(
+        zip(headers, (c.strip() for c in rows.first.locator("td").all_inner_texts()), strict=True)
+    )
     assert "laptop screen is broken" in cells["ticket"], cells
     categories = [
         " ".join(c.split()) for c in explorer.locator("select[multiple] option").all_inner_texts()
