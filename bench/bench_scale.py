@@ -352,10 +352,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             result = json.loads(lines[-1][len("RESULT ") :])
             results[step][size] = result
+            base = result["base_mib"]
             print(
                 f"{step:>13} {size:>9,}: {result['seconds']:8.1f} s, peak RSS "
-                f"{result['peak_mib']:7.0f} MiB (after imports {result['base_mib']:.0f}); "
-                f"{result['detail']} [{time.perf_counter() - started:.0f} s with start-up]",
+                f"{result['peak_mib']:7.0f} MiB"
+                + (f" (after imports {base:.0f})" if base else " (the CLI process)")
+                + f"; {result['detail']} [{time.perf_counter() - started:.0f} s with start-up]",
                 flush=True,
             )
     print()

@@ -308,10 +308,14 @@ def predict_ray(
     import ray
 
     cpus_total = setup["cpus"]
-    # The actors share what the reads and writes leave; each encodes with that many threads,
-    # so the pool never runs more threads than cores.
-    actor_cpus = max(0.1, (cpus_total - 2 * IO_TASK_CPUS) / actors)
-    threads = max(1, int(cpus_total // actors))
+    # The actors share what the reads and writes leave, and an actor cannot span machines;
+    # each encodes with as many threads as CPUs it holds, so the pool never oversubscribes.
+    node_cpus = max(
+        (n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")),
+        default=cpus_total,
+    )
+    actor_cpus = max(0.1, min((cpus_total - 2 * IO_TASK_CPUS) / actors, node_cpus - IO_TASK_CPUS))
+    threads = max(1, int(actor_cpus + 0.5))
     stats_dir = out / STATS_DIR
     stats_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
