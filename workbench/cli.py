@@ -128,12 +128,35 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify tickets with a trained folder")
     _data_arguments(predict, required=True)
     predict.add_argument("--model", required=True, help="folder written by 'workbench train'")
-    predict.add_argument("--out", required=True, help="CSV of predictions to write")
+    predict.add_argument(
+        "--out",
+        required=True,
+        help="CSV of predictions to write (--engine ray: a folder of Parquet shards)",
+    )
     predict.add_argument(
         "--inference",
         default=None,
         help="encoder backend: auto (the fastest checked export), torch, onnx, onnx-int8, openvino, "
         "openvino-int8 (default: the model's recipe)",
+    )
+    predict.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default: one process, one file) or ray (Ray Data: --data may be a folder of "
+        "shards; local Ray unless RAY_ADDRESS names a cluster)",
+    )
+    predict.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="--engine ray: scoring actors, each loading the model once (default: 2)",
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="--engine ray: tickets per batch sent to an actor (default: 512)",
     )
 
     compare = commands.add_parser(
@@ -253,19 +276,22 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from workbench.classifier import load_classifier
     from workbench.data import load_tickets, write_json
-    from workbench.evaluation import headline, predictions_table
-    from workbench.labels import load_options_of, map_frame_labels, rare_record_of
+    from workbench.evaluation import predictions_table
+    from workbench.labels import map_frame_labels, rare_record_of
 
     out = Path(args.out)
-    if out.suffix.lower() != ".csv":
+    if args.engine == "local" and (args.actors is not None or args.batch_size is not None):
+        raise _bad("--actors and --batch-size apply to --engine ray only")
+    if args.engine == "local" and out.suffix.lower() != ".csv":
         raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
+    if args.engine == "ray":
+        from workbench.scale import check_paths
+
+        check_paths(args.data, out)
     classifier = load_classifier(args.model, inference=args.inference)
-    # Read the file as the model's training data was read (text columns, label column), and
-    # map rare or unseen categories the same way, unless the command line says otherwise.
-    options = load_options_of(classifier.recipe)
-    options.pop("min_class_size", None), options.pop("rare", None)
-    options["text_column"] = _text_column(args) or options.get("text_column") or "Document"
-    options["label_column"] = args.label_column or options.get("label_column") or "Topic_group"
+    options = _predict_options(args, classifier)
+    if args.engine == "ray":
+        return _predict_ray(args, classifier, options)
     data = load_tickets(args.data, require_labels=False, **options)
     frame, mapped = map_frame_labels(
         data.frame, classifier.labels, rare_record_of(classifier.recipe)
@@ -284,13 +310,85 @@ def _predict(args: argparse.Namespace) -> int:
     if data.dropped:
         print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in data.dropped.items()))
     if "label" in frame:
-        unknown = sorted(set(frame["label"]) - set(classifier.labels))
-        metrics = headline(frame["label"], scores, classifier.labels)
-        print(" · ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-        if unknown:
-            print(f"note: labels the model does not know count as errors: {', '.join(unknown)}")
-        record["metrics"] = metrics
+        _print_metrics(record, frame["label"], scores, classifier.labels)
     write_json(out.with_suffix(".json"), record)
+    return 0
+
+
+def _predict_options(args: argparse.Namespace, classifier) -> dict:
+    """``load_tickets`` options for scoring: the file is read as the model's training data was
+    read (text columns, label column, descriptions), unless the command line says otherwise;
+    rare categories are mapped onto the model's labels afterwards, never re-merged by count."""
+    from workbench.labels import load_options_of
+
+    options = load_options_of(classifier.recipe)
+    options.pop("min_class_size", None), options.pop("rare", None)
+    options["text_column"] = _text_column(args) or options.get("text_column") or "Document"
+    options["label_column"] = args.label_column or options.get("label_column") or "Topic_group"
+    return options
+
+
+def _print_metrics(record: dict, labels, scores, known: list[str]) -> None:
+    """The metrics line (and unknown-label note) of a labelled file; stored in the record."""
+    from workbench.evaluation import headline
+
+    unknown = sorted(set(labels) - set(known))
+    metrics = headline(labels, scores, known)
+    print(" · ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    if unknown:
+        print(f"note: labels the model does not know count as errors: {', '.join(unknown)}")
+    record["metrics"] = metrics
+
+
+def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
+    """``--engine ray``: Parquet shards in --out, a summary line, the same run record."""
+    from workbench.classifier import SCORE_PREFIX
+    from workbench.data import write_json
+    from workbench.scale import (
+        DEFAULT_ACTORS,
+        DEFAULT_BATCH_SIZE,
+        RECORD_FILE,
+        predict_ray,
+        read_predictions,
+    )
+
+    run = predict_ray(
+        classifier,
+        args.data,
+        args.out,
+        options,
+        inference=args.inference,
+        actors=args.actors or DEFAULT_ACTORS,
+        batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+    )
+    record = prediction_record(classifier, run["data"], args.inference)
+    record["engine"] = {
+        "name": "ray",
+        **{
+            k: run[k]
+            for k in ("actors", "threads_per_actor", "cpus", "ray_address", "seconds", "rows")
+        },
+        "input_shards": run["input_shards"],
+        "output_shards": run["output_shards"],
+    }
+    if run["mapped"]:
+        print(
+            "labels mapped as in training: "
+            + ", ".join(f"{label} ({count})" for label, count in sorted(run["mapped"].items()))
+        )
+    if run["dropped"]:
+        print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in run["dropped"].items()))
+    print(
+        f"{run['rows']} predictions from {run['input_shards']} shard(s) written to {args.out} "
+        f"as {run['output_shards']} Parquet shard(s) in {run['seconds']:.1f} s "
+        f"({run['tickets_per_second']:.0f} tickets/s; {run['actors']} actors × "
+        f"{run['threads_per_actor']} threads, encoder backend {record['backend']})"
+    )
+    columns = [f"{SCORE_PREFIX}{label}" for label in classifier.labels]
+    if run["rows"] and run["labelled"]:
+        frame = read_predictions(args.out, ["label", *columns])
+        _print_metrics(record, frame["label"], frame[columns].to_numpy(), classifier.labels)
+    write_json(Path(args.out) / RECORD_FILE, record)
     return 0
 
 

@@ -1,0 +1,399 @@
+"""Growth benchmark: how each step of a report and of scoring grows with the number of tickets.
+
+    .venv/bin/python bench/bench_scale.py --sizes 10k,100k            # a shared machine
+    .venv/bin/python bench/bench_scale.py --sizes 10k,100k,300k,1M     # alone, ~24 GiB
+
+Synthetic ticket sets of each size come from ``workbench.sample_data.generate_tickets`` (cached
+as CSV under ``--cache``). Per size, each step runs in its own subprocess, so its peak RSS is
+its own (``ru_maxrss`` of that process, imports included; the line also gives the RSS after
+imports, so the step's own share is the difference):
+
+* ``load``: ``workbench.scope.load_report_data`` (read, validate, rare categories), as the
+  report loads ``--data``.
+* ``tfidf``: the fusion head's word+char TF-IDF (``workbench.baselines.word_char_vectorizer``)
+  fitted on the 70 % training share of the tickets, as ``fit_head`` does; vocabulary and
+  matrix size are printed.
+* ``encode``: tickets/s of the base model on a fixed ``--encode-count`` sample (2,000).
+* ``umap``: ``workbench.maps.sample_points`` (the report's stratified sample, 10,000 points)
+  and UMAP on it. The sampled tickets' embeddings are not encoded (hours at 1M on CPU): the
+  ``encode`` step's vectors, repeated with small noise, stand in; UMAP's cost depends on the
+  number of points and dimensions, which are the real ones.
+* ``predict-local`` / ``predict-ray``: ``workbench predict --engine local|ray`` on the first
+  ``--predict-rows`` (20,000) tickets of the set, with a tiny trained model (``--model``, or one
+  trained once into the cache). For Ray only the driver's RSS is counted, not the actors'.
+
+Before a step starts, its peak RSS is extrapolated from the smaller sizes (log-log fit); a step
+that would not fit ``--memory-gib`` says so in one line and is skipped. The end is a Markdown
+table and, per step, the fitted growth exponent of time and of peak RSS (slope of log value on
+log size). Run alone for numbers worth recording: the machine's other jobs change every one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+STEPS = ["load", "tfidf", "encode", "umap", "predict-local", "predict-ray"]
+UMAP_POINTS = 10_000  # the report's umap_max_points (workbench/report/params.py)
+TINY_TRAINING = {
+    "num_pairs": "32",
+    "epochs": "1",
+    "batch_size": "16",
+    "max_seq_length": "64",
+    "inference": "torch",
+}
+
+
+def parse_size(text: str) -> int:
+    """``10k``, ``1M`` or ``300000``."""
+    text = text.strip().lower().replace("_", "")
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text[:-1] if factor > 1 else text) * factor)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- steps (children)
+
+
+def step_load(args) -> dict:
+    from workbench.scope import load_report_data
+
+    base = peak_rss_mib()
+    started = time.perf_counter()
+    data = load_report_data(str(args.data), "Document", "Topic_group")
+    return {
+        "seconds": time.perf_counter() - started,
+        "base_mib": base,
+        "detail": f"{len(data.frame)} rows, {len(data.labels)} classes",
+    }
+
+
+def step_tfidf(args) -> dict:
+    import pandas as pd
+
+    from workbench.baselines import word_char_vectorizer
+
+    texts = pd.read_csv(args.data, usecols=["Document"], dtype=str)["Document"].fillna("")
+    texts = texts.sample(frac=0.7, random_state=42).tolist()  # the training share
+    base = peak_rss_mib()
+    started = time.perf_counter()
+    vectorizer = word_char_vectorizer()
+    matrix = vectorizer.fit_transform(texts)
+    seconds = time.perf_counter() - started
+    sizes = [len(part.vocabulary_) for _, part in vectorizer.transformer_list]
+    mib = (matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes) / 2**20
+    return {
+        "seconds": seconds,
+        "base_mib": base,
+        "detail": f"{len(texts)} texts, vocab word {sizes[0]:,} + char {sizes[1]:,}, "
+        f"matrix {matrix.nnz:,} nnz ({mib:.0f} MiB)",
+    }
+
+
+def step_encode(args) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from workbench.embeddings import encode
+
+    frame = pd.read_csv(args.data, usecols=["Document"], dtype=str).fillna("")
+    texts = frame["Document"].sample(n=min(args.encode_count, len(frame)), random_state=0).tolist()
+    model = _base_model()
+    base = peak_rss_mib()
+    started = time.perf_counter()
+    vectors = encode(model, texts, cache=False)
+    seconds = time.perf_counter() - started
+    np.save(args.vectors, vectors)
+    return {
+        "seconds": seconds,
+        "base_mib": base,
+        "rate": len(texts) / seconds,
+        "detail": f"{len(texts)} tickets, {len(texts) / seconds:.1f} tickets/s",
+    }
+
+
+def _base_model():
+    from workbench.models import DEFAULT_BASE_MODEL, load_model
+
+    return load_model(DEFAULT_BASE_MODEL, backend="torch")
+
+
+def step_umap(args) -> dict:
+    import numpy as np
+
+    from workbench.maps import reduce, sample_points
+    from workbench.scope import load_report_data
+
+    data = load_report_data(str(args.data), "Document", "Topic_group")
+    warm = time.perf_counter()  # numba compiles UMAP once per process: timed apart
+    reduce(np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32), seed=42)
+    jit = time.perf_counter() - warm
+    base = peak_rss_mib()
+    started = time.perf_counter()
+    positions = sample_points(data.frame, UMAP_POINTS, seed=42)
+    sampled = time.perf_counter() - started
+    encoded = np.load(args.vectors)
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(encoded), size=len(positions))
+    vectors = encoded[picks] + rng.normal(0, 0.02, size=(len(positions), encoded.shape[1]))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    reduce(vectors, seed=42)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "base_mib": base,
+        "detail": f"{len(positions)} points (sampling {sampled:.2f} s; JIT warm-up before, "
+        f"{jit:.0f} s, not counted)",
+    }
+
+
+def step_predict(args, engine: str) -> dict:
+    import pandas as pd
+
+    subset = Path(args.work) / f"predict-{args.size}.csv"
+    if not subset.exists():
+        pd.read_csv(args.data, dtype=str, nrows=args.predict_rows).to_csv(subset, index=False)
+    rows = len(pd.read_csv(subset, dtype=str, usecols=["Document"]))
+    out = Path(args.work) / f"out-{engine}-{args.size}"
+    out = out.with_suffix(".csv") if engine == "local" else out
+    _remove(out)
+    command = [sys.executable, "-m", "workbench.cli", "predict", "--engine", engine]
+    command += ["--model", str(args.model), "--data", str(subset), "--out", str(out)]
+    if engine == "ray":
+        command += ["--actors", str(args.actors)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=_child_env())
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    summary = [line for line in done.stdout.splitlines() if "predictions" in line]
+    return {
+        "seconds": seconds,
+        "peak_mib": rss,
+        "base_mib": 0.0,
+        "rate": rows / seconds,
+        "detail": f"{rows} rows, {rows / seconds:.1f} tickets/s end to end (process start and "
+        f"model load included); CLI: {summary[-1] if summary else '?'}",
+    }
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_child(args) -> None:
+    """``--child STEP``: run one step in this process and print its result as one JSON line."""
+    if args.child == "predict-local":
+        result = step_predict(args, "local")
+    elif args.child == "predict-ray":
+        result = step_predict(args, "ray")
+    else:
+        result = {"load": step_load, "tfidf": step_tfidf, "encode": step_encode}.get(
+            args.child, step_umap
+        )(args)
+    result.setdefault("peak_mib", peak_rss_mib())
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def generate(size: int, cache: Path) -> Path:
+    """The synthetic set of ``size`` tickets (seed 0), generated once."""
+    path = cache / f"tickets-{size}.csv"
+    if not path.exists():
+        from workbench.sample_data import write_sample
+
+        started = time.perf_counter()
+        write_sample(path, n=size, seed=0)
+        print(f"generated {size:,} tickets in {time.perf_counter() - started:.1f} s: {path}")
+    return path
+
+
+def tiny_model(cache: Path) -> Path:
+    """A tiny real model (recipe seed, 32 pairs, 1 epoch) trained once on 320 sample tickets."""
+    out = cache / "tiny-model"
+    if (out / "labels.json").exists():
+        return out
+    import pandas as pd
+
+    from workbench.sample_data import generate_tickets
+
+    data = cache / "train-320.csv"
+    pd.DataFrame(generate_tickets(320, seed=1)).to_csv(data, index=False)
+    command = [sys.executable, "-m", "workbench.cli", "train", "--data", str(data)]
+    command += ["--recipe", "seed", "--out", str(out)]
+    for key, value in TINY_TRAINING.items():
+        command += ["--param", f"{key}={value}"]
+    subprocess.run(command, check=True, capture_output=True, env=_child_env())
+    return out
+
+
+def slope(points: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope of log(value) on log(size): 1 is linear growth, 0 constant."""
+    points = [(n, v) for n, v in points if v and v > 0]
+    if len(points) < 2:
+        return None
+    xs = [math.log(n) for n, _ in points]
+    ys = [math.log(v) for _, v in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else None
+
+
+def predicted_mib(history: list[tuple[int, float]], size: int) -> float | None:
+    """Peak RSS at ``size`` on the log-log line through the measured sizes (None if < 2)."""
+    exponent = slope(history)
+    if exponent is None:
+        return None
+    n0, v0 = history[-1]
+    return v0 * (size / n0) ** max(exponent, 0.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10k,100k", help="comma list, e.g. 10k,100k,300k,1M")
+    parser.add_argument("--steps", default=",".join(STEPS), help="subset of " + ",".join(STEPS))
+    parser.add_argument("--cache", type=Path, default=PROJECT / ".cache" / "bench-scale")
+    parser.add_argument("--memory-gib", type=float, default=24.0, help="RSS budget per step")
+    parser.add_argument("--encode-count", type=int, default=2000)
+    parser.add_argument("--predict-rows", type=int, default=20_000)
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--model", type=Path, default=None, help="trained folder for predict")
+    parser.add_argument("--timeout", type=int, default=7200, help="seconds per step")
+    # internal: one step in a child process
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--vectors", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        run_child(args)
+        return 0
+
+    sizes = sorted(parse_size(s) for s in args.sizes.split(","))
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        parser.error(f"--steps: unknown {', '.join(unknown)}; choose from {', '.join(STEPS)}")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model = args.model
+    if any(s.startswith("predict") for s in steps) and model is None:
+        model = tiny_model(args.cache)
+    budget = args.memory_gib * 1024
+    print(f"sizes {sizes}, steps {steps}, RSS budget {args.memory_gib:g} GiB per step")
+    results: dict[str, dict[int, dict]] = {step: {} for step in steps}
+    vectors = args.cache / "encoded.npy"
+    for size in sizes:
+        data = generate(size, args.cache)
+        for step in steps:
+            history = [(n, r["peak_mib"]) for n, r in results[step].items() if "peak_mib" in r]
+            expected = predicted_mib(history, size)
+            if expected is not None and expected > budget:
+                print(
+                    f"skip: {step} at {size:,} tickets would need ~{expected / 1024:.1f} GiB "
+                    f"(log-log extrapolation), over the {args.memory_gib:g} GiB budget"
+                )
+                results[step][size] = {"skipped": f"~{expected / 1024:.1f} GiB"}
+                continue
+            if step == "umap" and not vectors.exists() and "encode" not in steps:
+                print(f"skip: umap at {size:,} needs the encode step's vectors (add encode)")
+                continue
+            command = [sys.executable, __file__, "--child", step, "--data", str(data)]
+            command += ["--size", str(size), "--work", str(args.cache), "--vectors", str(vectors)]
+            command += ["--encode-count", str(args.encode_count)]
+            command += ["--predict-rows", str(args.predict_rows), "--actors", str(args.actors)]
+            if model is not None:
+                command += ["--model", str(model)]
+            started = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, env=_child_env(), timeout=args.timeout
+                )
+            except subprocess.TimeoutExpired:
+                print(f"{step} at {size:,}: over {args.timeout} s, stopped")
+                results[step][size] = {"skipped": "timeout"}
+                continue
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+            if done.returncode or not lines:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
+                print(f"{step} at {size:,}: failed (exit {done.returncode}): {tail[0]}")
+                results[step][size] = {"skipped": "failed"}
+                continue
+            result = json.loads(lines[-1][len("RESULT ") :])
+            results[step][size] = result
+            base = result["base_mib"]
+            print(
+                f"{step:>13} {size:>9,}: {result['seconds']:8.1f} s, peak RSS "
+                f"{result['peak_mib']:7.0f} MiB"
+                + (f" (after imports {base:.0f})" if base else " (the CLI process)")
+                + f"; {result['detail']} [{time.perf_counter() - started:.0f} s with start-up]",
+                flush=True,
+            )
+    print()
+    print(table(results, sizes))
+    return 0
+
+
+def table(results: dict[str, dict[int, dict]], sizes: list[int]) -> str:
+    """Markdown: one row per step and size, then the growth exponents."""
+    lines = [
+        "| step | tickets | seconds | peak RSS MiB | tickets/s | detail |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for step, by_size in results.items():
+        for size in sizes:
+            r = by_size.get(size)
+            if r is None:
+                continue
+            if "skipped" in r:
+                lines.append(f"| {step} | {size:,} | — | — | — | not run: {r['skipped']} |")
+                continue
+            rate = f"{r['rate']:.1f}" if "rate" in r else ""
+            lines.append(
+                f"| {step} | {size:,} | {r['seconds']:.1f} | {r['peak_mib']:.0f} | {rate} | "
+                f"{r['detail']} |"
+            )
+    lines += ["", "| step | time exponent | peak RSS exponent |", "|---|---:|---:|"]
+    for step, by_size in results.items():
+        done = [(n, r) for n, r in by_size.items() if "seconds" in r]
+        t = slope([(n, r["seconds"]) for n, r in done])
+        m = slope([(n, r["peak_mib"]) for n, r in done])
+        lines.append(
+            f"| {step} | {'—' if t is None else f'{t:.2f}'} | {'—' if m is None else f'{m:.2f}'} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
