@@ -21,7 +21,14 @@ import tempfile
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-REAL_DATA = PROJECT.parent / "shared" / "data" / "it_tickets" / "tickets_dev.csv"
+REAL_DATA = next(
+    (
+        path
+        for base in (PROJECT, PROJECT.parent, PROJECT.parent.parent)
+        if (path := base / "shared" / "data" / "it_tickets" / "tickets_dev.csv").exists()
+    ),
+    PROJECT.parent / "shared" / "data" / "it_tickets" / "tickets_dev.csv",
+)
 
 
 def cpu_flags() -> str:

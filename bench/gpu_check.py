@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-DATA_CANDIDATES = [
-    PROJECT / "shared" / "data" / "it_tickets" / "tickets_dev.csv",
-    PROJECT.parent / "shared" / "data" / "it_tickets" / "tickets_dev.csv",
+DATA_CANDIDATES = [  # shared/ beside or above the checkout (main checkout, worktrees)
+    base / "shared" / "data" / "it_tickets" / "tickets_dev.csv"
+    for base in (PROJECT, PROJECT.parent, PROJECT.parent.parent)
 ]
 # bench/RESULTS.md, "Recipes on the real split": fusion on 2 shared CPU cores (bf16 autocast).
 CPU_REFERENCE = {
