@@ -394,7 +394,10 @@ def make_accelerator(device: str):
 
     # The encoder's unused pooler has no gradient: DDP must not wait for it.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(cpu=device == "cpu", mixed_precision="no", kwargs_handlers=[ddp])
+    # One process keeps its own device choice; asking Accelerate for cpu=True there would fail
+    # in a session whose Accelerate state already holds a GPU (a notebook that trained on it).
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=several and device == "cpu", mixed_precision="no", kwargs_handlers=[ddp])
 
 
 def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
