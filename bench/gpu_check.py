@@ -71,7 +71,7 @@ def _load(path: Path, rows: int, work: Path):
     return load_tickets(small)
 
 
-def run_branch(data, precision: str, args: argparse.Namespace, work: Path) -> dict:
+def run_branch(data, precision: str, args: argparse.Namespace, work: Path, budget: float) -> dict:
     """One full `workbench train` of fusion (fine-tune, head, calibration, test predictions) at
     one precision, then a timed prediction of the test split."""
     import torch
@@ -84,7 +84,7 @@ def run_branch(data, precision: str, args: argparse.Namespace, work: Path) -> di
         "device": args.device,
         "precision": precision,
         "inference": "torch",  # no ONNX/OpenVINO export: the GPU is what is checked
-        "time_budget": args.time_budget,
+        "time_budget": budget,
     }
     if args.max_steps:
         params = resolve_recipe("fusion", overrides)
@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--time-budget", default="150s", help="fine-tune wall-clock cap per branch (0 = none)"
     )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=450,
+        help="seconds for the whole check: later branches' fine-tunes are capped to fit (0 = none)",
+    )
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp16"])
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
@@ -151,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.path.insert(0, str(PROJECT))
     import torch
+
+    from workbench.training.recipes import parse_duration
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         _fail(
@@ -169,10 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("WORKBENCH_CACHE", str(work / "cache"))
         data = _load(path, args.rows, work)
         print(f"{len(data.frame)} tickets, {len(data.labels)} categories", flush=True)
+        budget = parse_duration(args.time_budget)
         for precision in args.precisions:
-            row = run_branch(data, precision, args, work)
+            row = run_branch(data, precision, args, work, budget)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            # The next branch's fine-tune gets what is left of --deadline after the part of a
+            # branch that is not fine-tuning (head, evaluation), so the whole check fits.
+            left = args.deadline - (time.perf_counter() - started)
+            overhead = row["total_s"] - row["fine_tune_s"]
+            if args.deadline > 0:
+                budget = min(budget or math.inf, max(20.0, left - overhead - 20))
     columns = ["branch", "precision", "steps", "fine_tune_s", "steps_per_s", "total_s"]
     columns += ["peak_gpu_gib", "macro_f1"]
     print("\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
