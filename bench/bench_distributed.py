@@ -6,6 +6,10 @@ processes: N=1 as a plain process with every core, N>1 through Accelerate's laun
 cores shared (cores // N threads each), as ``workbench train --processes N`` does.
 
     .venv/bin/python bench/bench_distributed.py --steps 60 --processes 1 2
+
+On a machine shared with other jobs, OpenMP threads that wait for each other at every operation
+make N=1 with all cores look far slower than it is; ``--threads 1`` compares the processes at
+one thread each.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def worker(args: argparse.Namespace) -> None:
 def measure(processes: int, args: argparse.Namespace) -> dict:
     env = dict(os.environ, PYTHONPATH=str(PROJECT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env["TOKENIZERS_PARALLELISM"] = "false"
-    threads = max(1, cores() // processes)
+    threads = args.threads or max(1, cores() // processes)
     env["OMP_NUM_THREADS"] = str(threads)
     script = [str(Path(__file__).resolve()), "--worker", "--data", str(args.data)]
     script += ["--recipe", args.recipe, "--steps", str(args.steps)]
@@ -119,6 +123,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="fusion")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads per process (default: cores // N)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
