@@ -7,6 +7,7 @@ its class (see README, "Exit codes"); tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -117,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, help="training folder to write")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine, launched through Accelerate (GPUs: one "
+        "per GPU; CPU: the cores shared among them); several machines: 'accelerate launch -m "
+        "workbench.cli train ...'",
+    )
     train.add_argument(
         "--final",
         default=None,
@@ -243,17 +253,18 @@ def _train(args: argparse.Namespace) -> int:
     from workbench.report import parse_assignments
     from workbench.training import train_file
 
-    result = train_file(
-        args.data,
-        args.out,
-        recipe=args.recipe,
-        overrides=parse_assignments(args.param),
-        text_column=_text_column(args),
-        label_column=args.label_column,
-        seed=args.seed,
-        final=args.final,
-        **_data_options(args),
-    )
+    if args.processes < 1:
+        raise _bad(f"--processes {args.processes}: give 1 or more processes")
+    if args.processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _launch_processes(args)
+    if int(os.environ.get("RANK", "0")) > 0:
+        os.environ["TQDM_DISABLE"] = "1"  # progress bars and messages from rank 0 only
+    try:
+        result = _train_file(args, train_file, parse_assignments)
+    finally:
+        _end_processes()
+    if not result.written:  # another rank of a multi-process run: rank 0 reports
+        return 0
     headline = result.metrics.get("headline")
     final = result.recipe.get("final")
     if headline:
@@ -271,6 +282,117 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(result.out_dir)
     return 0
+
+
+def _train_file(args: argparse.Namespace, train_file, parse_assignments):
+    return train_file(
+        args.data,
+        args.out,
+        recipe=args.recipe,
+        overrides=parse_assignments(args.param),
+        text_column=_text_column(args),
+        label_column=args.label_column,
+        seed=args.seed,
+        final=args.final,
+        **_data_options(args),
+    )
+
+
+def _end_processes() -> None:
+    """Close the process group of a multi-process run before exiting: left to the interpreter's
+    exit, gloo's teardown can abort a rank that has finished."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _launch_processes(args: argparse.Namespace) -> int:
+    """``train --processes N``: the same command in N processes, through Accelerate's launcher
+    (torchrun underneath). One process per GPU when training on GPUs, else N CPU processes
+    sharing the cores (gloo); bad parameters are reported here, before anything starts."""
+    import socket
+    import subprocess
+
+    from workbench.models import pick_device
+    from workbench.report import parse_assignments
+    from workbench.training import resolve_recipe
+
+    if not Path(args.data).exists():
+        raise _bad(f"--data {args.data}: no such file")
+    overrides = parse_assignments(args.param)
+    params = resolve_recipe(
+        args.recipe, {k: v for k, v in overrides.items() if k not in SPLIT_KEYS}
+    )
+    device = pick_device(None if params["device"] == "auto" else params["device"])
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.device_count() < args.processes:
+            raise _bad(
+                f"--processes {args.processes}: only {torch.cuda.device_count()} GPU(s) here; "
+                "give at most that many, or --param device=cpu"
+            )
+    elif device != "cpu":
+        raise _bad(f"--processes needs CPUs or CUDA GPUs, not device {device}")
+    cores = _cores()
+    with socket.socket() as probe:  # a free port: other runs on this machine may hold 29500
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        # torchrun's launcher (--multi_gpu) starts N local processes on CPUs too; each one's
+        # Accelerator then picks gloo or NCCL from the device its recipe trains on.
+        "--multi_gpu",
+        "--num_processes",
+        str(args.processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "--num_cpu_threads_per_process",
+        str(max(1, cores // args.processes) if device == "cpu" else 1),
+        "-m",
+        "workbench.cli",
+        *_without_processes(args.argv),
+    ]
+    code = subprocess.run(command, check=False).returncode
+    if code:
+        print(
+            f"workbench: error: {args.processes} training processes failed (exit {code}); "
+            "see the messages above",
+            file=sys.stderr,
+        )
+    return code
+
+
+SPLIT_KEYS = {"test_size", "validation_size"}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _without_processes(argv: list[str]) -> list[str]:
+    """The command line without ``--processes N`` (the launched processes train, not launch)."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--processes":
+            skip = True
+        elif not item.startswith("--processes="):
+            kept.append(item)
+    return kept
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -419,6 +541,7 @@ def _bad(message: str) -> WorkbenchError:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {"report": _report, "train": _train, "predict": _predict, "compare": _compare}
     try:
         return handlers[args.command](args)

@@ -71,6 +71,7 @@ def model_card(
         f"- **Classification:** {_HEADS[params['head']]}",
         f"- **Categories:** {', '.join(f'`{t}`' for t in split.train['label'].drop_duplicates().sort_values())}",
         f"- **Training device:** {record['device']} ({record['threads']} threads)",
+        f"- **Processes:** {processes_sentence(record)}",
         "",
         "## Usage",
         "",
@@ -156,6 +157,20 @@ def model_card(
     else:
         lines.append("(no test split: test_size=0)")
     return "\n".join(lines) + "\n"
+
+
+def processes_sentence(record: dict[str, Any]) -> str:
+    """How many data-parallel processes fine-tuned the model, on which devices (older records:
+    one process on the recorded device)."""
+    processes = int(record.get("processes") or 1)
+    devices = record.get("devices") or [record.get("device", "?")]
+    if processes == 1:
+        return f"1 (device {devices[0]})"
+    batch = record.get("params", {}).get("batch_size")
+    return (
+        f"{processes} (devices {', '.join(map(str, devices))}); each global batch of {batch} "
+        "was split across them and their gradients averaged (DDP via Accelerate)"
+    )
 
 
 def budget_sentence(budget: dict[str, Any] | None) -> str:

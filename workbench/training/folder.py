@@ -36,6 +36,7 @@ class TrainingResult:
     recipe: dict[str, Any]
     metrics: dict[str, Any]
     log: pd.DataFrame
+    written: bool = True  # False on the other ranks of a multi-process run: rank 0 wrote it
 
 
 def train(
@@ -89,6 +90,10 @@ def train(
         labels=labels,
         descriptions=descriptions,
     )
+    if not result.main_process:
+        # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits
+        # the head, evaluates and writes the folder (no duplicate or half-written files).
+        return TrainingResult(out_dir=out_dir, recipe={}, metrics={}, log=result.log, written=False)
     head = fit_head(
         model, split.train, labels, params, seed, result.prototypes, validation=split.validation
     )
@@ -126,6 +131,8 @@ def train(
         "fine_tune_seconds": round(result.seconds, 2),
         "steps": result.steps,
         "device": result.device,
+        "processes": result.processes,
+        "devices": result.devices or [result.device],
         "precision": result.precision,
         "threads": _threads(),
         "time_budget": budget,

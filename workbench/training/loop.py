@@ -7,11 +7,17 @@ padded to the ticket width. Here texts are tokenised once, batches are bucketed 
 each distinct category name in a batch is embedded once, and the loss is computed by the
 library's own loss classes (``compute_loss_from_embeddings``), with the trainer's defaults:
 AdamW (no weight decay), linear schedule, gradient clipping at 1.0. On a GPU it uses autocast.
+
+Several processes (``workbench train --processes N`` or ``accelerate launch``) run under
+Hugging Face Accelerate: DDP over gloo on CPUs, NCCL on GPUs. Every rank builds the same batch
+list from the seed and computes the loss on its share of each global batch (gradients are
+averaged), so a global batch and the number of steps per epoch are those of one process.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Mapping
@@ -187,6 +193,9 @@ class FitResult:
     precision: str = "fp32"
     prototypes: np.ndarray | None = None  # (labels, dim), normalised; loss=softmax only
     budget: dict[str, Any] | None = None  # what the time budget did (TimeBudget.record)
+    processes: int = 1  # data-parallel processes that trained the model
+    devices: list[str] | None = None  # each process's device, rank order
+    main_process: bool = True  # False on the other ranks: they write nothing
 
 
 def _embed(model, features: dict):
@@ -237,9 +246,18 @@ def fit(
     from workbench.embeddings import progress_stream
 
     seed_everything(seed)
+    device = pick_device(None if params["device"] == "auto" else params["device"])
+    accelerator = make_accelerator(device)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if world > 1:
+        device = str(accelerator.device)
+        device = "cpu" if device.startswith("cpu") else device
     if int(params["threads"]) > 0:
         torch.set_num_threads(int(params["threads"]))
-    device = pick_device(None if params["device"] == "auto" else params["device"])
+    elif world > 1 and device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # N processes on one machine share its cores instead of each taking all of them.
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, _cores() // local))
     model.to(device)
     model.max_seq_length = int(params["max_seq_length"])
     loss_module = make_loss(
@@ -275,6 +293,10 @@ def fit(
         return length_batches(lengths, batch_size, rng, bool(params["length_bucketing"]))
 
     plan = [epoch_batches() for _ in range(whole_epochs)]
+    if world > 1:
+        # Every rank has the same plan; a tail batch smaller than the process count is dropped
+        # so that every rank takes every step (a rank without data would hang the others).
+        plan = [[b for b in batches if len(b) >= world] for batches in plan]
     per_epoch = len(plan[0]) if plan else 0
     total_steps = min(sum(len(p) for p in plan), math.ceil(epochs * per_epoch))
     optimizer, scheduler = make_optimizer(model, params, total_steps, loss_module)
@@ -282,6 +304,15 @@ def fit(
     device_type = torch.device(device).type
     use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    if world > 1:
+        batch_loss = accelerator.prepare_model(
+            _BatchLossModule(model, loss_module, tokens, pos_a, pos_b, targets, device),
+            device_placement=False,
+        )
+    else:
+
+        def batch_loss(batch):
+            return _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device)
 
     rows, running, counted = [], 0.0, 0
     # Short runs log more often, so their loss curve has more than one point.
@@ -295,17 +326,17 @@ def fit(
         unit="step",
         file=progress_stream(),
         leave=False,
-        disable=not progress,
+        disable=not progress or not accelerator.is_main_process,
     )
     try:
         for epoch_index, batches in enumerate(plan):
             for batch_number, batch in enumerate(batches, start=1):
                 if step >= total_steps:
                     break
+                if world > 1:
+                    batch = shard(batch, rank, world)
                 with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
-                    loss = _batch_loss(
-                        model, loss_module, tokens, pos_a, pos_b, targets, batch, device
-                    )
+                    loss = batch_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -318,13 +349,16 @@ def fit(
                 running += float(loss.detach())
                 counted += 1
                 bar.update(1)
-                cut = budget.check(step, time.perf_counter() - started)
+                cut = shared_budget_check(budget, step, time.perf_counter() - started, accelerator)
                 if cut is not None:
                     total_steps = cut
                     scheduler = make_scheduler(optimizer, params, total_steps, step)
                     bar.total = total_steps
                     bar.refresh()
                 if step % log_every == 0 or step == total_steps:
+                    if world > 1:  # the log shows the loss of the global batch
+                        mean = torch.tensor([running / counted], device=device)
+                        running, counted = float(accelerator.reduce(mean, "mean")[0]), 1
                     rows.append(
                         {
                             "step": step,
@@ -341,6 +375,11 @@ def fit(
         model.eval()
     log = pd.DataFrame(rows, columns=["step", "epoch", "loss", "learning_rate", "seconds"])
     precision = str(amp_dtype).replace("torch.", "") if use_amp else "fp32"
+    devices = [device]
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        devices = [str(d) for d in gather_object([device])]
     prototypes = None
     if hasattr(loss_module, "normalized_prototypes"):
         prototypes = loss_module.normalized_prototypes().detach().float().cpu().numpy()
@@ -352,7 +391,88 @@ def fit(
         precision=precision,
         prototypes=prototypes,
         budget=budget.record(per_epoch, step) if budget.seconds > 0 else None,
+        processes=world,
+        devices=devices,
+        main_process=accelerator.is_main_process,
     )
+
+
+def make_accelerator(device: str):
+    """The Accelerate state of this process: one process (as a plain run) unless launched with
+    several (``accelerate launch``/``workbench train --processes``): then gloo on CPUs, NCCL on
+    GPUs. Mixed precision stays ours (``mixed_precision``), so ``precision=fp16`` keeps its
+    gradient scaler."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # The encoder's unused pooler has no gradient: DDP must not wait for it.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # One process keeps its own device choice; asking Accelerate for cpu=True there would fail
+    # in a session whose Accelerate state already holds a GPU (a notebook that trained on it).
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=several and device == "cpu", mixed_precision="no", kwargs_handlers=[ddp])
+
+
+def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This rank's share of a global batch: every ``world``-th example from ``rank`` on, after
+    trimming the batch to a multiple of ``world`` so every rank's loss has the same weight.
+
+    Strided rather than contiguous: a label-grouped batch keeps every group on every rank.
+    """
+    return batch[: len(batch) - len(batch) % world][rank::world]
+
+
+def shared_budget_check(budget: TimeBudget, step: int, elapsed: float, accelerator) -> int | None:
+    """``budget.check`` decided by rank 0 and broadcast: every rank cuts at the same step."""
+    if accelerator.num_processes == 1:
+        return budget.check(step, elapsed)
+    if budget.decided or budget.seconds <= 0:
+        return None
+    import torch
+    from accelerate.utils import broadcast
+
+    cut = budget.check(step, elapsed) if accelerator.is_main_process else None
+    state = torch.tensor(
+        [float(budget.decided), -1.0 if cut is None else float(cut), budget.seconds_per_step or 0],
+        dtype=torch.float64,
+        device=accelerator.device,
+    )
+    decided, cut_to, per_step = broadcast(state, from_process=0).tolist()
+    budget.decided = bool(decided)
+    if budget.decided:
+        budget.seconds_per_step = per_step
+        budget.cut_to = None if cut_to < 0 else int(cut_to)
+    return budget.cut_to if budget.decided and cut_to >= 0 else None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _batch_loss_module():
+    import torch
+
+    class BatchLoss(torch.nn.Module):
+        """One forward per step for DDP: the encoder and the loss's own parameters (prototypes)
+        together, whichever texts (ticket, category, other ticket) the batch embeds."""
+
+        def __init__(self, model, loss_module, tokens, pos_a, pos_b, targets, device):
+            super().__init__()
+            self.model, self.loss = model, loss_module
+            self.inputs = (tokens, pos_a, pos_b, targets, device)
+
+        def forward(self, batch):
+            tokens, pos_a, pos_b, targets, device = self.inputs
+            return _batch_loss(self.model, self.loss, tokens, pos_a, pos_b, targets, batch, device)
+
+    return BatchLoss
+
+
+def _BatchLossModule(*args):  # noqa: N802 - a class made on first use (torch is imported lazily)
+    return _batch_loss_module()(*args)
 
 
 def _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device):
