@@ -125,13 +125,15 @@ def near_duplicates(
 
     from workbench.embeddings import cache_root
 
+    # In a canonical order: the notebooks hold the same tickets in different orders.
+    canonical = frame[["text", "label"]].astype(str).sort_values(["text", "label"], kind="stable")
     digest = hashlib.sha256(f"{threshold}|{max_pairs}".encode())
-    for text, label in zip(frame["text"].astype(str), frame["label"].astype(str), strict=True):
+    for text, label in zip(canonical["text"], canonical["label"], strict=True):
         digest.update(f"{len(text)}:{text}{len(label)}:{label}".encode())
     path = cache_root() / "near_duplicates" / f"{digest.hexdigest()[:32]}.parquet"
     if path.exists():
         return pd.read_parquet(path)
-    result = _near_duplicates(frame, threshold, max_pairs)
+    result = _near_duplicates(canonical.reset_index(drop=True), threshold, max_pairs)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     result.to_parquet(partial, index=False)

@@ -41,6 +41,7 @@ def out_of_sample_probabilities(
     (``text_features`` of the tickets, or normalised embeddings: C=10 suits both); folds shrink
     when the smallest class is small.
     """
+    from scipy import sparse
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from threadpoolctl import threadpool_limits
@@ -49,13 +50,17 @@ def out_of_sample_probabilities(
     smallest = int(np.bincount(y, minlength=len(classes))[np.unique(y)].min())
     folds = max(2, min(int(folds), smallest))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    model = LogisticRegression(C=C, max_iter=2000)
+    matrix = _as_matrix(features)
+    if sparse.issparse(matrix):
+        # SAGA converges in ~30 passes on TF-IDF rows (lbfgs took 97 s on 38k tickets, saga
+        # ~12 s, same out-of-fold accuracy and issue count measured on 10k real tickets).
+        model = LogisticRegression(C=C, solver="saga", tol=1e-3, max_iter=1000)
+    else:
+        model = LogisticRegression(C=C, max_iter=2000)
     # One BLAS thread: these small products gain nothing from threads, and on a busy machine
     # OpenBLAS threads spin-wait (measured: 0.5 s with one thread, 33 s with two, 1,000 tickets).
     with threadpool_limits(limits=1, user_api="blas"):
-        probs = cross_val_predict(
-            model, _as_matrix(features), y, cv=splitter, method="predict_proba"
-        )
+        probs = cross_val_predict(model, matrix, y, cv=splitter, method="predict_proba")
     full = np.zeros((len(y), len(classes)), dtype=float)
     full[:, np.unique(y)] = probs  # classes absent from the data keep probability 0
     return full
