@@ -38,7 +38,7 @@ PAGE_JS = """
   images: document.querySelectorAll('img').length,
   svgText: Array.from(document.querySelectorAll('svg text')).map((t) => t.textContent).join('\\n'),
   bodyText: document.body.innerText,
-  titles: Array.from(document.querySelectorAll('[title]')).map((e) => e.getAttribute('title')).join('\n'),
+  titles: Array.from(document.querySelectorAll('[title]')).map((e) => e.getAttribute('title')).join('\\n'),
 })
 """
 
