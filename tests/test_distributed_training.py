@@ -39,6 +39,15 @@ def _environment() -> dict[str, str]:
     return env
 
 
+def _run(command: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """Run a launcher command offline with this checkout importable; it must succeed."""
+    run = subprocess.run(
+        command, capture_output=True, text=True, env=_environment(), timeout=timeout, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 def test_two_cpu_processes_train_like_one(tmp_path, small_sample):
     from workbench.cli import main
 
@@ -47,15 +56,7 @@ def test_two_cpu_processes_train_like_one(tmp_path, small_sample):
 
     double = tmp_path / "two"
     command = [sys.executable, "-m", "workbench.cli", "train", "--data", str(small_sample)]
-    run = subprocess.run(
-        [*command, "--out", str(double), "--processes", "2", *SETTINGS],
-        capture_output=True,
-        text=True,
-        env=_environment(),
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = _run([*command, "--out", str(double), "--processes", "2", *SETTINGS], timeout=600)
 
     # Rank 0 alone reports and writes: one summary line, one progress bar, the same files.
     assert run.stdout.count("trained recipe 'fusion'") == 1
@@ -151,13 +152,5 @@ def test_budget_decision_is_rank_zeros(tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
     launch += ["--dynamo_backend", "no", "--main_process_port", str(port)]
-    run = subprocess.run(
-        [*launch, "--num_cpu_threads_per_process", "1", str(script)],
-        capture_output=True,
-        text=True,
-        env=_environment(),
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = _run([*launch, "--num_cpu_threads_per_process", "1", str(script)], timeout=300)
     assert sorted(run.stdout.split("\n"))[-2:] == ["rank 0 cut to 500", "rank 1 cut to 500"]
