@@ -119,6 +119,9 @@ def test_processes_argument_is_checked(sample_path, tmp_path, capsys):
 
 
 BUDGET_WORKER = """
+import sys
+from pathlib import Path
+
 from accelerate import Accelerator
 
 from workbench.training.loop import TimeBudget, shared_budget_check
@@ -134,7 +137,9 @@ cuts = [
 assert [c for c in cuts if c is not None] == [500], cuts
 assert cuts.index(500) == 19  # decided at step 20 on every rank
 assert budget.cut_to == 500 and abs(budget.seconds_per_step - 0.2) < 1e-9
-print("rank", accelerator.process_index, "cut to", budget.cut_to)
+# One file per rank: two processes printing to one pipe can interleave their lines.
+out = Path(sys.argv[1]) / f"rank{accelerator.process_index}.txt"
+out.write_text(f"rank {accelerator.process_index} cut to {budget.cut_to}")
 accelerator.end_training()  # closes the process group (see cli._end_processes)
 """
 
@@ -152,5 +157,6 @@ def test_budget_decision_is_rank_zeros(tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
     launch += ["--dynamo_backend", "no", "--main_process_port", str(port)]
-    run = _run([*launch, "--num_cpu_threads_per_process", "1", str(script)], timeout=300)
-    assert sorted(run.stdout.split("\n"))[-2:] == ["rank 0 cut to 500", "rank 1 cut to 500"]
+    _run([*launch, "--num_cpu_threads_per_process", "1", str(script), str(tmp_path)], timeout=300)
+    lines = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
+    assert lines == ["rank 0 cut to 500", "rank 1 cut to 500"]
