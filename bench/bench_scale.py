@@ -14,6 +14,11 @@ imports, so the step's own share is the difference):
   fitted on the 70 % training share of the tickets, as ``fit_head`` does; vocabulary and
   matrix size are printed.
 * ``encode``: tickets/s of the base model on a fixed ``--encode-count`` sample (2,000).
+* ``head``: the whole fusion head as ``train`` fits it (``workbench.training.heads.fit_fusion``:
+  word+char TF-IDF, linear SVM on TF-IDF ⊕ embeddings, temperature calibration on the
+  validation split) on the 70/10/20 split of the set. Encoding 700k training tickets would take
+  hours here, so each ticket's embedding is a stand-in: the ``encode`` step's vector of a random
+  ticket of the same category plus small noise (the real 384 dimensions and class structure).
 * ``umap``: ``workbench.maps.sample_points`` (the report's stratified sample, 10,000 points)
   and UMAP on it. The sampled tickets' embeddings are not encoded (hours at 1M on CPU): the
   ``encode`` step's vectors, repeated with small noise, stand in; UMAP's cost depends on the
@@ -46,7 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
-STEPS = ["load", "tfidf", "encode", "umap", "predict-local", "predict-ray"]
+STEPS = ["load", "tfidf", "encode", "head", "umap", "predict-local", "predict-ray"]
 UMAP_POINTS = 10_000  # the report's umap_max_points (workbench/report/params.py)
 TINY_TRAINING = {
     "num_pairs": "32",
@@ -113,19 +118,70 @@ def step_encode(args) -> dict:
 
     from workbench.embeddings import encode
 
-    frame = pd.read_csv(args.data, usecols=["Document"], dtype=str).fillna("")
-    texts = frame["Document"].sample(n=min(args.encode_count, len(frame)), random_state=0).tolist()
+    frame = pd.read_csv(args.data, usecols=["Document", "Topic_group"], dtype=str).fillna("")
+    sample = frame.sample(n=min(args.encode_count, len(frame)), random_state=0)
+    texts = sample["Document"].tolist()
     model = _base_model()
     base = peak_rss_mib()
     started = time.perf_counter()
     vectors = encode(model, texts, cache=False)
     seconds = time.perf_counter() - started
     np.save(args.vectors, vectors)
+    np.save(_labels_path(args.vectors), sample["Topic_group"].to_numpy(dtype=str))
     return {
         "seconds": seconds,
         "base_mib": base,
         "rate": len(texts) / seconds,
         "detail": f"{len(texts)} tickets, {len(texts) / seconds:.1f} tickets/s",
+    }
+
+
+def _labels_path(vectors: Path) -> Path:
+    return Path(vectors).with_name(Path(vectors).stem + "-labels.npy")
+
+
+def step_head(args) -> dict:
+    import numpy as np
+
+    from workbench.data import split_tickets
+    from workbench.scope import load_report_data
+    from workbench.training.heads import fit_fusion
+    from workbench.training.recipes import resolve_recipe
+
+    data = load_report_data(str(args.data), "Document", "Topic_group")
+    split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
+    encoded = np.load(args.vectors)
+    encoded_labels = np.load(_labels_path(args.vectors))
+    rng = np.random.default_rng(0)
+    by_label = {label: np.flatnonzero(encoded_labels == label) for label in data.labels}
+    ids = {label: i for i, label in enumerate(data.labels)}
+
+    def stand_ins(frame):
+        picks = np.array([rng.choice(by_label[label]) for label in frame["label"]])
+        noisy = encoded[picks] + rng.normal(0, 0.02, size=(len(picks), encoded.shape[1]))
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        return noisy.astype(np.float32), frame["label"].map(ids).to_numpy()
+
+    train_vectors, train_y = stand_ins(split.train)
+    held_vectors, held_y = stand_ins(split.validation)
+    params = resolve_recipe("fusion", {})
+    base = peak_rss_mib()
+    started = time.perf_counter()
+    head = fit_fusion(
+        split.train["text"].tolist(),
+        train_vectors,
+        train_y,
+        params,
+        42,
+        (split.validation["text"].tolist(), held_vectors, held_y),
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "base_mib": base,
+        "detail": f"{len(split.train):,} training + {len(split.validation):,} calibration "
+        f"tickets, vocab {len(head['vectorizer'].transformer_list[1][1].vocabulary_):,} char "
+        "n-grams (stand-in embeddings)",
     }
 
 
@@ -167,9 +223,10 @@ def step_umap(args) -> dict:
 def step_predict(args, engine: str) -> dict:
     import pandas as pd
 
-    subset = Path(args.work) / f"predict-{args.size}.csv"
+    rows = min(args.predict_rows, args.size)
+    subset = Path(args.data) if rows == args.size else Path(args.work) / f"predict-{rows}.csv"
     if not subset.exists():
-        pd.read_csv(args.data, dtype=str, nrows=args.predict_rows).to_csv(subset, index=False)
+        pd.read_csv(args.data, dtype=str, nrows=rows).to_csv(subset, index=False)
     rows = len(pd.read_csv(subset, dtype=str, usecols=["Document"]))
     out = Path(args.work) / f"out-{engine}-{args.size}"
     out = out.with_suffix(".csv") if engine == "local" else out
@@ -217,9 +274,12 @@ def run_child(args) -> None:
     elif args.child == "predict-ray":
         result = step_predict(args, "ray")
     else:
-        result = {"load": step_load, "tfidf": step_tfidf, "encode": step_encode}.get(
-            args.child, step_umap
-        )(args)
+        result = {
+            "load": step_load,
+            "tfidf": step_tfidf,
+            "encode": step_encode,
+            "head": step_head,
+        }.get(args.child, step_umap)(args)
     result.setdefault("peak_mib", peak_rss_mib())
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -326,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 results[step][size] = {"skipped": f"~{expected / 1024:.1f} GiB"}
                 continue
-            if step == "umap" and not vectors.exists() and "encode" not in steps:
-                print(f"skip: umap at {size:,} needs the encode step's vectors (add encode)")
+            if step in ("umap", "head") and not vectors.exists() and "encode" not in steps:
+                print(f"skip: {step} at {size:,} needs the encode step's vectors (add encode)")
                 continue
             command = [sys.executable, __file__, "--child", step, "--data", str(data)]
             command += ["--size", str(size), "--work", str(args.cache), "--vectors", str(vectors)]

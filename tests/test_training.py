@@ -369,3 +369,49 @@ def test_time_budget_bounds_the_whole_training(small_sample):
     assert tight["reserved_seconds"] == pytest.approx(0.75, abs=0.06)
     no_budget, none = plan_time_budget(model, resolve_recipe("fusion"), split, seed=42)
     assert none is None and no_budget["time_budget"] == 0
+
+
+def test_time_budget_samples_the_heads_tickets(small_sample, monkeypatch):
+    """When encoding every training ticket for the head would not fit the budget, the head
+    learns from a stratified sample that does; a head_tickets set by the user is kept."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.modelcard import budget_sentence
+    from workbench.models import load_model
+    from workbench.training import folder
+
+    monkeypatch.setattr(folder, "MIN_HEAD_TICKETS", 10)
+    split = split_tickets(load_tickets(small_sample), seed=42)
+    model = load_model(max_seq_length=24)
+    fusion = resolve_recipe("fusion", {"time_budget": "1s", "inference": "torch"})
+    _, plan = folder.plan_time_budget(model, fusion, split, seed=42)
+    cut = plan["head_tickets_cut"]
+    assert cut["from"] == len(split.train) and 10 <= cut["to"] < len(split.train)
+    assert plan["tickets_encoded_after"] == len(split.validation) + cut["to"]
+    sentence = budget_sentence({**plan, "seconds": 0.25, "cut": False, "planned_steps": 3})
+    assert f"stratified sample of {cut['to']:,} of the {len(split.train):,}" in sentence
+
+    chosen = resolve_recipe(
+        "fusion", {"time_budget": "1s", "inference": "torch", "head_tickets": 50}
+    )
+    _, kept = folder.plan_time_budget(model, chosen, split, seed=42)
+    assert "head_tickets_cut" not in kept
+    assert kept["tickets_encoded_after"] == len(split.validation) + 50
+
+
+def test_fusion_head_that_cannot_fit_stops_before_training(
+    small_sample, tmp_path, monkeypatch, capsys
+):
+    """A head that would not fit this machine's memory is refused in one line, before the
+    fine-tune, naming the parameter that makes it fit; nothing is written."""
+    from workbench.cli import main
+    from workbench.training import heads
+
+    monkeypatch.setattr(heads, "FUSION_MIB_PER_TICKET", 1e9)
+    out = tmp_path / "never"
+    code = main(["train", "--data", str(small_sample), "--out", str(out), "--recipe", "fusion"])
+    err = capsys.readouterr().err.strip()
+    assert code == BadInputError.exit_code and not out.exists()
+    assert len(err.splitlines()) == 1 and "fusion head on" in err and "head_tickets=" in err
+    monkeypatch.setattr(heads, "FUSION_MIB_PER_TICKET", 0.05)
+    heads.check_head_fits(resolve_recipe("fusion"), 1000)  # a small head fits: no error
+    heads.check_head_fits(resolve_recipe("seed"), 10**9)  # no fusion head: nothing to check

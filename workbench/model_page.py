@@ -47,7 +47,7 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
         + ")."
     )
     budget = record.get("time_budget")
-    if budget and budget.get("cut"):
+    if budget and (budget.get("cut") or budget.get("head_tickets_cut")):
         wb.warning("Time budget: " + budget_sentence(budget) + ".")
     else:
         wb.note("Time budget: " + budget_sentence(budget) + ".")

@@ -186,6 +186,12 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
             f"the inference backends ({budget['encode_seconds_per_ticket'] * 1000:.1f} ms per "
             f"ticket measured before training), {limit} for the fine-tune"
         )
+    head = budget.get("head_tickets_cut")
+    if head:
+        limit += (
+            f"; to fit the budget the head learned from a stratified sample of "
+            f"{head['to']:,} of the {head['from']:,} training tickets"
+        )
     if not budget["cut"]:
         return f"{limit}; not reached (all {budget['planned_steps']} planned steps trained)"
     return (

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.backends import warn
 from workbench.calibration import fit_model_temperature
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
 from workbench.errors import BadInputError
 from workbench.heads_io import save_head
 from workbench.labels import load_options_of, minimum_class_size
 from workbench.models import load_model
-from workbench.training.heads import fit_head
+from workbench.training.heads import check_head_fits, fit_head, head_ticket_count
 from workbench.training.loop import fit, seed_everything
 from workbench.training.pairs import build_pairs
 from workbench.training.recipes import (
@@ -75,12 +76,15 @@ def train(
             f"--out {out_dir} exists and is not a training folder; choose a new or empty folder"
         )
     split = split_tickets(data, test_size=test_size, validation_size=validation_size, seed=seed)
+    check_head_fits(params, len(split.train))  # before hours of work, not after
     labels = data.labels
     seed_everything(seed)
     model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
     examples = build_pairs(split.train, labels, params, seed, descriptions)
     started = time.perf_counter()
     fine_tune_params, reserve = plan_time_budget(model, params, split, seed)
+    if reserve and reserve.get("head_tickets_cut"):
+        params = {**params, "head_tickets": reserve["head_tickets_cut"]["to"]}
     result = fit(
         model,
         examples,
@@ -249,6 +253,10 @@ EXPORT_CHECK_TICKETS = 1000
 # fitting the TF-IDF + SVM heads and their calibration, and converting/quantising the exports.
 HEAD_FIT_SECONDS_PER_TICKET = 0.002
 EXPORT_SECONDS = 60.0
+# Under a time budget the head's encoding and fit may take at most this share of it; beyond,
+# the head learns from a stratified sample of the training tickets (never fewer than the floor).
+HEAD_SHARE_OF_BUDGET = 0.5
+MIN_HEAD_TICKETS = 5000
 EXPORT_ENCODES_PER_CHECK_TICKET = 3  # PyTorch reference + four backends, int8 ones faster
 HEADS_THAT_ENCODE = {"logreg", "fusion"}
 
@@ -278,14 +286,23 @@ def plan_time_budget(
     per_ticket = (time.perf_counter() - started) / len(timed)
     encodes = len(split.validation)
     fit_seconds = 0.0
-    if params["head"] in HEADS_THAT_ENCODE:
-        encodes += len(split.train)
-        fit_seconds = HEAD_FIT_SECONDS_PER_TICKET * len(split.train)
     export_seconds = 0.0
     if params["inference"] != "torch":
         checked = min(EXPORT_CHECK_TICKETS, len(split.validation) or len(split.train))
         encodes += EXPORT_ENCODES_PER_CHECK_TICKET * checked
         export_seconds = EXPORT_SECONDS
+    head_cut = None
+    if params["head"] in HEADS_THAT_ENCODE:
+        head_tickets = head_ticket_count(params, len(split.train))
+        per_head_ticket = per_ticket + HEAD_FIT_SECONDS_PER_TICKET
+        room = HEAD_SHARE_OF_BUDGET * total - per_ticket * encodes - export_seconds
+        fits = max(int(room / per_head_ticket), MIN_HEAD_TICKETS)
+        if not int(params["head_tickets"]) and fits < head_tickets:
+            # The head's tickets would not fit the budget: a stratified sample of them does.
+            head_cut = {"from": head_tickets, "to": fits}
+            head_tickets = fits
+        encodes += head_tickets
+        fit_seconds = HEAD_FIT_SECONDS_PER_TICKET * head_tickets
     reserved = per_ticket * encodes + fit_seconds + export_seconds
     fine_tune = max(total - reserved, 0.25 * total)
     plan = {
@@ -294,6 +311,15 @@ def plan_time_budget(
         "encode_seconds_per_ticket": round(per_ticket, 5),
         "tickets_encoded_after": encodes,
     }
+    if head_cut:
+        plan["head_tickets_cut"] = head_cut
+    if reserved > 0.75 * total:
+        warn(
+            f"time_budget={total / 60:.0f}m cannot bound this training: the work after the "
+            f"fine-tune (encoding {encodes:,} tickets at {per_ticket * 1000:.1f} ms each, the head, "
+            f"the export) takes about {reserved / 60:.0f} min here; raise time_budget or lower "
+            "validation_size / head_tickets"
+        )
     return {**params, "time_budget": fine_tune}, plan
 
 

@@ -60,11 +60,10 @@ def fit_head(
     from workbench.embeddings import encode
 
     frame = train
-    limit = int(params["head_tickets"])
-    if limit and limit < len(train):
+    if head_ticket_count(params, len(train)) < len(train):
         from workbench.explore import sample_rows
 
-        frame = sample_rows(train, limit, seed)
+        frame = sample_rows(train, int(params["head_tickets"]), seed)
     texts = frame["text"].tolist()
     y = frame["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
     # Cached under the fine-tuned model's fingerprint: notebooks 03/04 ask for them again.
@@ -87,6 +86,21 @@ def fit_head(
             head.update(calibration="validation", calibration_n=len(held_y))
         head.update(estimator=estimator, calibration_method=method)
         return head
+    held = None if held_out is None else (held_texts, held_vectors, held_y)
+    return {**learned, **fit_fusion(texts, vectors, y, params, seed, held, method)}
+
+
+def fit_fusion(
+    texts: list[str],
+    vectors: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, Any],
+    seed: int,
+    held: tuple[list[str], np.ndarray, np.ndarray] | None,
+    method: str = CALIBRATION_METHOD,
+) -> dict[str, Any]:
+    """The fusion head from encoded tickets: a linear SVM on word+char TF-IDF ⊕ embeddings,
+    calibrated on ``held`` (texts, vectors, classes) or, without it, by cross-validation."""
     from sklearn.svm import LinearSVC
 
     from workbench.baselines import word_char_vectorizer
@@ -96,20 +110,19 @@ def fit_head(
     svm = LinearSVC(
         C=float(params["head_C"]), random_state=seed, class_weight=sklearn_class_weight(params)
     )
-    if held_out is None:
+    if held is None:
         return {
             "kind": "fusion",
             "embedding_weight": weight,
-            **learned,
             "estimator": cross_validated_fusion(svm, texts, vectors, y, weight, method),
             "calibration": "cv",
             "calibration_method": method,
         }
+    held_texts, held_vectors, held_y = held
     head = {
         "kind": "fusion",
         "vectorizer": word_char_vectorizer().fit(texts),
         "embedding_weight": weight,
-        **learned,
     }
     svm.fit(head_features(head, vectors, texts), y)
     head["estimator"] = calibrate_frozen(
@@ -117,6 +130,39 @@ def fit_head(
     )
     head.update(calibration="validation", calibration_n=len(held_y), calibration_method=method)
     return head
+
+
+def head_ticket_count(params: dict[str, Any], training_tickets: int) -> int:
+    """How many training tickets the head learns from (``head_tickets``; 0 = all)."""
+    limit = int(params.get("head_tickets", 0) or 0)
+    return min(limit, training_tickets) if limit else training_tickets
+
+
+# Peak memory of fitting the fusion head, measured with bench/bench_scale.py --steps head on
+# 10k-300k synthetic tickets (2 cores): a fixed part plus a part per training ticket (TF-IDF
+# matrix, its copy inside liblinear, the embeddings), rounded up.
+FUSION_BASE_MIB = 1024.0
+FUSION_MIB_PER_TICKET = 0.05
+
+
+def check_head_fits(params: dict[str, Any], training_tickets: int) -> None:
+    """One line before training when the fusion head would not fit this machine's memory."""
+    if params["head"] != "fusion":
+        return
+    import psutil
+
+    tickets = head_ticket_count(params, training_tickets)
+    need = FUSION_BASE_MIB + FUSION_MIB_PER_TICKET * tickets
+    available = psutil.virtual_memory().available / 2**20
+    if need <= available:
+        return
+    fits = int((available - FUSION_BASE_MIB) / FUSION_MIB_PER_TICKET) // 1000 * 1000
+    raise BadInputError(
+        f"the fusion head on {tickets:,} training tickets needs about {need / 1024:.0f} GiB and "
+        f"this machine has {available / 1024:.0f} GiB available: add --param "
+        f"head_tickets={max(fits, 1000)} (a stratified sample for the head; the fine-tune "
+        "still sees every ticket) or use a machine with more memory"
+    )
 
 
 def sklearn_class_weight(params: dict[str, Any]) -> str | None:
