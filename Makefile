@@ -8,6 +8,8 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 REPORT_ARGS ?=
 PYTEST_ARGS ?=
+# Two test processes (pytest-xdist), one file each at a time: 12 instead of 14 minutes on 2 cores.
+TEST_WORKERS ?= 2
 
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -29,7 +31,7 @@ report: install
 	$(VENV)/bin/workbench report --name sample $(REPORT_ARGS)
 
 test: install
-	$(VENV)/bin/pytest -m "not real_data" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not real_data" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-real: install
 	$(VENV)/bin/pytest -m real_data $(PYTEST_ARGS)
