@@ -19,12 +19,14 @@ imports, so the step's own share is the difference):
   validation split) on the 70/10/20 split of the set. Encoding 700k training tickets would take
   hours here, so each ticket's embedding is a stand-in: the ``encode`` step's vector of a random
   ticket of the same category plus small noise (the real 384 dimensions and class structure).
+  Before fitting, training's own memory check (``check_head_fits``) runs: a head that would
+  not fit is refused in its one line, as ``workbench train`` refuses it.
 * ``umap``: ``workbench.maps.sample_points`` (the report's stratified sample, 10,000 points)
   and UMAP on it. The sampled tickets' embeddings are not encoded (hours at 1M on CPU): the
   ``encode`` step's vectors, repeated with small noise, stand in; UMAP's cost depends on the
   number of points and dimensions, which are the real ones.
 * ``predict-local`` / ``predict-ray``: ``workbench predict --engine local|ray`` on the first
-  ``--predict-rows`` (20,000) tickets of the set, with a tiny trained model (``--model``, or one
+  ``--predict-rows`` (20,000) tickets of the set (the whole set when it is not bigger), with a tiny trained model (``--model``, or one
   trained once into the cache). For Ray only the driver's RSS is counted, not the actors'.
 
 Before a step starts, its peak RSS is extrapolated from the smaller sizes (log-log fit); a step
@@ -145,11 +147,13 @@ def step_head(args) -> dict:
 
     from workbench.data import split_tickets
     from workbench.scope import load_report_data
-    from workbench.training.heads import fit_fusion
+    from workbench.training.heads import check_head_fits, fit_fusion
     from workbench.training.recipes import resolve_recipe
 
     data = load_report_data(str(args.data), "Document", "Topic_group")
     split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
+    params = resolve_recipe("fusion", {})
+    check_head_fits(params, len(split.train))  # training's own check: one line, then nothing
     encoded = np.load(args.vectors)
     encoded_labels = np.load(_labels_path(args.vectors))
     rng = np.random.default_rng(0)
@@ -164,7 +168,6 @@ def step_head(args) -> dict:
 
     train_vectors, train_y = stand_ins(split.train)
     held_vectors, held_y = stand_ins(split.validation)
-    params = resolve_recipe("fusion", {})
     base = peak_rss_mib()
     started = time.perf_counter()
     head = fit_fusion(
@@ -268,7 +271,17 @@ def _child_env() -> dict:
 
 
 def run_child(args) -> None:
-    """``--child STEP``: run one step in this process and print its result as one JSON line."""
+    """``--child STEP``: run one step in this process and print its result as one JSON line
+    (or, when the workbench refuses the step up front, ``REFUSED`` and its one line)."""
+    from workbench.errors import BadInputError
+
+    try:
+        _run_step(args)
+    except BadInputError as refused:
+        print(f"REFUSED {refused}", flush=True)
+
+
+def _run_step(args) -> None:
     if args.child == "predict-local":
         result = step_predict(args, "local")
     elif args.child == "predict-ray":
@@ -403,6 +416,11 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 print(f"{step} at {size:,}: over {args.timeout} s, stopped")
                 results[step][size] = {"skipped": "timeout"}
+                continue
+            refused = [ln for ln in done.stdout.splitlines() if ln.startswith("REFUSED ")]
+            if refused:
+                print(f"{step} at {size:,}: refused before it started: {refused[-1][8:]}")
+                results[step][size] = {"skipped": "refused: " + refused[-1][8:]}
                 continue
             lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
             if done.returncode or not lines:

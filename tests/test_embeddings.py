@@ -129,3 +129,20 @@ def test_two_processes_never_pair_keys_with_foreign_vectors(tmp_path):
         worker, round_, row = (int(x) for x in vector)  # every key with its own vector
         assert key.startswith(f"{worker:02d}{round_:04d}{row:04d}")
     assert not list(tmp_path.glob(".cache.npz.tmp-*"))  # no temporary files left behind
+
+
+def test_checkpoints_double_so_large_encodes_stay_linear(model, tmp_path, monkeypatch):
+    """Every save rewrites the cache file: saves come after 256, 512, then only at the end
+    (intervals double with what is saved), never after every fixed block."""
+    monkeypatch.setattr(embeddings, "CHECKPOINT_EVERY", 64)
+    sizes = []
+    write = embeddings.EmbeddingCache._write
+
+    def counted(self):
+        sizes.append(len(self.keys))
+        write(self)
+
+    monkeypatch.setattr(embeddings.EmbeddingCache, "_write", counted)
+    texts = [f"ticket {i} printer" for i in range(1000)]
+    embeddings.encode(model, texts, batch_size=32, cache=tmp_path)  # blocks of 256 tickets
+    assert sizes == [256, 512, 1000]

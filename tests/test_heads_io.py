@@ -259,3 +259,17 @@ def test_corrupt_head_is_one_line(tmp_path, content):
     with pytest.raises(BadInputError) as caught:
         load_head(tmp_path)
     assert "\n" not in str(caught.value) and HEAD_FILE in str(caught.value)
+
+
+def test_fusion_probabilities_in_chunks_match_one_pass(monkeypatch):
+    """Scoring a million tickets builds the fusion features chunk by chunk; the result is the
+    same as in one pass."""
+    from workbench import classifier
+
+    head = _fusion_head()
+    whole = head_probabilities(head, VECTORS, TEXTS, len(LABELS))
+    monkeypatch.setattr(classifier, "HEAD_CHUNK", 7)
+    np.testing.assert_allclose(
+        head_probabilities(head, VECTORS, TEXTS, len(LABELS)), whole, atol=1e-6
+    )
+    assert whole.shape == (len(TEXTS), len(LABELS))

@@ -153,10 +153,19 @@ def head_probabilities(
     if head["kind"] == "prototypes":
         return prototype_probabilities(head, vectors)
     estimator = head["estimator"]
-    proba = estimator.predict_proba(head_features(head, vectors, texts))
     full = np.zeros((len(texts), n_labels), dtype=np.float32)
-    full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    columns = np.asarray(estimator.classes_, dtype=int)
+    # In chunks: the fusion features (TF-IDF ⊕ embeddings as one sparse matrix) take ~40 KB per
+    # ticket with their copies, which at a million tickets would not fit in memory at once.
+    for start in range(0, len(texts), HEAD_CHUNK):
+        part = slice(start, start + HEAD_CHUNK)
+        full[part, columns] = estimator.predict_proba(
+            head_features(head, vectors[part], texts[part])
+        )
     return full
+
+
+HEAD_CHUNK = 10_000
 
 
 def load_classifier(

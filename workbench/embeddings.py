@@ -218,8 +218,8 @@ def encode(
     fresh = np.zeros((0, dimension), dtype=np.float32)
     if unique_missing:
         # Globally sorted by length, so every chunk pads to similar widths (encode sorts only
-        # within a call); the cache is saved every few thousand tickets, so an interrupted
-        # encode of a large file keeps its progress.
+        # within a call); the cache is saved along the way, so an interrupted encode of a
+        # large file keeps at least half of its progress.
         order = sorted(unique_missing.values(), key=lambda i: len(texts[i]))
         fresh_keys = [keys[i] for i in order]
         fresh_texts = [texts[i] for i in order]
@@ -246,9 +246,11 @@ def encode(
                 )
                 bar.update(len(part))
                 done = start + len(part)
+                # Each save rewrites the whole file: intervals double with what is saved, so
+                # a million tickets cost a few rewrites (linear), not one every 8k (quadratic).
                 if (
                     store is not None
-                    and done - saved >= CHECKPOINT_EVERY
+                    and done - saved >= max(CHECKPOINT_EVERY, saved)
                     and done < len(fresh_texts)
                 ):
                     store.add(fresh_keys[saved:done], np.concatenate(chunks)[saved:done])

@@ -76,7 +76,6 @@ def train(
             f"--out {out_dir} exists and is not a training folder; choose a new or empty folder"
         )
     split = split_tickets(data, test_size=test_size, validation_size=validation_size, seed=seed)
-    check_head_fits(params, len(split.train))  # before hours of work, not after
     labels = data.labels
     seed_everything(seed)
     model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
@@ -85,6 +84,7 @@ def train(
     fine_tune_params, reserve = plan_time_budget(model, params, split, seed)
     if reserve and reserve.get("head_tickets_cut"):
         params = {**params, "head_tickets": reserve["head_tickets_cut"]["to"]}
+    check_head_fits(params, len(split.train))  # before the fine-tune's hours, not after
     result = fit(
         model,
         examples,
