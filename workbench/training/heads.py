@@ -156,7 +156,8 @@ def check_head_fits(params: dict[str, Any], training_tickets: int) -> None:
     available = psutil.virtual_memory().available / 2**20
     if need <= available:
         return
-    fits = int((available - FUSION_BASE_MIB) / FUSION_MIB_PER_TICKET) // 1000 * 1000
+    # The suggestion leaves a fifth of the memory free for the rest of the training process.
+    fits = int((0.8 * available - FUSION_BASE_MIB) / FUSION_MIB_PER_TICKET) // 1000 * 1000
     raise BadInputError(
         f"the fusion head on {tickets:,} training tickets needs about {need / 1024:.0f} GiB and "
         f"this machine has {available / 1024:.0f} GiB available: add --param "
