@@ -313,8 +313,9 @@ def load_tickets(
         kept = ", ".join(repr(label) for label in data.labels) or "none"
         raise BadInputError(
             f"{path}: after handling rare categories, column '{label_column}' keeps "
-            f"{len(data.labels)} class ({kept}); {describe_rare(rare_record)} A classifier needs "
-            "at least 2: lower --min-class-size or use --rare merge"
+            f"{len(data.labels)} class ({kept}); {describe_rare(rare_record)} The minimum is 2 "
+            f"categories with at least {min_class_size} labelled tickets each (what the "
+            "train/validation/test split needs, see --min-class-size): add labelled tickets"
         )
     return data
 
@@ -338,6 +339,10 @@ def _describe(dropped: dict[str, int]) -> str:
     return ", ".join(f"{count} rows with {reason}" for reason, count in dropped.items()) or "none"
 
 
+# Held-out parts smaller than this make their figures rough (one ticket > 1 point).
+SMALL_SPLIT = 100
+
+
 @dataclass
 class Split:
     """A deterministic stratified train/validation/test split."""
@@ -350,6 +355,37 @@ class Split:
 
     def parts(self) -> dict[str, pd.DataFrame]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    def small_data_notes(self) -> list[str]:
+        """What a small file changes in the run, one sentence each (empty for usual sizes).
+
+        Below ``minimum_class_size`` per category the file is refused before any notebook; above
+        it, every step still runs, with folds and checks that the data allows.
+        """
+        notes = []
+        test, validation = len(self.test), len(self.validation)
+        if 0 < test < SMALL_SPLIT:
+            notes.append(
+                f"The test split has {test} tickets: one ticket moves accuracy by "
+                f"{100 / test:.1f} points, so read every test figure as rough."
+            )
+        if 0 < validation < SMALL_SPLIT:
+            notes.append(
+                f"Calibration is fitted on the {validation} validation tickets (one temperature); "
+                + (
+                    "the export check runs on training tickets (fewer than 8 held out)."
+                    if validation < 8
+                    else "confidences are rough."
+                )
+            )
+        every = pd.concat([part["label"] for part in self.parts().values()])
+        smallest = int(every.value_counts().min()) if len(every) else 0
+        if 0 < smallest < 5:
+            notes.append(
+                f"The smallest category has {smallest} tickets: the cross-validation that finds "
+                f"likely label errors uses {max(2, smallest)} folds instead of 5."
+            )
+        return notes
 
     def table(self) -> pd.DataFrame:
         """Tickets per class and split, for the report's split summary."""

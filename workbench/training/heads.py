@@ -11,7 +11,6 @@ dict records which (``calibration``: ``validation``, ``cv`` or ``none``).
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -178,16 +177,21 @@ def sklearn_class_weight(params: dict[str, Any]) -> str | None:
 def calibrate_frozen(
     estimator: Any, features: Any, y: np.ndarray, method: str = CALIBRATION_METHOD
 ):
-    """``estimator`` unchanged (frozen), its probabilities calibrated on ``features``/``y`` only."""
+    """``estimator`` unchanged (frozen), its probabilities calibrated on ``features``/``y`` only.
+
+    One calibrator on every held-out row: the "split" below has all rows as its test part (a
+    frozen estimator is not refitted, so folds would only shrink the calibration set, and
+    scikit-learn refuses k folds when a category has fewer than k validation tickets — a
+    small file has 1 or 2).
+    """
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    calibrated = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
-    with warnings.catch_warnings():
-        # sklearn still splits the rows into folds around a frozen estimator (its fit is a
-        # no-op, so the decisions are the same); a small class only triggers its warning.
-        warnings.filterwarnings("ignore", message="The least populated class")
-        return calibrated.fit(features, y)
+    every_row = np.arange(len(y))
+    calibrated = CalibratedClassifierCV(
+        FrozenEstimator(estimator), method=method, cv=[(every_row, every_row)], ensemble=False
+    )
+    return calibrated.fit(features, y)
 
 
 def fusion_pipeline(svm: Any, weight: float):
@@ -225,12 +229,22 @@ def cross_validated_fusion(
     method: str = CALIBRATION_METHOD,
 ):
     """No validation split: calibration on out-of-fold decisions (TF-IDF and SVM refitted per
-    fold, ``ensemble=False``), then one pipeline refitted on every training ticket."""
+    fold, ``ensemble=False``), then one pipeline refitted on every training ticket.
+
+    A category with a single training ticket cannot be held out by any fold: refused in one
+    line (only reachable with ``validation_size=0``; a validation split calibrates instead).
+    """
     from sklearn.calibration import CalibratedClassifierCV
 
-    folds = int(min(3, np.bincount(y).min())) if len(np.unique(y)) > 1 else 2
+    smallest = int(np.bincount(y)[np.unique(y)].min())
+    if smallest < 2 or len(np.unique(y)) < 2:
+        raise BadInputError(
+            "the fusion head's cross-validated calibration needs at least 2 training tickets "
+            "per category and 2 categories: keep a validation split (validation_size > 0) or "
+            "add tickets"
+        )
     estimator = CalibratedClassifierCV(
-        fusion_pipeline(svm, weight), method=method, cv=max(2, folds), ensemble=False
+        fusion_pipeline(svm, weight), method=method, cv=min(3, smallest), ensemble=False
     )
     return estimator.fit(fusion_frame(vectors, texts), y)
 
