@@ -160,3 +160,53 @@ def test_budget_decision_is_rank_zeros(tmp_path):
     _run([*launch, "--num_cpu_threads_per_process", "1", str(script), str(tmp_path)], timeout=300)
     lines = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
     assert lines == ["rank 0 cut to 500", "rank 1 cut to 500"]
+
+
+SYNC_WORKER = """
+import sys
+from pathlib import Path
+
+import torch
+
+from workbench.data import load_tickets, split_tickets
+from workbench.models import load_model
+from workbench.training import build_pairs, fit, resolve_recipe
+
+data = load_tickets(sys.argv[1])
+train = split_tickets(data, seed=42).train
+params = resolve_recipe(
+    "classify", {"epochs": 1, "batch_size": 16, "max_seq_length": 16, "inference": "torch"}
+)
+model = load_model(max_seq_length=16)
+before = torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
+result = fit(model, build_pairs(train, data.labels, params, 42), params, 42, progress=False,
+             labels=data.labels)
+after = torch.cat([p.detach().flatten() for p in model.parameters()])
+rank = 0 if result.main_process else 1
+torch.save({"before": before, "after": after}, Path(sys.argv[2]) / f"rank{rank}.pt")
+from accelerate import Accelerator
+Accelerator().end_training()
+"""
+
+
+def test_ranks_hold_identical_parameters_after_training(tmp_path, small_sample):
+    """Gradients are averaged across ranks: each rank trains on its own half of every batch, so
+    without that synchronisation their weights would drift apart after the first step."""
+    import socket
+
+    import torch
+
+    script = tmp_path / "sync_worker.py"
+    script.write_text(SYNC_WORKER)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "--main_process_port", str(port)]
+    launch += ["--num_cpu_threads_per_process", "1"]
+    _run([*launch, str(script), str(small_sample), str(tmp_path)], timeout=600)
+    zero, one = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    torch.testing.assert_close(zero["before"], one["before"])  # same start
+    assert not torch.allclose(zero["after"], zero["before"])  # it trained
+    torch.testing.assert_close(zero["after"], one["after"], rtol=1e-5, atol=1e-6)

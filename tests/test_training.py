@@ -221,7 +221,12 @@ def test_fusion_head_gives_probabilities(tmp_path, small_sample):
     scores = classifier.scores(["printer out of toner", "reset password for vpn"])
     assert scores.shape == (2, len(data.labels))
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
-    assert result.metrics["headline"]["accuracy"] > 0.5
+    # Clearly above always answering the biggest category (its share of the test split).
+    majority = pd.read_csv(tmp_path / "fusion" / "predictions.csv")["label"].value_counts(
+        normalize=True
+    ).max()
+    assert result.metrics["headline"]["accuracy"] > majority + 0.3
+    assert result.metrics["headline"]["macro-F1"] > 0.5  # 8 categories: chance is 0.125
 
 
 def test_labelled_examples_are_every_ticket_once():
@@ -263,7 +268,8 @@ def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
     assert np.allclose(classifier.label_vectors(), prototypes)  # map markers sit on prototypes
     scores = classifier.scores(["printer out of toner", "reset password for vpn"])
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
-    assert result.metrics["headline"]["accuracy"] > 0.3
+    majority = pd.read_csv(out / "predictions.csv")["label"].value_counts(normalize=True).max()
+    assert result.metrics["headline"]["accuracy"] > majority + 0.2, majority
     assert "prototypes" in (out / "README.md").read_text()
     # inference=auto (the default): the encoder was exported and checked after training, and
     # the folder now encodes with the fastest checked backend, agreeing with PyTorch.
@@ -298,42 +304,6 @@ def test_precision_choice(monkeypatch):
     assert pick_device() == "cuda" and pick_device("cpu") == "cpu"
 
 
-def test_time_budget_decides_once_after_the_probe_steps():
-    from workbench.training.loop import TimeBudget
-
-    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
-    assert budget.check(step=10, elapsed=1.0) is None and not budget.decided  # still probing
-    assert budget.check(step=20, elapsed=4.0) == 500  # 0.2 s a step: 500 steps fit in 100 s
-    assert budget.check(step=40, elapsed=100.0) is None  # decided once: the schedule moves once
-    record = budget.record(per_epoch=250, steps=500)
-    assert record["cut"] and record["planned_epochs"] == 4.0 and record["trained_epochs"] == 2.0
-    roomy = TimeBudget(seconds=100.0, planned_steps=100)
-    assert roomy.check(step=20, elapsed=2.0) is None and not roomy.record(50, 100)["cut"]
-    assert TimeBudget(0.0, 100).check(step=50, elapsed=1e6) is None  # 0 = no limit
-
-
-def test_time_budget_cuts_training_and_refits_the_schedule(small_sample):
-    """A budget far below one epoch: training stops early and the linear schedule still ends at 0."""
-    from workbench.data import load_tickets, split_tickets
-    from workbench.models import load_model
-    from workbench.training import build_pairs, fit
-
-    data = load_tickets(small_sample)
-    train = split_tickets(data, seed=42).train
-    params = resolve_recipe(
-        "classify",
-        {"epochs": 1, "batch_size": 8, "max_seq_length": 24, "time_budget": "0.5s"},
-    )
-    model = load_model(max_seq_length=24)
-    examples = build_pairs(train, data.labels, params, seed=42)
-    result = fit(model, examples, params, seed=42, progress=False, labels=data.labels)
-    planned = -(-len(examples) // 8)
-    assert result.budget["planned_steps"] == planned and result.budget["cut"]
-    assert result.steps == result.budget["trained_steps"] < planned
-    assert result.log["step"].iloc[-1] == result.steps
-    assert result.log["learning_rate"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
-
-
 @pytest.mark.parametrize("value", ["abc", "-5m"])
 def test_bad_time_budget_is_one_line(value):
     with pytest.raises(BadInputError, match="time_budget"):
@@ -360,7 +330,12 @@ def test_time_budget_bounds_the_whole_training(small_sample):
     assert with_head["tickets_encoded_after"] == (
         len(split.validation) + len(split.train) + 3 * len(split.validation)
     )
-    assert with_head["reserved_seconds"] > plan["reserved_seconds"] + 60  # head fit + export
+    # Head fit and export, measured or scaled on this machine, not constants of another one.
+    assert with_head["head_fit_seconds_per_ticket"] > 0 and with_head["export_seconds"] > 0
+    assert with_head["reserved_seconds"] > plan["reserved_seconds"] + with_head["export_seconds"]
+    assert plan["scoring_tickets"] == len(split.test) + len(split.validation)
+    late, _ = plan_time_budget(model, head_less, split, seed=42, spent=100.0)
+    assert late["time_budget"] < fine_tune["time_budget"] - 90  # loading counts too
 
     tiny, tight = plan_time_budget(
         model, resolve_recipe("fusion", {"time_budget": "1s"}), split, 42
@@ -396,6 +371,32 @@ def test_time_budget_samples_the_heads_tickets(small_sample, monkeypatch):
     _, kept = folder.plan_time_budget(model, chosen, split, seed=42)
     assert "head_tickets_cut" not in kept
     assert kept["tickets_encoded_after"] == len(split.validation) + 50
+
+
+def test_after_the_fine_tune_the_time_left_decides_the_head_and_export(small_sample, monkeypatch):
+    """The deadline has passed when the fine-tune ends (a machine that got busy): the export
+    gives way first, then the head's sample, and the plan records why."""
+    import time
+
+    from workbench.data import load_tickets, split_tickets
+    from workbench.models import load_model
+    from workbench.training import folder
+
+    monkeypatch.setattr(folder, "MIN_HEAD_TICKETS", 10)
+    split = split_tickets(load_tickets(small_sample), seed=42)
+    model = load_model(max_seq_length=24)
+    fusion = resolve_recipe("fusion", {"time_budget": "10m", "inference": "auto"})
+    _, plan = folder.plan_time_budget(model, fusion, split, seed=42)
+    params, export = folder.fit_after_fine_tune(
+        model, fusion, split, plan, time.perf_counter() - 1, export=True
+    )
+    assert export is False and params["head_tickets"] == 10
+    assert plan["after_fine_tune"]["seconds_left"] < 0 and not plan["after_fine_tune"]["export"]
+    assert plan["head_tickets_cut"] == {"from": len(split.train), "to": 10, "after_fine_tune": True}
+    roomy, kept = folder.fit_after_fine_tune(
+        model, fusion, split, plan, time.perf_counter() + 3600, export=True
+    )
+    assert kept is True and roomy["head_tickets"] == fusion["head_tickets"]
 
 
 def test_fusion_head_that_cannot_fit_stops_before_training(

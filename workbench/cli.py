@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="refit the recipe, parameters and seed of this evaluated training folder (or report run) "
         "on every row of --data; its measured test quality is recorded as the expected quality",
     )
+    train.add_argument(
+        "--replay",
+        default=None,
+        metavar="FOLDER",
+        help="redo the run recorded in this training folder (or report run) exactly: recipe, "
+        "parameters, seed, split, the steps and schedule its time budget chose, its head sample; "
+        "no time budget, so the same model on any machine",
+    )
 
     predict = commands.add_parser("predict", help="classify tickets with a trained folder")
     _data_arguments(predict, required=True)
@@ -269,7 +277,7 @@ def _train(args: argparse.Namespace) -> int:
     final = result.recipe.get("final")
     if headline:
         summary = f"accuracy {headline['accuracy']:.3f}, macro-F1 {headline['macro-F1']:.3f} on the test split"
-    elif final:
+    elif final and final.get("same_training", True):
         summary = (
             f"final refit on all {result.recipe['split']['train']} rows; expected macro-F1 "
             f"{final['test']['macro-F1']:.3f} (measured by {final['evaluated_by']})"
@@ -294,6 +302,7 @@ def _train_file(args: argparse.Namespace, train_file, parse_assignments):
         label_column=args.label_column,
         seed=args.seed,
         final=args.final,
+        replay=args.replay,
         **_data_options(args),
     )
 

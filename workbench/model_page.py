@@ -46,17 +46,19 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
         )
         + ")."
     )
+    if scope is not None and not scope.given_model:
+        for note in scope.split.small_data_notes():
+            wb.warning("Small data: " + note)
     budget = record.get("time_budget")
     if budget and (budget.get("cut") or budget.get("head_tickets_cut")):
         wb.warning("Time budget: " + budget_sentence(budget) + ".")
     else:
         wb.note("Time budget: " + budget_sentence(budget) + ".")
     if record.get("final"):
+        from workbench.modelcard import final_sentence
+
         final = record["final"]
-        wb.note(
-            f"Final refit on every labelled row; expected quality is that of evaluation "
-            f"'{final['evaluated_by']}': macro-F1 {final['test']['macro-F1']:.3f} on its test split."
-        )
+        (wb.note if final.get("same_training", True) else wb.warning)(final_sentence(final))
     if scope is not None and scope.given_model:
         seen = scope.seen_by_model()
         (wb.warning if seen else wb.note)(scope.leakage_note())

@@ -146,14 +146,7 @@ def model_card(
             )
         )
     elif record.get("final"):
-        final = record["final"]
-        test = final["test"]
-        lines.append(
-            f"Final refit on every labelled row (no test split). Its expected quality is the one "
-            f"measured by the evaluation `{final['evaluated_by']}` with the same recipe, parameters and "
-            f"seed on {final.get('test_tickets') or '?'} held-out test tickets: accuracy "
-            f"{test['accuracy']:.4f}, macro-F1 {test['macro-F1']:.4f}."
-        )
+        lines.append(final_sentence(record["final"]))
     else:
         lines.append("(no test split: test_size=0)")
     return "\n".join(lines) + "\n"
@@ -173,10 +166,35 @@ def processes_sentence(record: dict[str, Any]) -> str:
     )
 
 
+def final_sentence(final: dict[str, Any]) -> str:
+    """What a final refit on every row may claim: the evaluated quality only when it trained the
+    same way (recipe, parameters, seed, epochs) as the evaluated run."""
+    test = final["test"]
+    sized = final.get("sized", "the evaluated run's parameters")
+    if final.get("same_training", True):
+        return (
+            f"Final refit on every labelled row (no test split), trained with {sized}. Its "
+            f"expected quality is the one measured by the evaluation `{final['evaluated_by']}` "
+            f"with the same recipe, parameters and seed on {final.get('test_tickets') or '?'} "
+            f"held-out test tickets: accuracy {test['accuracy']:.4f}, macro-F1 "
+            f"{test['macro-F1']:.4f}."
+        )
+    return (
+        f"Final refit on every labelled row (no test split), {sized}: it was not trained the way "
+        f"the evaluation `{final['evaluated_by']}` measured, so that evaluation's quality "
+        "(macro-F1 {:.4f}) is not claimed for it.".format(test["macro-F1"])
+    )
+
+
 def budget_sentence(budget: dict[str, Any] | None) -> str:
     """What the fine-tuning time budget did, in one sentence (card and report pages)."""
     if not budget:
         return "none (trained every planned step)"
+    if budget.get("replayed"):
+        return (
+            f"none: a replay of a budgeted run, redoing its {budget['trained_steps']} steps and "
+            f"its {len(budget.get('replans', []))} recorded changes of plan without a clock"
+        )
     limit = f"{budget['seconds'] / 60:.1f} min"
     if budget.get("total_seconds"):
         limit = (
@@ -192,13 +210,20 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
             f"; to fit the budget the head learned from a stratified sample of "
             f"{head['to']:,} of the {head['from']:,} training tickets"
         )
+    if budget.get("command_seconds"):
+        limit += f"; the whole training took {budget['command_seconds'] / 60:.1f} min"
     if not budget["cut"]:
         return f"{limit}; not reached (all {budget['planned_steps']} planned steps trained)"
+    stopped = " and stopped at its deadline" if budget.get("stopped_at_deadline") else ""
+    per_step = budget.get("seconds_per_step")
     return (
-        f"{limit}; the fine-tune was cut from {budget['planned_epochs']:g} to "
-        f"{budget['trained_epochs']:g} epochs ({budget['trained_steps']} of "
-        f"{budget['planned_steps']} steps, {budget['seconds_per_step']:.2f} s per step measured on "
-        "the first steps), with the learning-rate schedule fitted to the shorter run"
+        f"{limit}; cut by the time budget on this machine: the fine-tune trained "
+        f"{budget['trained_steps']} of {budget['planned_steps']} steps "
+        f"({budget['trained_epochs']:g} of {budget['planned_epochs']:g} epochs"
+        + (f", {per_step:.2f} s per step at the last measure" if per_step else "")
+        + f"), re-planned {len(budget.get('replans', [])) or 1} time(s){stopped}, with the "
+        "learning-rate schedule fitted to the shorter run. The model depends on this machine's "
+        "speed; `workbench train --replay <this folder>` redoes exactly these steps anywhere"
     )
 
 

@@ -73,12 +73,18 @@ def build_parameters(
         "min_class_size": None,  # rare categories: below this many tickets (None: what the split needs)
         "rare": "merge",  # merge into 'other (rare)', drop (counted) or error
         "label_descriptions": "",  # YAML file of code: description for coded categories
+        "replay": "",  # a budgeted training folder or run: train exactly what it trained
         **PROFILES[profile],
         "profile": profile,
     }
     if config_file:
         params.update(read_config(config_file))
     params.update(overrides or {})
+    if params.get("replay"):
+        from workbench.training.folder import replay_parameters
+
+        # The recorded run wins over the profile: its recipe, parameters, seed and split.
+        params.update(replay_parameters(str(params["replay"])))
     if params["evaluate"] not in EVALUATE_CHOICES:
         raise BadInputError(
             f"--evaluate {params['evaluate']}: choose one of {', '.join(EVALUATE_CHOICES)}"

@@ -99,6 +99,7 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
     summary["dropped_rows"] = {k: v[:20] for k, v in data.dropped_rows.items()}
     summary["split"] = {name: len(part) for name, part in split.parts().items()}
     summary["leakage"] = split.leakage
+    summary["small_data"] = [] if scope.given_model else split.small_data_notes()
     summary["evaluated"] = {"on": scope.evaluated_name, "tickets": len(scope.evaluated)}
     summary["rare_note"] = data.rare_note()
     summary["unnamed_labels"] = unnamed_labels(data.labels, data.label_descriptions)
@@ -120,6 +121,21 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
             "unknown_labels": unknown,
         }
     return summary
+
+
+def training_budget_note(run_dir: Path) -> str | None:
+    """What the time budget did to the model this run trained (None: nothing trained or cut):
+    such a model depends on this machine's speed, and the run index says how to replay it."""
+    recipe = run_dir / "training" / "recipe.json"
+    if not recipe.exists():
+        return None
+    from workbench.modelcard import budget_sentence
+    from workbench.training import read_recipe
+
+    budget = read_recipe(recipe.parent).get("time_budget")
+    if not budget or not (budget.get("cut") or budget.get("head_tickets_cut")):
+        return None
+    return f"Time budget: {budget_sentence(budget)} (--param replay={run_dir.name} in a report)."
 
 
 def check_recipe_on_codes(params: dict[str, object], summary: dict[str, object]) -> None:
@@ -242,6 +258,7 @@ def run_report(
             record["wall_seconds"] = round(time.time() - started, 1)
             record["notebooks"] = [vars(n) for n in result.notebooks]
             record["metrics"] = read_metrics(run_dir)
+            record["training_budget"] = training_budget_note(run_dir)
             write_json(run_dir / "summary.json", record)
             write_run_index(run_dir, record)
             if result.status == "succeeded":

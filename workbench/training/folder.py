@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench import runinfo
 from workbench.backends import warn
 from workbench.calibration import fit_model_temperature
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
@@ -20,6 +21,7 @@ from workbench.errors import BadInputError
 from workbench.heads_io import save_head
 from workbench.labels import load_options_of, minimum_class_size
 from workbench.models import load_model
+from workbench.paths import PROJECT_DIR
 from workbench.training.heads import check_head_fits, fit_head, head_ticket_count
 from workbench.training.loop import fit, seed_everything
 from workbench.training.pairs import build_pairs
@@ -51,8 +53,15 @@ def train(
     progress: bool = True,
     final_from: dict[str, Any] | None = None,
     baselines: bool = True,
+    replay: dict[str, Any] | str | Path | None = None,
+    started_at: float | None = None,
 ) -> TrainingResult:
     """Fine-tune on the training split and write the whole training folder.
+
+    ``time_budget`` bounds the whole call from ``started_at`` (a ``time.perf_counter()`` value;
+    default: now), see ``plan_time_budget`` and ``fit_after_fine_tune``. ``replay`` (a budgeted
+    run's ``recipe.json["replay"]``, see ``replay_settings``) redoes what that run did — the
+    same steps and schedule, the same head sample, the same export decision — with no clock.
 
     ``baselines=False`` leaves the cheap baselines out of ``metrics.json`` (the report's
     evaluation computes them on the same split anyway).
@@ -66,8 +75,13 @@ def train(
     from workbench import evaluation, modelcard
     from workbench.baselines import cheap_baselines
 
+    command_started = time.perf_counter() if started_at is None else started_at
+    if isinstance(replay, str | Path):
+        replay = replay_settings(replay)[3] if str(replay) else None
     name = recipe or DEFAULT_RECIPE
     params = resolve_recipe(name, overrides)
+    if replay:
+        params = {**params, "time_budget": 0.0, "head_tickets": int(replay["head_tickets"])}
     descriptions = dict(data.label_descriptions or {})
     check_label_texts(name, params, data.labels, descriptions)
     out_dir = Path(out_dir)
@@ -81,7 +95,9 @@ def train(
     model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
     examples = build_pairs(split.train, labels, params, seed, descriptions)
     started = time.perf_counter()
-    fine_tune_params, reserve = plan_time_budget(model, params, split, seed)
+    fine_tune_params, reserve = plan_time_budget(
+        model, params, split, seed, spent=started - command_started
+    )
     if reserve and reserve.get("head_tickets_cut"):
         params = {**params, "head_tickets": reserve["head_tickets_cut"]["to"]}
     check_head_fits(params, len(split.train))  # before the fine-tune's hours, not after
@@ -93,11 +109,17 @@ def train(
         progress=progress,
         labels=labels,
         descriptions=descriptions,
+        replay=replay["replans"] if replay else None,
     )
     if not result.main_process:
         # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits
         # the head, evaluates and writes the folder (no duplicate or half-written files).
         return TrainingResult(out_dir=out_dir, recipe={}, metrics={}, log=result.log, written=False)
+    export = params["inference"] != "torch" and (not replay or replay.get("export", True))
+    if reserve:
+        params, export = fit_after_fine_tune(
+            model, params, split, reserve, command_started + reserve["total_seconds"], export
+        )
     head = fit_head(
         model, split.train, labels, params, seed, result.prototypes, validation=split.validation
     )
@@ -142,15 +164,22 @@ def train(
         "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
         "seen_texts": SEEN_TEXTS,
+        "packages": runinfo.package_versions(),
+        "environment": runinfo.environment(),
+        "git_commit": runinfo.git_commit(PROJECT_DIR),
     }
     if final_from is not None:
         record["final"] = final_from
     write_json(out_dir / "recipe.json", record)
-    if params["inference"] != "torch":
+    if export:
         exported = time.perf_counter()
         record["backends"] = export_inference_backends(out_dir, split, seed)
         record["export_seconds"] = round(time.perf_counter() - exported, 2)
-        write_json(out_dir / "recipe.json", record)
+    elif params["inference"] != "torch":
+        record["backends"] = {}
+        record["export_skipped"] = "replayed run" if replay else "no time left in the budget"
+    record["replay"] = replay_record(result, params, export, replay)
+    write_json(out_dir / "recipe.json", record)
     # Hashes of every text the model or its head learned from: a later evaluation on other data
     # can count how many of its tickets the model has already seen (leakage).
     write_seen_texts(out_dir, pd.concat([split.train["text"], split.validation["text"]]))
@@ -180,6 +209,10 @@ def train(
         if baselines:
             metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
     write_json(out_dir / "metrics.json", metrics)
+    if budget:
+        # The budget's own check: what the whole call took against what it was given.
+        record["time_budget"]["command_seconds"] = round(time.perf_counter() - command_started, 1)
+        write_json(out_dir / "recipe.json", record)
     from workbench.evaluation import loss_figure
 
     loss_figure(result.log).write_html(
@@ -203,8 +236,13 @@ def train_file(
     min_class_size: int | None = None,
     rare: str | None = None,
     label_descriptions: str | Path | None = None,
+    replay: str | Path | None = None,
 ) -> TrainingResult:
     """``workbench train``: load, split (``test_size``/``validation_size`` params), train.
+
+    The time budget counts from here (loading included). ``replay``: a training folder (or
+    report run) whose recorded run is redone exactly — recipe, parameters, seed, split, steps
+    and schedule, head sample, export — with no time budget, reading the file as it did.
 
     ``final``: a training folder or report run that was evaluated; its recipe, parameters and
     seed are refit on every labelled row (no test or validation split), and the file is read as
@@ -212,7 +250,14 @@ def train_file(
     ``min_class_size``/``rare``: categories below the size the split needs are merged into
     ``other (rare)`` by default (see ``workbench.labels``).
     """
+    started_at = time.perf_counter()
     overrides = dict(overrides or {})
+    replayed = None
+    if replay:
+        if final:
+            raise BadInputError("--replay and --final: choose one")
+        recipe, settings, seed, replayed, sizes = replay_settings(replay)
+        overrides = {**settings, **sizes, **overrides, "time_budget": 0}
     test_size = float(overrides.pop("test_size", 0.2))
     validation_size = float(overrides.pop("validation_size", 0.1))
     final_from = None
@@ -227,6 +272,11 @@ def train_file(
     }
     if final:
         recipe, settings, seed, final_from = final_settings(final)
+        changed = sorted(k for k, v in overrides.items() if settings.get(k) != v)
+        if changed:
+            # Trained another way than the evaluated run: its quality is not this model's.
+            final_from["same_training"] = False
+            final_from["sized"] = f"changed by --param {', '.join(changed)}"
         overrides = {**settings, **overrides}
         test_size = validation_size = 0.0
         # Read the file as the evaluated run read its data; columns given here still win.
@@ -234,7 +284,16 @@ def train_file(
         given = {"text_column": text_column, "label_column": label_column}
         options["min_class_size"] = 0  # unless the evaluated run merged rare categories
         options.update({k: v for k, v in evaluated.items() if not given.get(k)})
+    if replay:
+        recorded = load_options_of(read_recipe(_training_folder(replay)))
+        given = {"text_column": text_column, "label_column": label_column}
+        options.update({k: v for k, v in recorded.items() if not given.get(k)})
     data = load_tickets(data_path, **options)
+    if replayed and data.sha256 != read_recipe(_training_folder(replay))["data"].get("sha256"):
+        warn(
+            f"--replay {replay}: {Path(data_path).name} is not the file that run trained on "
+            "(SHA-256 differs): the replay trains the same way on other data"
+        )
     return train(
         data,
         out_dir,
@@ -244,32 +303,44 @@ def train_file(
         test_size=test_size,
         validation_size=validation_size,
         final_from=final_from,
+        replay=replayed,
+        started_at=started_at,
     )
 
 
 SEEN_TEXTS = "seen_texts.npy"
-EXPORT_CHECK_TICKETS = 1000
-# Time allowances of the budget plan beyond encoding (measured on the 38k real tickets, 2 cores):
-# fitting the TF-IDF + SVM heads and their calibration, and converting/quantising the exports.
-HEAD_FIT_SECONDS_PER_TICKET = 0.002
-EXPORT_SECONDS = 60.0
+# The export check scores every validation ticket up to this many (a sample beyond: 100k
+# validation tickets would cost hours of encoding for a decision 5,000 already make clearly).
+EXPORT_CHECK_TICKETS = 5000
+OPENVINO_CALIBRATION_TICKETS = 300
+# Converting and quantising the exports took 60 s on a machine that encoded a ticket in 8 ms
+# (bench/RESULTS.md); the plan scales it by this machine's measured encoding speed, within
+# EXPORT_SCALE: on a loaded machine small encodes slow down far more than the conversion does
+# (measured: encoding 30x slower, the export 1.7x, with three other jobs on 2 cores).
+EXPORT_SECONDS_AT_REFERENCE = 60.0
+REFERENCE_ENCODE_SECONDS_PER_TICKET = 0.008
+EXPORT_SCALE = (0.5, 3.0)
 # Under a time budget the head's encoding and fit may take at most this share of it; beyond,
 # the head learns from a stratified sample of the training tickets (never fewer than the floor).
 HEAD_SHARE_OF_BUDGET = 0.5
 MIN_HEAD_TICKETS = 5000
 EXPORT_ENCODES_PER_CHECK_TICKET = 3  # PyTorch reference + four backends, int8 ones faster
 HEADS_THAT_ENCODE = {"logreg", "fusion"}
+HEAD_PROBE_TICKETS = (400, 800)
 
 
 def plan_time_budget(
-    model, params: dict[str, Any], split, seed: int
+    model, params: dict[str, Any], split, seed: int, spent: float = 0.0
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Share ``time_budget`` between the fine-tune and what must follow it in the same run.
+    """Share ``time_budget`` between the fine-tune and what must follow it in the same call.
 
-    The budget bounds the whole training (fine-tune, encoding the tickets the head learns from,
-    the head, the backend export): this machine's encoding speed is measured on a few training
-    tickets, the work after the fine-tune estimated from it, and the fine-tune gets the rest
-    (at least a quarter of the budget). Returns the fine-tune's parameters and the plan.
+    The budget bounds the whole training call (loading and tokenising, the fine-tune, encoding
+    the tickets the head learns from, the head, the backend export, scoring the validation and
+    test splits): ``spent`` seconds are already gone, this machine's encoding speed and the
+    head's fitting cost are measured on a few training tickets, the work after the fine-tune is
+    estimated from them, and the fine-tune gets the rest (at least a quarter of the budget).
+    Returns the fine-tune's parameters and the plan (``fit_after_fine_tune`` re-decides the
+    head and export from the time really left once the fine-tune is over).
     """
     from workbench.embeddings import encode
 
@@ -278,23 +349,22 @@ def plan_time_budget(
         return params, None
     probe = split.train["text"].sample(min(160, len(split.train)), random_state=seed).tolist()
     encode(model, probe[:32], cache=False)  # warm-up: first calls pay one-time costs
-    timed = probe[32:] or probe
-    started = time.perf_counter()
-    # Small length-sorted batches: a few random tickets in big batches would be padded to the
-    # longest and overstate the cost of encoding thousands (measured: 2.4x with 64 in a batch).
-    encode(model, timed, batch_size=16, cache=False)
-    per_ticket = (time.perf_counter() - started) / len(timed)
+    per_ticket = _encode_seconds_per_ticket(model, probe[32:] or probe)
     encodes = len(split.validation)
-    fit_seconds = 0.0
+    fit_per_ticket = 0.0
     export_seconds = 0.0
     if params["inference"] != "torch":
         checked = min(EXPORT_CHECK_TICKETS, len(split.validation) or len(split.train))
         encodes += EXPORT_ENCODES_PER_CHECK_TICKET * checked
-        export_seconds = EXPORT_SECONDS
+        export_seconds = EXPORT_SECONDS_AT_REFERENCE * float(
+            np.clip(per_ticket / REFERENCE_ENCODE_SECONDS_PER_TICKET, *EXPORT_SCALE)
+        )
     head_cut = None
+    head_tickets = 0
     if params["head"] in HEADS_THAT_ENCODE:
+        fit_per_ticket = head_fit_seconds_per_ticket(split.train, params, seed)
         head_tickets = head_ticket_count(params, len(split.train))
-        per_head_ticket = per_ticket + HEAD_FIT_SECONDS_PER_TICKET
+        per_head_ticket = per_ticket + fit_per_ticket
         room = HEAD_SHARE_OF_BUDGET * total - per_ticket * encodes - export_seconds
         fits = max(int(room / per_head_ticket), MIN_HEAD_TICKETS)
         if not int(params["head_tickets"]) and fits < head_tickets:
@@ -302,25 +372,170 @@ def plan_time_budget(
             head_cut = {"from": head_tickets, "to": fits}
             head_tickets = fits
         encodes += head_tickets
-        fit_seconds = HEAD_FIT_SECONDS_PER_TICKET * head_tickets
-    reserved = per_ticket * encodes + fit_seconds + export_seconds
-    fine_tune = max(total - reserved, 0.25 * total)
+    scoring = len(split.test) + len(split.validation)  # metrics.json, with the chosen backend
+    reserved = per_ticket * (encodes + scoring) + fit_per_ticket * head_tickets + export_seconds
+    fine_tune = max(total - spent - reserved, 0.25 * total)
     plan = {
         "total_seconds": total,
+        "spent_before_seconds": round(spent, 1),
         "reserved_seconds": round(total - fine_tune, 1),
         "encode_seconds_per_ticket": round(per_ticket, 5),
+        "head_fit_seconds_per_ticket": round(fit_per_ticket, 6),
+        "export_seconds": round(export_seconds, 1),
         "tickets_encoded_after": encodes,
+        "scoring_tickets": scoring,
     }
     if head_cut:
         plan["head_tickets_cut"] = head_cut
-    if reserved > 0.75 * total:
+    if spent + reserved > 0.75 * total:
         warn(
-            f"time_budget={total / 60:.0f}m cannot bound this training: the work after the "
-            f"fine-tune (encoding {encodes:,} tickets at {per_ticket * 1000:.1f} ms each, the head, "
-            f"the export) takes about {reserved / 60:.0f} min here; raise time_budget or lower "
-            "validation_size / head_tickets"
+            f"time_budget={total / 60:.1f}m cannot bound this training: loading took "
+            f"{spent:.0f} s and the work after the fine-tune (encoding {encodes + scoring:,} "
+            f"tickets at {per_ticket * 1000:.1f} ms each, the head, the export) takes about "
+            f"{reserved / 60:.0f} min here; raise time_budget or lower validation_size / "
+            "head_tickets"
         )
     return {**params, "time_budget": fine_tune}, plan
+
+
+def _encode_seconds_per_ticket(model, texts: list[str]) -> float:
+    """Wall-clock seconds per ticket, encoded as the head will be (small length-sorted batches:
+    a few random tickets in big batches are padded to the longest and overstate it 2.4x)."""
+    from workbench.embeddings import encode
+
+    started = time.perf_counter()
+    encode(model, texts, batch_size=16, cache=False)
+    return (time.perf_counter() - started) / max(len(texts), 1)
+
+
+def head_fit_seconds_per_ticket(train: pd.DataFrame, params: dict[str, Any], seed: int) -> float:
+    """Seconds per training ticket to fit the head's estimator, measured here at two sizes.
+
+    The fusion head's TF-IDF + SVM (embeddings stood in by zeros: 384 dense columns cost
+    little next to the TF-IDF) or logreg's regression, fitted on stratified samples; the
+    larger sample's per-ticket cost is extrapolated by the growth seen between the two
+    (between linear and ^1.5), so a head on 27k tickets is not under-reserved.
+    """
+    from workbench.explore import sample_rows
+
+    times = []
+    sizes = [min(n, len(train)) for n in HEAD_PROBE_TICKETS]
+    for size in sizes:
+        rows = sample_rows(train, size, seed)
+        started = time.perf_counter()
+        _fit_head_estimator(rows, params, seed)
+        times.append(time.perf_counter() - started)
+    per_ticket = times[-1] / max(sizes[-1], 1)
+    if sizes[0] == sizes[1] or times[0] <= 0:
+        return per_ticket
+    growth = np.log(max(times[1], 1e-6) / times[0]) / np.log(sizes[1] / sizes[0])
+    head = head_ticket_count(params, len(train))
+    return per_ticket * (head / sizes[-1]) ** float(np.clip(growth - 1, 0.0, 0.5))
+
+
+def _fit_head_estimator(rows: pd.DataFrame, params: dict[str, Any], seed: int) -> None:
+    from workbench.training.heads import fit_fusion
+
+    y = pd.factorize(rows["label"])[0]
+    if len(np.unique(y)) < 2:
+        return
+    vectors = np.zeros((len(rows), 384), dtype=np.float32)
+    if params["head"] == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        LogisticRegression(C=float(params["head_C"]), max_iter=2000).fit(
+            np.random.default_rng(seed).normal(size=(len(rows), 384)), y
+        )
+        return
+    texts = rows["text"].tolist()
+    fit_fusion(texts, vectors, y, params, seed, (texts, vectors, y))
+
+
+def fit_after_fine_tune(
+    model,
+    params: dict[str, Any],
+    split,
+    plan: dict[str, Any],
+    deadline: float,
+    export: bool,
+) -> tuple[dict[str, Any], bool]:
+    """From the time really left before ``deadline``, how many tickets the head learns from and
+    whether the backends are exported; recorded in ``plan["after_fine_tune"]``.
+
+    The encoding speed is measured again on validation tickets (cached: the head's calibration
+    encodes them anyway), since the machine may have become busier during the fine-tune. What
+    gives way first is the export (speed only: PyTorch then serves predictions), then the
+    head's sample (never below ``MIN_HEAD_TICKETS``).
+    """
+    left = deadline - time.perf_counter()
+    probe = split.validation if len(split.validation) else split.train
+    probe = probe["text"].sample(min(64, len(probe)), random_state=0).tolist()
+    per_ticket = _encode_seconds_per_ticket(model, probe)
+    slower = per_ticket / max(plan["encode_seconds_per_ticket"], 1e-9)
+    scoring = per_ticket * plan["scoring_tickets"]
+    export_seconds = plan["export_seconds"] * float(np.clip(slower, *EXPORT_SCALE)) + per_ticket * (
+        EXPORT_ENCODES_PER_CHECK_TICKET * min(EXPORT_CHECK_TICKETS, len(split.validation))
+    )
+    head_tickets = 0
+    fit_per_ticket = plan["head_fit_seconds_per_ticket"] * slower
+    if params["head"] in HEADS_THAT_ENCODE:
+        head_tickets = head_ticket_count(params, len(split.train))
+    head_seconds = (per_ticket + fit_per_ticket) * head_tickets + per_ticket * len(split.validation)
+    if export and head_seconds + export_seconds + scoring > left:
+        export = False
+    if head_tickets and head_seconds + scoring > left:
+        room = left - scoring - per_ticket * len(split.validation)
+        fits = max(int(room / (per_ticket + fit_per_ticket)), MIN_HEAD_TICKETS)
+        if fits < head_tickets:
+            plan["head_tickets_cut"] = {"from": head_tickets, "to": fits, "after_fine_tune": True}
+            params = {**params, "head_tickets": fits}
+            head_tickets = fits
+    plan["after_fine_tune"] = {
+        "seconds_left": round(left, 1),
+        "encode_seconds_per_ticket": round(per_ticket, 5),
+        "head_tickets": head_tickets,
+        "export": export,
+    }
+    return params, export
+
+
+def replay_record(result, params: dict[str, Any], export: bool, replay: dict | None) -> dict | None:
+    """What a budgeted run did that the clock decided, so ``--replay`` can redo it exactly."""
+    budget = result.budget or {}
+    if not budget or (not replay and not budget.get("seconds")):
+        return None
+    return {
+        "replans": [list(r) for r in budget.get("replans", [])],
+        "trained_steps": int(result.steps),
+        "head_tickets": int(params.get("head_tickets", 0) or 0),
+        "export": bool(export),
+    }
+
+
+def replay_settings(folder: str | Path) -> tuple[str, dict[str, Any], int, dict[str, Any], dict]:
+    """Recipe, parameters, seed, replay plan and split of a recorded training folder (or report
+    run): ``train(..., replay=...)`` with them redoes that model with no time budget."""
+    folder = Path(folder)
+    if (folder / "training" / "recipe.json").exists():
+        folder = folder / "training"
+    if not (folder / "recipe.json").exists():
+        raise BadInputError(
+            f"--replay {folder}: no recipe.json there; name a 'workbench train' folder or a report run"
+        )
+    record = read_recipe(folder)
+    replay = record.get("replay") or {
+        "replans": [],
+        "trained_steps": record.get("steps"),
+        "head_tickets": int(record.get("params", {}).get("head_tickets", 0) or 0),
+        "export": True,
+    }
+    split = record.get("split", {})
+    sizes = {
+        "test_size": float(split.get("test_size", 0.2)),
+        "validation_size": float(split.get("validation_size", 0.1)),
+    }
+    params = {k: v for k, v in record["params"].items() if k != "time_budget"}
+    return str(record["recipe"]), params, int(record.get("seed", 42)), replay, sizes
 
 
 def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]:
@@ -328,11 +543,19 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
     tickets (validation, else training); returns the summary recorded in ``recipe.json``."""
     from workbench.backends import classifier_scorer, export_backends
 
-    # Held-out tickets with their true categories: a backend passes when macro-F1 on them is at
-    # most 0.3 points below PyTorch's (and its embeddings agree); the training split would do
-    # when there is no validation split, with labels the head has seen.
+    # Held-out tickets with their true categories, none of which calibrated OpenVINO int8 (it is
+    # calibrated on training tickets): the check is paired (agreement with PyTorch and the
+    # bootstrap interval of the macro-F1 difference, see backends.MAX_MACRO_F1_DROP). Without
+    # a validation split the training tickets are all there is, with labels the head has seen.
     pool = split.validation if len(split.validation) >= 8 else split.train
-    sample = pool.sample(min(EXPORT_CHECK_TICKETS, len(pool)), random_state=seed)
+    sample = (
+        pool
+        if len(pool) <= EXPORT_CHECK_TICKETS
+        else pool.sample(EXPORT_CHECK_TICKETS, random_state=seed)
+    )
+    calibration = split.train.sample(
+        min(OPENVINO_CALIBRATION_TICKETS, len(split.train)), random_state=seed
+    )
     labels = json.loads((out_dir / "labels.json").read_text(encoding="utf-8"))
     ids = sample["label"].map({label: i for i, label in enumerate(labels)}).tolist()
     report = export_backends(
@@ -340,6 +563,8 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
         sample["text"].tolist(),
         scorer=classifier_scorer(out_dir),
         reference_labels=ids,
+        calibration_texts=calibration["text"].tolist(),
+        seed=seed,
     )
     kept = {
         "checked",
@@ -347,6 +572,8 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
         "tickets_per_s",
         "argmax_agreement",
         "macro_f1_drop",
+        "macro_f1_drop_interval",
+        "checked_on",
         "max_cosine_error",
         "reason",
     }
@@ -409,7 +636,38 @@ def final_settings(evaluated: str | Path) -> tuple[str, dict[str, Any], int, dic
         "test_tickets": record.get("split", {}).get("test"),
     }
     params = dict(record["params"])
+    budget = record.get("time_budget") or {}
+    if budget.get("trained_epochs") is not None and budget.get("cut"):
+        # The evaluated model trained the epochs the budget left it; the refit trains the same
+        # epochs on every row (more steps, no budget), so it trains the way that was evaluated.
+        params["epochs"] = float(budget["trained_epochs"])
+        expected["sized"] = (
+            f"the same {budget['trained_epochs']:g} epochs the evaluated run trained within its "
+            f"time budget (cut from {budget['planned_epochs']:g}), without a budget"
+        )
+    else:
+        expected["sized"] = f"the same {float(params['epochs']):g} epochs as the evaluated run"
+    params["time_budget"] = 0.0
+    expected["same_training"] = True
     return str(record["recipe"]), params, int(record.get("seed", 42)), expected
+
+
+def replay_parameters(folder: str | Path) -> dict[str, Any]:
+    """Report parameters that retrain what ``folder`` recorded (notebook 02's ``replay``)."""
+    recipe, params, seed, _replay, sizes = replay_settings(folder)
+    return {
+        "recipe": recipe,
+        "seed": seed,
+        **sizes,
+        "time_budget": 0,
+        "training_params": params,
+        "replay": str(_training_folder(folder).resolve()),
+    }
+
+
+def _training_folder(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "training" if (path / "training" / "recipe.json").exists() else path
 
 
 def read_log(out_dir: str | Path) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import os
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,11 @@ from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR, labe
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+
+# The clock the time budget reads (tests replace it with a simulated one: a budget's decisions
+# must not depend on the speed of the machine that tests them).
+clock = time.perf_counter
 
 
 def seed_everything(seed: int) -> None:
@@ -141,33 +146,64 @@ def make_scheduler(optimizer, params: dict[str, Any], total_steps: int, done_ste
 
 @dataclass
 class TimeBudget:
-    """Fit the number of steps to a wall-clock budget, measured on the first steps.
+    """Keep the fine-tune inside ``seconds`` of wall clock, re-planned as training runs.
 
-    After ``probe_steps`` steps (or 5 % of the budget) the mean step time so far sets how many
-    steps fit; if fewer than planned, training is cut to that many and the schedule rebuilt.
-    The decision is taken once, so the schedule changes at most once.
+    After ``probe_steps`` steps (or 5 % of the budget), and at every step after, the speed of
+    the last ``window`` steps says how many steps still fit before the deadline; when fewer
+    than planned, the plan is cut to them (the caller refits the learning-rate schedule to the
+    new total). A machine that gets busy half-way is seen within ``window`` steps, and if the
+    deadline comes anyway the fine-tune stops there. Every change of plan is recorded
+    (``replans``: [step, new total]) so that ``ReplayedBudget`` can redo the same run on any
+    machine without a clock.
     """
 
     seconds: float
     planned_steps: int
     probe_steps: int = 20
-    decided: bool = False
-    cut_to: int | None = None
+    window: int = 20
+    # A new plan must cut at least this share of the steps left: no schedule rebuild per step.
+    min_cut_share: float = 0.01
+    replans: list[list[int]] = field(default_factory=list)
+    stopped_at_deadline: bool = False
     seconds_per_step: float | None = None
+    _times: list[float] = field(default_factory=list)
 
-    def check(self, step: int, elapsed: float) -> int | None:
-        """The new total number of steps when the budget cuts training now, else None."""
-        if self.decided or self.seconds <= 0:
+    @property
+    def decided(self) -> bool:
+        return self.seconds_per_step is not None
+
+    @property
+    def cut_to(self) -> int | None:
+        return self.replans[-1][1] if self.replans else None
+
+    def check(self, step: int, elapsed: float, total: int | None = None) -> int | None:
+        """The new total number of steps when the plan changes at ``step`` (``step`` itself =
+        stop now), else None. ``elapsed``: seconds since the fine-tune started."""
+        if self.seconds <= 0:
             return None
-        if step < min(self.probe_steps, self.planned_steps) and elapsed < 0.05 * self.seconds:
+        total = self.planned_steps if total is None else total
+        self._times.append(elapsed)
+        if elapsed >= self.seconds:
+            self.stopped_at_deadline = step < total
+            return self._replan(step, step, total)
+        if step < min(self.probe_steps, total) and elapsed < 0.05 * self.seconds:
             return None
-        self.decided = True
-        self.seconds_per_step = elapsed / max(step, 1)
-        fits = int(self.seconds / self.seconds_per_step)
-        if fits >= self.planned_steps:
+        recent = self._times[-(self.window + 1) :]
+        if len(recent) > self.window:
+            per_step = (recent[-1] - recent[0]) / self.window
+        else:
+            per_step = elapsed / max(step, 1)
+        self.seconds_per_step = per_step
+        fits = step + int((self.seconds - elapsed) / max(per_step, 1e-9))
+        if fits >= total or total - fits < max(1, self.min_cut_share * (total - step)):
             return None
-        self.cut_to = max(step, fits)
-        return self.cut_to
+        return self._replan(step, max(step, fits), total)
+
+    def _replan(self, step: int, new_total: int, total: int) -> int | None:
+        if new_total >= total:
+            return None
+        self.replans.append([int(step), int(new_total)])
+        return new_total
 
     def record(self, per_epoch: int, steps: int) -> dict[str, Any]:
         """What the budget did, for recipe.json, the model card and the report page."""
@@ -177,11 +213,28 @@ class TimeBudget:
             "planned_epochs": round(self.planned_steps / max(per_epoch, 1), 3),
             "trained_steps": steps,
             "trained_epochs": round(steps / max(per_epoch, 1), 3),
-            "cut": self.cut_to is not None,
+            "cut": steps < self.planned_steps,
+            "replans": [list(r) for r in self.replans],
+            "stopped_at_deadline": self.stopped_at_deadline,
             "seconds_per_step": None
             if self.seconds_per_step is None
             else round(self.seconds_per_step, 4),
         }
+
+
+@dataclass
+class ReplayedBudget:
+    """The plan changes of a recorded budgeted run, redone at the same steps with no clock:
+    same steps, same learning-rate schedule, same model on any machine."""
+
+    replans: list[list[int]]
+    planned_steps: int
+
+    def check(self, step: int, elapsed: float, total: int | None = None) -> int | None:
+        for at, new_total in self.replans:
+            if at == step:
+                return int(new_total)
+        return None
 
 
 @dataclass
@@ -234,17 +287,21 @@ def fit(
     progress: bool = True,
     labels: list[str] | None = None,
     descriptions: Mapping[str, str] | None = None,
+    replay: list[list[int]] | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``).
 
     ``labels`` (the sorted category names) are needed by ``loss=softmax`` only; its prototypes
     start at the ``descriptions`` of coded labels, or at class centroids where a code has none.
+    ``params["time_budget"]`` (seconds, tokenising included) bounds the fine-tune; ``replay``
+    (a budgeted run's recorded ``replans``) redoes that run's plan changes without a clock.
     """
     import torch
     from tqdm.auto import tqdm
 
     from workbench.embeddings import progress_stream
 
+    started = clock()
     seed_everything(seed)
     device = pick_device(None if params["device"] == "auto" else params["device"])
     accelerator = make_accelerator(device)
@@ -300,7 +357,10 @@ def fit(
     per_epoch = len(plan[0]) if plan else 0
     total_steps = min(sum(len(p) for p in plan), math.ceil(epochs * per_epoch))
     optimizer, scheduler = make_optimizer(model, params, total_steps, loss_module)
-    budget = TimeBudget(float(params.get("time_budget", 0) or 0), total_steps)
+    if replay is not None:
+        budget = ReplayedBudget([list(r) for r in replay], total_steps)
+    else:
+        budget = TimeBudget(float(params.get("time_budget", 0) or 0), total_steps)
     device_type = torch.device(device).type
     use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -317,7 +377,7 @@ def fit(
     rows, running, counted = [], 0.0, 0
     # Short runs log more often, so their loss curve has more than one point.
     log_every = max(1, min(int(params["log_every"]), total_steps // 20))
-    started = time.perf_counter()
+    fine_tune_started = time.perf_counter()
     model.train()
     step = 0
     bar = tqdm(
@@ -349,10 +409,11 @@ def fit(
                 running += float(loss.detach())
                 counted += 1
                 bar.update(1)
-                cut = shared_budget_check(budget, step, time.perf_counter() - started, accelerator)
+                cut = shared_budget_check(budget, step, clock() - started, accelerator, total_steps)
                 if cut is not None:
                     total_steps = cut
-                    scheduler = make_scheduler(optimizer, params, total_steps, step)
+                    if step < total_steps:  # else: stopped at the deadline
+                        scheduler = make_scheduler(optimizer, params, total_steps, step)
                     bar.total = total_steps
                     bar.refresh()
                 if step % log_every == 0 or step == total_steps:
@@ -365,7 +426,7 @@ def fit(
                             "epoch": round(epoch_index + batch_number / max(len(batches), 1), 4),
                             "loss": running / counted,
                             "learning_rate": scheduler.get_last_lr()[0],
-                            "seconds": round(time.perf_counter() - started, 2),
+                            "seconds": round(time.perf_counter() - fine_tune_started, 2),
                         }
                     )
                     bar.set_postfix(loss=f"{running / counted:.4f}")
@@ -385,12 +446,12 @@ def fit(
         prototypes = loss_module.normalized_prototypes().detach().float().cpu().numpy()
     return FitResult(
         log=log,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - fine_tune_started,
         steps=step,
         device=str(device),
         precision=precision,
         prototypes=prototypes,
-        budget=budget.record(per_epoch, step) if budget.seconds > 0 else None,
+        budget=budget_record(budget, per_epoch, step),
         processes=world,
         devices=devices,
         main_process=accelerator.is_main_process,
@@ -422,27 +483,42 @@ def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
     return batch[: len(batch) - len(batch) % world][rank::world]
 
 
-def shared_budget_check(budget: TimeBudget, step: int, elapsed: float, accelerator) -> int | None:
-    """``budget.check`` decided by rank 0 and broadcast: every rank cuts at the same step."""
-    if accelerator.num_processes == 1:
-        return budget.check(step, elapsed)
-    if budget.decided or budget.seconds <= 0:
+def budget_record(budget, per_epoch: int, steps: int) -> dict[str, Any] | None:
+    """What the budget did (None without one); a replayed run records the plan it redid."""
+    if isinstance(budget, ReplayedBudget):
+        return {"replayed": True, "replans": budget.replans, "trained_steps": steps}
+    return budget.record(per_epoch, steps) if budget.seconds > 0 else None
+
+
+def shared_budget_check(
+    budget, step: int, elapsed: float, accelerator, total: int | None = None
+) -> int | None:
+    """``budget.check`` decided by rank 0 and broadcast: every rank changes its plan (or stops)
+    at the same step to the same total, whatever its own clock says."""
+    if accelerator.num_processes == 1 or isinstance(budget, ReplayedBudget):
+        return budget.check(step, elapsed, total)
+    if budget.seconds <= 0:
         return None
     import torch
     from accelerate.utils import broadcast
 
-    cut = budget.check(step, elapsed) if accelerator.is_main_process else None
+    cut = budget.check(step, elapsed, total) if accelerator.is_main_process else None
     state = torch.tensor(
-        [float(budget.decided), -1.0 if cut is None else float(cut), budget.seconds_per_step or 0],
+        [
+            -1.0 if cut is None else float(cut),
+            budget.seconds_per_step or 0.0,
+            float(budget.stopped_at_deadline),
+        ],
         dtype=torch.float64,
         device=accelerator.device,
     )
-    decided, cut_to, per_step = broadcast(state, from_process=0).tolist()
-    budget.decided = bool(decided)
-    if budget.decided:
-        budget.seconds_per_step = per_step
-        budget.cut_to = None if cut_to < 0 else int(cut_to)
-    return budget.cut_to if budget.decided and cut_to >= 0 else None
+    cut_to, per_step, stopped = broadcast(state, from_process=0).tolist()
+    if not accelerator.is_main_process:
+        budget.seconds_per_step = per_step or None
+        budget.stopped_at_deadline = bool(stopped)
+        if cut_to >= 0:
+            budget.replans.append([int(step), int(cut_to)])
+    return None if cut_to < 0 else int(cut_to)
 
 
 def _cores() -> int:

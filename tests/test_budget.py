@@ -1,0 +1,187 @@
+"""The time budget is a bound and its runs can be replayed.
+
+The budget's decisions are tested on a simulated clock (``loop.clock``): what they decide must
+not depend on the speed of the machine that runs the test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.training import loop
+from workbench.training.loop import ReplayedBudget, TimeBudget
+from workbench.training.recipes import resolve_recipe
+
+
+def _drive(budget: TimeBudget, step_seconds) -> tuple[int, float]:
+    """Run ``budget`` the way ``fit`` does; ``step_seconds(step)`` is each step's duration.
+    Returns the steps trained and the simulated time they took."""
+    total, elapsed, step = budget.planned_steps, 0.0, 0
+    while step < total:
+        step += 1
+        elapsed += step_seconds(step)
+        new_total = budget.check(step, elapsed, total)
+        if new_total is not None:
+            total = new_total
+    return step, elapsed
+
+
+def test_budget_replans_when_the_machine_slows_down():
+    """0.2 s a step, then another process takes the core and steps cost 0.6 s from step 150:
+    the plan is cut again within a window of steps and training still ends inside the budget."""
+    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
+    steps, elapsed = _drive(budget, lambda step: 0.2 if step <= 150 else 0.6)
+    assert budget.replans[0][0] == 20 and abs(budget.replans[0][1] - 500) <= 1  # 500 fit
+    assert len(budget.replans) >= 2 and budget.replans[1][0] <= 150 + budget.window + 1
+    assert elapsed <= 100.0 + 0.6  # at most one step past the budget
+    assert steps == budget.replans[-1][1] or budget.stopped_at_deadline
+    # A once-only decision at step 20 would have trained 500 steps: 150 × 0.2 + 350 × 0.6 = 240 s.
+    assert steps < 300
+    record = budget.record(per_epoch=250, steps=steps)
+    assert record["cut"] and record["planned_epochs"] == 4.0 and record["replans"] == budget.replans
+
+
+def test_budget_stops_at_the_deadline_when_the_estimate_is_wrong():
+    """One step suddenly takes 40 s: no plan can see it coming, the deadline stops training."""
+    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
+    steps, elapsed = _drive(budget, lambda step: 40.0 if step == 400 else 0.2)
+    assert budget.stopped_at_deadline and budget.replans[-1] == [steps, steps]
+    assert steps < 500 and elapsed - 40.0 < 100.0
+
+
+def test_budget_leaves_a_run_that_fits_alone():
+    budget = TimeBudget(seconds=100.0, planned_steps=100)
+    steps, elapsed = _drive(budget, lambda step: 0.2)
+    assert steps == 100 and budget.replans == [] and not budget.record(50, steps)["cut"]
+    assert TimeBudget(0.0, 100).check(step=50, elapsed=1e6) is None  # 0 = no limit
+
+
+def test_replayed_budget_redoes_the_recorded_plan():
+    recorded = TimeBudget(seconds=100.0, planned_steps=1000)
+    steps, _ = _drive(recorded, lambda step: 0.2 if step <= 150 else 0.6)
+    replay = ReplayedBudget(recorded.replans, 1000)
+    total, step = 1000, 0
+    while step < total:
+        step += 1
+        total = replay.check(step, 1e9, total) or total  # the clock is ignored
+    assert step == steps
+
+
+def _simulated_clock(monkeypatch, seconds_per_call: float = 1.0) -> None:
+    ticks = iter(np.arange(0.0, 1e6, seconds_per_call))
+    monkeypatch.setattr(loop, "clock", lambda: float(next(ticks)))
+
+
+def test_budget_cuts_training_and_the_schedule_still_ends_at_zero(small_sample, monkeypatch):
+    """A simulated second per step and a 20 s budget: the fine-tune trains at most 20 of its 56
+    planned steps, whatever this machine's speed, and the linear schedule still decays to 0."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.models import load_model
+    from workbench.training import build_pairs, fit
+
+    data = load_tickets(small_sample)
+    train = split_tickets(data, seed=42).train
+    params = resolve_recipe(
+        "classify", {"epochs": 2, "batch_size": 8, "max_seq_length": 16, "time_budget": "20s"}
+    )
+    examples = build_pairs(train, data.labels, params, seed=42)
+    _simulated_clock(monkeypatch)
+    model = load_model(max_seq_length=16)
+    result = fit(model, examples, params, seed=42, progress=False, labels=data.labels)
+    planned = 2 * -(-len(examples) // 8)
+    assert result.budget["planned_steps"] == planned > 40
+    assert result.steps == result.budget["trained_steps"] <= 20 and result.budget["cut"]
+    assert result.log["step"].iloc[-1] == result.steps
+    assert result.log["learning_rate"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_replay_reproduces_a_budgeted_training_folder(small_sample, tmp_path, monkeypatch):
+    """A run cut by its budget records what it did; ``train(replay=...)`` (``--replay``) redoes
+    it with no clock: same steps, same predictions, same metrics; the card says how."""
+    from workbench.cli import main
+    from workbench.data import load_tickets
+    from workbench.training import train
+    from workbench.training.folder import replay_settings
+
+    data = load_tickets(small_sample)
+    overrides = {  # 112 planned steps, a simulated second each: more than any share of 60 s
+        "epochs": 4,
+        "batch_size": 8,
+        "max_seq_length": 16,
+        "time_budget": "60s",
+        "inference": "torch",
+    }
+    _simulated_clock(monkeypatch)
+    cut = train(data, tmp_path / "cut", "classify", overrides, progress=False, baselines=False)
+    monkeypatch.setattr(loop, "clock", __import__("time").perf_counter)
+    budget = cut.recipe["time_budget"]
+    assert budget["cut"] and cut.recipe["replay"]["replans"], budget
+    assert cut.recipe["replay"]["trained_steps"] == cut.recipe["steps"] < budget["planned_steps"]
+    card = (tmp_path / "cut" / "README.md").read_text(encoding="utf-8")
+    assert "cut by the time budget on this machine" in card and "--replay" in card
+
+    recipe, params, _seed, _replay, sizes = replay_settings(tmp_path / "cut")
+    assert recipe == "classify" and "time_budget" not in params and sizes["validation_size"] == 0.1
+    # The command a user runs: the data file and the recorded folder, nothing else.
+    again = tmp_path / "again"
+    command = ["train", "--data", str(small_sample), "--out", str(again)]
+    assert main([*command, "--replay", str(cut.out_dir)]) == 0
+    replayed = json.loads((again / "recipe.json").read_text())
+    assert replayed["steps"] == cut.recipe["steps"] and replayed["recipe"] == "classify"
+    assert replayed["time_budget"]["replayed"] and replayed["params"]["time_budget"] == 0
+    first = pd.read_csv(tmp_path / "cut" / "predictions.csv")
+    second = pd.read_csv(tmp_path / "again" / "predictions.csv")
+    assert (first["predicted"] == second["predicted"]).all()
+    np.testing.assert_allclose(first["score"], second["score"], atol=1e-5)
+    a, b = (json.loads((tmp_path / f / "metrics.json").read_text()) for f in ("cut", "again"))
+    assert a["headline"]["macro-F1"] == pytest.approx(b["headline"]["macro-F1"], abs=1e-9)
+
+
+def test_same_data_parameters_and_seed_give_the_same_model(small_sample, tmp_path):
+    """Without a budget nothing depends on the clock: two runs, same predictions and metrics."""
+    from workbench.data import load_tickets
+    from workbench.training import train
+
+    data = load_tickets(small_sample)
+    overrides = {"epochs": 1, "batch_size": 16, "max_seq_length": 16, "inference": "torch"}
+    runs = [
+        train(data, tmp_path / name, "fusion", overrides, progress=False, baselines=False)
+        for name in ("one", "two")
+    ]
+    first, second = (pd.read_csv(run.out_dir / "predictions.csv") for run in runs)
+    assert (first["predicted"] == second["predicted"]).all()
+    np.testing.assert_allclose(first["score"], second["score"], atol=1e-5)
+    assert runs[0].metrics["headline"]["macro-F1"] == pytest.approx(
+        runs[1].metrics["headline"]["macro-F1"], abs=1e-9
+    )
+    assert runs[0].recipe["replay"] is None  # nothing to replay without a budget
+
+
+def test_final_refit_trains_the_epochs_the_evaluated_run_trained(tmp_path):
+    """A budget-cut evaluation is refit for the epochs it really trained, with no budget; a
+    refit changed by --param does not claim the evaluated quality."""
+    from workbench.modelcard import final_sentence
+    from workbench.training.folder import final_settings
+
+    folder = tmp_path / "evaluated"
+    folder.mkdir()
+    record = {
+        "recipe": "fusion",
+        "seed": 7,
+        "params": {"epochs": 2.0, "time_budget": 1200.0},
+        "time_budget": {"cut": True, "trained_epochs": 1.34, "planned_epochs": 2.0},
+        "split": {"test": 100},
+    }
+    (folder / "recipe.json").write_text(json.dumps(record))
+    metrics = {"headline": {"accuracy": 0.9, "macro-F1": 0.88}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    recipe, params, seed, expected = final_settings(folder)
+    assert (recipe, seed) == ("fusion", 7)
+    assert params["epochs"] == pytest.approx(1.34) and params["time_budget"] == 0
+    assert expected["same_training"] and "1.34 epochs" in final_sentence(expected)
+    changed = {**expected, "same_training": False, "sized": "changed by --param epochs"}
+    assert "is not claimed" in final_sentence(changed)
