@@ -5,6 +5,7 @@ VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PY          := $(VENV)/bin/python
+LOCK        := requirements.lock
 STAMP       := $(VENV)/.installed
 REPORT_ARGS ?=
 PYTEST_ARGS ?=
@@ -15,17 +16,26 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install report test test-real lint bench sample-data clean
+.PHONY: install lock report test test-real lint bench sample-data clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every package at the version the suite last passed with (requirements.lock, written by
+# `make lock`); torch stays with TORCH_SPEC so a GPU build can replace the CPU one.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC) $(TORCH_INDEX)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
+
+# Refresh the lock from the installed environment after changing pyproject.toml's
+# dependencies: `make lock` upgrades within pyproject's ranges, then `make test` before committing.
+lock:
+	$(PY) -m pip install -q --upgrade -e '.[dev]'
+	$(PY) -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nvidia-|triton|ticket-workbench)([=<> ]|-)' > $(LOCK)
+	@echo "wrote $(LOCK): $$(wc -l < $(LOCK)) packages"
 
 report: install
 	$(VENV)/bin/workbench report --name sample $(REPORT_ARGS)
