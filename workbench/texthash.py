@@ -14,6 +14,9 @@ the model's text options (``workbench.scope.model_read_options``).
 (the value is just the file name) hold hashes of the raw text and are still counted, on the
 exact text, with a note saying so.
 
+Run comparison (``workbench.compare``) matches the tickets of two runs by the same hash,
+with case kept (the two models need not both be uncased).
+
 The embedding cache keeps its own key (SHA-1 of the exact text, ``embeddings.text_key``): it
 returns a vector for a string, and a cased model's vector does change with case and spacing.
 """
