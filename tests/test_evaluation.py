@@ -48,7 +48,8 @@ def test_macro_and_weighted_f1_differ_on_an_imbalanced_case():
     assert metrics["accuracy"] == pytest.approx(0.6)
     assert metrics["macro-F1"] == pytest.approx((5 / 7 + 1 / 2 + 0) / 3)  # 0.40476
     assert metrics["weighted-F1"] == pytest.approx((6 * 5 / 7 + 2 * 1 / 2 + 0) / 10)  # 0.52857
-    assert round(metrics["macro-F1"], 5) == 0.40476 and round(metrics["weighted-F1"], 5) == 0.52857
+    assert metrics["macro-F1"] == pytest.approx(0.40476, abs=1e-5)
+    assert metrics["weighted-F1"] == pytest.approx(0.52857, abs=1e-5)
 
 
 def test_top_k_accuracy_edge_cases():
@@ -76,7 +77,7 @@ def test_comparison_table_sign_is_recipe_minus_baseline():
     column = evaluation.RECIPE_MINUS_BASELINE
     assert column == "recipe − baseline (macro-F1 points)"
     assert np.isnan(table[column].iloc[0])
-    assert table[column].iloc[1:].round(1).tolist() == [2.5, 1.5, -1.7]
+    assert table[column].iloc[1:].tolist() == pytest.approx([2.5, 1.5, -1.7], abs=1e-9)
     caption = evaluation.comparison_caption(table)
     assert "positive = the recipe is better" in caption
     assert "zero-shot base model): -1.7 points" in caption  # the strongest baseline

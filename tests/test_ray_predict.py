@@ -9,9 +9,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
+from ties import assert_same_metrics, assert_same_predictions
 
 from workbench.cli import main
 
@@ -84,11 +84,9 @@ def test_ray_matches_local(trained_dir, small_sample, tmp_path, capsys):
     assert scored["text"].tolist() == local["text"].tolist()
     assert scored["label"].tolist() == local["label"].tolist()
     assert scored["label"].tolist()[-2:] == ["never seen", "Access"]
-    assert scored["predicted"].tolist() == local["predicted"].tolist()
-    score_columns = [c for c in local.columns if c == "score" or c.startswith("score::")]
-    np.testing.assert_allclose(
-        scored[score_columns].to_numpy(float), local[score_columns].to_numpy(float), atol=1e-5
-    )
+    # Other batches (64 rows, other padding) round differently: scores within 1e-5, the same
+    # predicted label wherever the best score clearly wins (near-ties may go either way).
+    near_tied = assert_same_predictions(local, scored.drop(columns="shard"))
 
     record = pd.read_json(out / "_prediction.json", typ="series")
     local_record = pd.read_json(local_out.with_suffix(".json"), typ="series")
@@ -97,7 +95,8 @@ def test_ray_matches_local(trained_dir, small_sample, tmp_path, capsys):
     assert record["data"]["dropped"] == local_record["data"]["dropped"] == {"empty text": 1}
     assert [s["rows_read"] for s in record["data"]["shards"]] == [cut, len(frame) - cut]
     assert record["model"] == local_record["model"] and record["backend"] == local_record["backend"]
-    assert record["metrics"] == pytest.approx(local_record["metrics"], abs=1e-9)
+    smallest = int(local["label"].value_counts().min())
+    assert_same_metrics(local_record["metrics"], record["metrics"], near_tied, smallest)
 
 
 @pytest.mark.parametrize(

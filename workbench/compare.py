@@ -6,7 +6,6 @@ changed — in the model's behaviour and in the data it sees.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,10 +92,15 @@ def _data_hash(run: RunRecord) -> str | None:
 
 
 def _ticket_keys(predictions: pd.DataFrame, key: str) -> pd.Series:
-    """One key per evaluated ticket: its row id, or the SHA-256 of its text."""
+    """One key per evaluated ticket: its row id, or the hash of its prepared text
+    (``workbench.texthash``: a re-export with other spacing is the same ticket; case is kept,
+    since the two runs' models need not both be uncased)."""
     if key == "row":
         return predictions["row"].astype(str)
-    return predictions["text"].map(lambda t: hashlib.sha256(str(t).encode("utf-8")).hexdigest())
+    from workbench.texthash import text_hashes
+
+    hashes = text_hashes(predictions["text"], lowercase=False)
+    return pd.Series([f"{h:016x}" for h in hashes], index=predictions.index, dtype=object)
 
 
 def comparability(reference: RunRecord, current: RunRecord) -> Comparability:

@@ -176,16 +176,22 @@ def group_caption(table: pd.DataFrame, by: str = "training") -> str:
 
 
 def per_class_sorted(
-    table: pd.DataFrame, train_support: pd.Series | None = None, by: str = "support"
+    table: pd.DataFrame,
+    train_support: pd.Series | None = None,
+    by: str = "support",
+    groups: pd.Series | None = None,
 ) -> pd.DataFrame:
     """The per-category table as a page shows it: a ``category`` column, training support and
     group when known, sorted by ``by`` (``support``: most test tickets first; ``F1``: worst
-    first, so the categories that need work lead)."""
+    first, so the categories that need work lead). ``groups`` gives the group column when the
+    training support is unknown (no "training tickets" column then)."""
     frame = table.copy()
     if train_support is not None:
         train_support = train_support.reindex(frame.index).fillna(0).astype(int)
         frame["training tickets"] = train_support
         frame["group"] = support_groups(train_support).reindex(frame.index)
+    elif groups is not None:
+        frame["group"] = groups.reindex(frame.index)
     frame = frame.rename_axis("category").reset_index()
     if by == "F1":
         frame = frame.sort_values(["F1", "support", "category"], ascending=[True, False, True])
@@ -515,9 +521,10 @@ class Evaluation:
     validation_tickets: int = 0
     backend: str = "torch"  # the encoder backend that produced the scores
     calibration_note: str = ""  # how confidences were calibrated, for the page
-    # Training tickets per category (head/middle/tail groups); empty: the evaluated support.
+    # The model's training tickets per category (head/middle/tail groups); empty: unknown,
+    # and the groups are cut by the evaluated support instead.
     train_support: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
-    support_source: str = "training"  # which tickets ``train_support`` counts
+    support_source: str = "training"  # which tickets ``support()`` counts
 
     def support(self) -> pd.Series:
         """Tickets per category that define the head/middle/tail groups and table order."""
@@ -533,8 +540,27 @@ class Evaluation:
         return group_caption(self.groups(), self.support_source)
 
     def per_class_table(self, by: str = "support") -> pd.DataFrame:
-        """The sorted per-category table with test and training support (``per_class_sorted``)."""
-        return per_class_sorted(self.per_class, self.support(), by=by)
+        """The sorted per-category table with test and training support (``per_class_sorted``);
+        without a "training tickets" column when the model's training counts are unknown."""
+        if len(self.train_support):
+            return per_class_sorted(self.per_class, self.support(), by=by)
+        return per_class_sorted(self.per_class, by=by, groups=support_groups(self.support()))
+
+    def per_class_caption(self) -> str:
+        """What the per-category table's columns hold, for its caption."""
+        order = "sorted by evaluated support, most tickets first"
+        if len(self.train_support):
+            return (
+                "Precision, recall, F1 and support (evaluated tickets) per category, "
+                f"{order}; the model's training tickets and head/middle/tail group beside them. "
+                "Click a column to re-sort when the table is long."
+            )
+        return (
+            "Precision, recall, F1 and support (evaluated tickets) per category, "
+            f"{order}; the model folder does not record its training tickets per category, so "
+            "the head/middle/tail groups are cut by evaluated support. "
+            "Click a column to re-sort when the table is long."
+        )
 
     def metrics(self) -> dict[str, Any]:
         """The metrics.json schema read by the run index, history and comparison code."""
@@ -593,6 +619,7 @@ def evaluate(
 
     classifier = load_classifier(training_dir, inference=inference)
     labels = classifier.labels
+    train_support = model_training_support(classifier.recipe, labels, train)
     texts = test["text"].tolist()
     scores = classifier.scores(texts)
     probabilities = classifier.probabilities(texts)
@@ -628,8 +655,20 @@ def evaluate(
         validation_tickets=0 if validation_headline is None else len(validation),
         backend=backend_of(classifier.model),
         calibration_note=classifier.calibration_note(),
-        train_support=train["label"].value_counts().reindex(labels).fillna(0).astype(int)
-        if len(train)
-        else pd.Series(dtype=int),
-        support_source="training" if len(train) else "evaluated",
+        train_support=train_support,
+        support_source="training" if len(train_support) else "evaluated",
     )
+
+
+def model_training_support(
+    recipe: dict[str, Any], labels: list[str], train: pd.DataFrame
+) -> pd.Series:
+    """Training tickets per category of the evaluated model: what its folder recorded at
+    training time (``recipe.json`` split ``train_per_category``), else the training split of
+    this run's data; empty when unknown (a monitoring run of an older folder)."""
+    recorded = (recipe.get("split") or {}).get("train_per_category")
+    if recorded:
+        return pd.Series(recorded, dtype=int).reindex(labels).fillna(0).astype(int)
+    if len(train):
+        return train["label"].value_counts().reindex(labels).fillna(0).astype(int)
+    return pd.Series(dtype=int)

@@ -7,7 +7,7 @@ A head (the dict ``fit_head`` builds) is written as two plain files:
   names that skops does not trust by default is checked against :data:`TRUSTED_EXTRA_TYPES`, and
   a file naming any other type is refused in one line, never loaded.
 * ``head_vectorizer.json`` — the fusion head's TF-IDF (parameters, vocabulary in column order,
-  idf). Kept out of skops because skops writes a 350k-term vocabulary as one JSON node per term:
+  idf); its parameters are allow-listed (:mod:`workbench.folder_checks`) before it is built. Kept out of skops because skops writes a 350k-term vocabulary as one JSON node per term:
   256 MB and 40 s to write, 17 s to read, against 8 MB and under a second here.
 
 A legacy ``head.joblib`` (a pickle) is refused in one line and never opened.
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import BadInputError
+from workbench.folder_checks import check_vectorizer_spec
 
 HEAD_FILE = "head.skops"
 VECTORIZER_FILE = "head_vectorizer.json"
@@ -169,8 +170,12 @@ def _vectorizer_spec(vectorizer: Any) -> dict[str, Any]:
 def _load_vectorizer(path: Path) -> Any:
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"{path}: unreadable TF-IDF vectorizer ({_one_line(error)})") from error
+    check_vectorizer_spec(spec, path)  # before anything is built from it
+    try:
         return _build_vectorizer(spec)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise BadInputError(f"{path}: unreadable TF-IDF vectorizer ({_one_line(error)})") from error
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.errors import BadInputError
+from workbench.folder_checks import check_modules_json
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -69,6 +70,8 @@ def load_model(
                 f"model not found: {resolved} is not a sentence-transformers folder (no modules.json); "
                 "pass the model/ folder written by 'workbench train' or a model id"
             )
+        # The classes modules.json names are imported by sentence-transformers: allow-listed first.
+        check_modules_json(local)
     elif resolved.startswith((".", "/", "~")) or resolved.count("/") > 1:
         raise BadInputError(f"model not found: {resolved} does not exist; check the --model path")
     chosen = backends.validate(backend)

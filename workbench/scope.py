@@ -56,8 +56,9 @@ class Scope:
         return frame.iloc[sample_points(frame, max_points, seed)].reset_index(drop=True), note
 
     def seen_by_model(self) -> int | None:
-        """Evaluated tickets whose exact text the model was trained on (None: not recorded)."""
-        from workbench.training.folder import count_seen
+        """Evaluated tickets whose text, as the model sees it (``workbench.texthash``), the model
+        was trained on (None: not recorded)."""
+        from workbench.texthash import count_seen
 
         return count_seen(self.training_dir, self.evaluated["text"])
 
@@ -67,11 +68,19 @@ class Scope:
         total = len(self.evaluated)
         if seen is None:
             return "The model folder does not record its training texts: overlap with these tickets is unknown."
+        from workbench.texthash import seen_texts_kind
+
+        exact = (
+            " (counted on the exact text: this model folder predates counting re-exported "
+            "tickets with other spacing or case; retrain it to count those too)"
+            if seen_texts_kind(self.training_dir) == "exact"
+            else ""
+        )
         if seen == 0:
-            return f"None of the {total} evaluated tickets was in the model's training data."
+            return f"None of the {total} evaluated tickets was in the model's training data{exact}."
         return (
             f"Warning: {seen} of the {total} evaluated tickets ({seen / max(total, 1):.1%}) were in "
-            "the model's training data, so the metrics overstate its quality on new tickets."
+            f"the model's training data{exact}, so the metrics overstate its quality on new tickets."
         )
 
 
@@ -91,6 +100,23 @@ def check_model_dir(model_dir: str | Path) -> Path:
             "use a folder written by 'workbench train' or a report run's training/"
         )
     return folder.resolve()
+
+
+def model_read_options(model_dir: str | Path) -> dict[str, str]:
+    """The text and label columns a given model's training data was read with (its
+    ``recipe.json``), as report parameters: a report that evaluates the model reads the file as
+    ``predict`` does, so texts are joined as the model saw them and leakage is counted right."""
+    from workbench.labels import load_options_of
+    from workbench.training import read_recipe
+
+    options = load_options_of(read_recipe(check_model_dir(model_dir)))
+    read: dict[str, str] = {}
+    if options.get("text_column"):
+        columns = options["text_column"]
+        read["text_column"] = columns if isinstance(columns, str) else ",".join(columns)
+    if options.get("label_column"):
+        read["label_column"] = str(options["label_column"])
+    return read
 
 
 def model_labels(training_dir: Path) -> list[str]:

@@ -77,9 +77,17 @@ def build_parameters(
         **PROFILES[profile],
         "profile": profile,
     }
-    if config_file:
-        params.update(read_config(config_file))
-    params.update(overrides or {})
+    given = dict(read_config(config_file)) if config_file else {}
+    given.update(overrides or {})
+    params.update(given)
+    if params["model_dir"]:
+        # A given model reads the file as its training data was read (text columns joined the
+        # same way, its label column), as `predict` does, unless the run names them itself.
+        from workbench.scope import model_read_options
+
+        for key, value in model_read_options(str(params["model_dir"])).items():
+            if key not in given:
+                params[key] = value
     if params.get("replay"):
         from workbench.training.folder import replay_parameters
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -22,6 +21,7 @@ from workbench.heads_io import save_head
 from workbench.labels import load_options_of, minimum_class_size
 from workbench.models import load_model
 from workbench.paths import PROJECT_DIR
+from workbench.texthash import seen_texts_record, write_seen_texts
 from workbench.training.heads import check_head_fits, fit_head, head_ticket_count
 from workbench.training.loop import fit, seed_everything
 from workbench.training.pairs import build_pairs
@@ -148,6 +148,10 @@ def train(
             "test_size": test_size,
             "validation_size": validation_size,
             **{part: len(frame) for part, frame in split.parts().items()},
+            # the model's own training counts: monitoring pages cut head/middle/tail by them
+            "train_per_category": {
+                str(k): int(v) for k, v in split.train["label"].value_counts().items()
+            },
         },
         "examples": {
             "count": len(examples),
@@ -163,7 +167,7 @@ def train(
         "threads": _threads(),
         "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
-        "seen_texts": SEEN_TEXTS,
+        "seen_texts": seen_texts_record(out_dir / "model"),
         "packages": runinfo.package_versions(),
         "environment": runinfo.environment(),
         "git_commit": runinfo.git_commit(PROJECT_DIR),
@@ -182,7 +186,8 @@ def train(
     write_json(out_dir / "recipe.json", record)
     # Hashes of every text the model or its head learned from: a later evaluation on other data
     # can count how many of its tickets the model has already seen (leakage).
-    write_seen_texts(out_dir, pd.concat([split.train["text"], split.validation["text"]]))
+    learned = pd.concat([split.train["text"], split.validation["text"]])
+    write_seen_texts(out_dir, learned, record["seen_texts"])
 
     metrics: dict[str, Any] = {"recipe": name, "training_seconds": record["training_seconds"]}
     if len(split.test):
@@ -308,7 +313,6 @@ def train_file(
     )
 
 
-SEEN_TEXTS = "seen_texts.npy"
 # The export check scores every validation ticket up to this many (a sample beyond: 100k
 # validation tickets would cost hours of encoding for a decision 5,000 already make clearly).
 EXPORT_CHECK_TICKETS = 5000
@@ -581,29 +585,6 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
         name: {k: v for k, v in entry.items() if k in kept}
         for name, entry in report["backends"].items()
     }
-
-
-def text_hashes(texts) -> np.ndarray:
-    """64-bit prefixes of each text's SHA-1 (collisions are negligible at millions of tickets)."""
-    return np.array(
-        [int(hashlib.sha1(str(t).encode("utf-8")).hexdigest()[:16], 16) for t in texts],
-        dtype=np.uint64,
-    )
-
-
-def write_seen_texts(out_dir: Path, texts) -> Path:
-    path = Path(out_dir) / SEEN_TEXTS
-    np.save(path, np.unique(text_hashes(texts)))
-    return path
-
-
-def count_seen(training_dir: str | Path, texts) -> int | None:
-    """How many of ``texts`` the model in ``training_dir`` was trained on (None: not recorded)."""
-    path = Path(training_dir) / SEEN_TEXTS
-    if not path.exists():
-        return None
-    seen = np.load(path, allow_pickle=False)
-    return int(np.isin(text_hashes(texts), seen).sum())
 
 
 def final_settings(evaluated: str | Path) -> tuple[str, dict[str, Any], int, dict[str, Any]]:
