@@ -51,8 +51,13 @@ def train(
     progress: bool = True,
     final_from: dict[str, Any] | None = None,
     baselines: bool = True,
+    fit_callback=None,
+    fit_callback_every: int = 0,
 ) -> TrainingResult:
     """Fine-tune on the training split and write the whole training folder.
+
+    ``fit_callback(model, split, step, epoch)``: called during the fine-tune (see ``fit``'s
+    ``callback``; ``workbench.search`` feeds its pruner from there).
 
     ``baselines=False`` leaves the cheap baselines out of ``metrics.json`` (the report's
     evaluation computes them on the same split anyway).
@@ -93,6 +98,10 @@ def train(
         progress=progress,
         labels=labels,
         descriptions=descriptions,
+        callback=None
+        if fit_callback is None
+        else (lambda step, epoch: fit_callback(model, split, step, epoch)),
+        callback_every=fit_callback_every,
     )
     if not result.main_process:
         # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits

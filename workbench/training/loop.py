@@ -20,7 +20,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -234,11 +234,18 @@ def fit(
     progress: bool = True,
     labels: list[str] | None = None,
     descriptions: Mapping[str, str] | None = None,
+    callback: Callable[[int, float], None] | None = None,
+    callback_every: int = 0,
 ) -> FitResult:
     """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``).
 
     ``labels`` (the sorted category names) are needed by ``loss=softmax`` only; its prototypes
     start at the ``descriptions`` of coded labels, or at class centroids where a code has none.
+
+    ``callback(step, epoch)`` is called every ``callback_every`` steps (0: at the end of each
+    epoch) and at the last step, with the model in eval mode (a search's pruner measures
+    validation there; an exception it raises, e.g. ``optuna.TrialPruned``, ends the fit). One
+    process only; its cost is whatever the callback does.
     """
     import torch
     from tqdm.auto import tqdm
@@ -370,6 +377,16 @@ def fit(
                     )
                     bar.set_postfix(loss=f"{running / counted:.4f}")
                     running, counted = 0.0, 0
+                if callback is not None and world == 1:
+                    due = (
+                        step % callback_every == 0
+                        if callback_every
+                        else batch_number == len(batches)
+                    )
+                    if due or step == total_steps:
+                        model.eval()
+                        callback(step, round(epoch_index + batch_number / max(len(batches), 1), 4))
+                        model.train()
     finally:
         bar.close()
         model.eval()
