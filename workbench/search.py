@@ -496,6 +496,7 @@ class Objective:
             series=self.name,
             extra_tags={"workbench.trial": str(trial.number), "workbench.trial_state": status},
             models=False,  # a trial's model stays in its folder; retrain the winner to log it
+            run_name=run_dir.name,
         )
         if info:
             record["mlflow"] = info
@@ -517,7 +518,8 @@ def trial_rows(study) -> list[dict[str, Any]]:
                 "number": trial.number,
                 "state": trial.state.name.lower(),
                 "params": trial.params,
-                "value": trial.value,
+                # A pruned trial's value is its last pruner report, not the objective: not shown.
+                "value": trial.value if trial.state.name == "COMPLETE" else None,
                 "run": trial.user_attrs.get("run"),
                 "seconds": trial.duration.total_seconds() if trial.duration else None,
                 "pruning_seconds": trial.user_attrs.get("pruning_seconds"),

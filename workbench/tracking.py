@@ -379,6 +379,7 @@ def track_training(
     extra_tags: dict[str, str] | None = None,
     extra_metrics: dict[str, float] | None = None,
     models: bool = True,
+    run_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Log a ``workbench train`` folder as one MLflow run; its id goes into ``recipe.json``
     (``mlflow``). Returns that record, or None when nothing could be logged."""
@@ -403,7 +404,9 @@ def track_training(
             kind,
         )
         tags["workbench.recipe"] = str(record.get("recipe"))
-        client, run = _start(uri, out_dir.name, out_dir, parent, {**tags, **(extra_tags or {})})
+        client, run = _start(
+            uri, run_name or out_dir.name, out_dir, parent, {**tags, **(extra_tags or {})}
+        )
         if run is None:
             return None
         run_id = run.info.run_id
