@@ -1,4 +1,4 @@
-"""Command line: ``workbench report | train | predict | compare``.
+"""Command line: ``workbench report | train | predict | compare | search``.
 
 Every expected failure prints one line (``workbench: error: …``) and exits with the code of
 its class (see README, "Exit codes"); tracebacks are for bugs only.
@@ -265,6 +265,8 @@ def _report(args: argparse.Namespace) -> int:
                 raise _bad(f"--notebooks: '{wanted}' matches {len(matches)} of: {', '.join(known)}")
             notebooks.append(matches[0])
     uri = _tracking_uri(args, reports_dir)
+    if args.search and args.sweep:
+        raise _bad("--search and --sweep: give one (an Optuna search or a grid)")
     if args.search:
         from workbench.search import run_search
 
