@@ -1,4 +1,4 @@
-"""Command line: ``workbench report | train | predict | compare``.
+"""Command line: ``workbench report | train | predict | compare | search``.
 
 Every expected failure prints one line (``workbench: error: …``) and exits with the code of
 its class (see README, "Exit codes"); tracebacks are for bugs only.
@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep", default=None, help="YAML grid of parameters: one run per combination"
     )
     report.add_argument("--quiet", action="store_true", help="no progress output")
+    report.add_argument(
+        "--search",
+        default=None,
+        metavar="SEARCH.yml",
+        help="Optuna search (see 'workbench search')",
+    )
+    _track_argument(report)
 
     train = commands.add_parser("train", help="fine-tune a classifier into a training folder")
     _data_arguments(train, required=True)
@@ -142,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "parameters, seed, split, the steps and schedule its time budget chose, its head sample; "
         "no time budget, so the same model on any machine",
     )
+
+    _track_argument(train)
+
+    from workbench.search import add_search_command
+
+    add_search_command(commands, _data_arguments, _track_argument)
 
     predict = commands.add_parser("predict", help="classify tickets with a trained folder")
     _data_arguments(predict, required=True)
@@ -201,6 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _track_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--track",
+        choices=["mlflow", "off"],
+        default=None,
+        help="log to MLflow (default: on when MLFLOW_TRACKING_URI is set; without it, mlflow "
+        "uses a local store under reports/)",
+    )
+
+
+def _tracking_uri(args: argparse.Namespace, reports_dir: Path | None = None) -> str | None:
+    from workbench.paths import PROJECT_DIR
+    from workbench.tracking import tracking_uri
+
+    return tracking_uri(getattr(args, "track", None), reports_dir or PROJECT_DIR / "reports")
+
+
 def _compare(args: argparse.Namespace) -> int:
     from workbench.compare import compare_command
     from workbench.paths import PROJECT_DIR
@@ -242,17 +272,29 @@ def _report(args: argparse.Namespace) -> int:
             if len(matches) != 1:
                 raise _bad(f"--notebooks: '{wanted}' matches {len(matches)} of: {', '.join(known)}")
             notebooks.append(matches[0])
+    uri = _tracking_uri(args, reports_dir)
+    if args.search and args.sweep:
+        raise _bad("--search and --sweep: give one (an Optuna search or a grid)")
+    if args.search:
+        from workbench.search import run_search
+
+        print(run_search(args.search, params, reports_dir, args.name, uri, not args.quiet).page)
+        return 0
     if args.sweep:
         from workbench.sweep import run_sweep
 
         page = run_sweep(
-            args.sweep, params, reports_dir, args.name, notebooks, progress=not args.quiet
+            args.sweep, params, reports_dir, args.name, notebooks, not args.quiet, tracking=uri
         )
         print(page)
         return 0
     result = run_report(
         params, reports_dir, args.name, notebooks, keep=args.keep, progress=not args.quiet
     )
+    if uri:
+        from workbench.tracking import track_report
+
+        track_report(result.run_dir, uri)
     print(result.index)
     return 0
 
@@ -288,6 +330,15 @@ def _train(args: argparse.Namespace) -> int:
         f"trained recipe '{result.recipe['recipe']}' in {result.recipe['training_seconds']:.1f} s; "
         f"{summary}"
     )
+    uri = _tracking_uri(args)
+    if uri:
+        from workbench.tracking import track_training
+
+        tracked = track_training(result.out_dir, uri)
+        if tracked:
+            print(
+                f"MLflow run {tracked['run_id']} ({tracked.get('url') or tracked['tracking_uri']})"
+            )
     print(result.out_dir)
     return 0
 
@@ -541,6 +592,12 @@ def prediction_record(classifier, data, requested: str | None) -> dict:
     }
 
 
+def _search(args: argparse.Namespace) -> int:
+    from workbench.search import search_command
+
+    return search_command(args, _text_column(args), _data_options(args), _tracking_uri)
+
+
 def _bad(message: str) -> WorkbenchError:
     from workbench.errors import BadInputError
 
@@ -552,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {"report": _report, "train": _train, "predict": _predict, "compare": _compare}
+    handlers["search"] = _search
     try:
         return handlers[args.command](args)
     except WorkbenchError as error:

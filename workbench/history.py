@@ -209,6 +209,8 @@ def history_rows(runs: list[dict]) -> list[dict]:
                 "test": test,
                 "validation": validation,
                 "changes": [],
+                "mlflow_run_id": (summary.get("mlflow") or {}).get("run_id"),
+                "mlflow_url": (summary.get("mlflow") or {}).get("url"),
             }
         )
     oldest = datetime.min.replace(tzinfo=UTC)
@@ -468,7 +470,14 @@ def write_history_index(reports_dir: str | Path) -> Path:
         latest_href=f"{quote(latest)}/index.html" if latest else None,
         sweeps=[
             {"name": name, "href": quote(name)}
-            for name in sorted((p.name for p in reports_dir.glob("sweep-*.html")), reverse=True)
+            for name in sorted(
+                (
+                    p.name
+                    for pattern in ("sweep-*.html", "search-*.html")
+                    for p in reports_dir.glob(pattern)
+                ),
+                reverse=True,
+            )
         ],
         updated=runinfo.now_iso(),
         trend=figure_html(trend) if trend else None,

@@ -63,8 +63,11 @@ def run_sweep(
     name: str = "sweep",
     notebooks: list[str] | None = None,
     progress: bool = True,
+    tracking: str | None = None,
 ) -> Path:
-    """Run every combination and write ``reports/sweep-<time>-<name>.html``; returns its path."""
+    """Run every combination and write ``reports/sweep-<time>-<name>.html``; returns its path.
+
+    ``tracking``: an MLflow tracking URI; each run is logged there (``workbench.tracking``)."""
     grid = read_grid(sweep_file)
     name = safe_name(name, "sweep")
     varying_data = [k for k in grid if k in DATA_PARAMETERS]
@@ -94,6 +97,10 @@ def run_sweep(
             )
             run_dir, status = result.run_dir, result.status
             seconds = sum(n.seconds for n in result.notebooks)
+            if tracking:
+                from workbench.tracking import track_report
+
+                track_report(run_dir, tracking, kind="sweep", extra_tags={"workbench.sweep": name})
         except NotebookFailedError as error:
             failed = sorted(Path(reports_dir).glob(f"*-{name}-{position}-*"))
             run_dir, status, seconds = (failed[-1] if failed else None), "failed", 0.0

@@ -55,6 +55,8 @@ def train(
     baselines: bool = True,
     replay: dict[str, Any] | str | Path | None = None,
     started_at: float | None = None,
+    fit_callback=None,
+    fit_callback_every: int = 0,
 ) -> TrainingResult:
     """Fine-tune on the training split and write the whole training folder.
 
@@ -62,6 +64,9 @@ def train(
     default: now), see ``plan_time_budget`` and ``fit_after_fine_tune``. ``replay`` (a budgeted
     run's ``recipe.json["replay"]``, see ``replay_settings``) redoes what that run did — the
     same steps and schedule, the same head sample, the same export decision — with no clock.
+
+    ``fit_callback(model, split, step, epoch)``: called during the fine-tune (see ``fit``'s
+    ``callback``; ``workbench.search`` feeds its pruner from there).
 
     ``baselines=False`` leaves the cheap baselines out of ``metrics.json`` (the report's
     evaluation computes them on the same split anyway).
@@ -110,6 +115,10 @@ def train(
         labels=labels,
         descriptions=descriptions,
         replay=replay["replans"] if replay else None,
+        callback=None
+        if fit_callback is None
+        else (lambda step, epoch: fit_callback(model, split, step, epoch)),
+        callback_every=fit_callback_every,
     )
     if not result.main_process:
         # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits

@@ -20,7 +20,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -288,6 +288,8 @@ def fit(
     labels: list[str] | None = None,
     descriptions: Mapping[str, str] | None = None,
     replay: list[list[int]] | None = None,
+    callback: Callable[[int, float], None] | None = None,
+    callback_every: int = 0,
 ) -> FitResult:
     """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``).
 
@@ -295,6 +297,11 @@ def fit(
     start at the ``descriptions`` of coded labels, or at class centroids where a code has none.
     ``params["time_budget"]`` (seconds, tokenising included) bounds the fine-tune; ``replay``
     (a budgeted run's recorded ``replans``) redoes that run's plan changes without a clock.
+
+    ``callback(step, epoch)`` is called every ``callback_every`` steps (0: at the end of each
+    epoch) and at the last step, with the model in eval mode (a search's pruner measures
+    validation there; an exception it raises, e.g. ``optuna.TrialPruned``, ends the fit). One
+    process only; its cost is whatever the callback does.
     """
     import torch
     from tqdm.auto import tqdm
@@ -431,6 +438,16 @@ def fit(
                     )
                     bar.set_postfix(loss=f"{running / counted:.4f}")
                     running, counted = 0.0, 0
+                if callback is not None and world == 1:
+                    due = (
+                        step % callback_every == 0
+                        if callback_every
+                        else batch_number == len(batches)
+                    )
+                    if due or step == total_steps:
+                        model.eval()
+                        callback(step, round(epoch_index + batch_number / max(len(batches), 1), 4))
+                        model.train()
     finally:
         bar.close()
         model.eval()
