@@ -149,14 +149,28 @@ def model_card(
         final = record["final"]
         test = final["test"]
         lines.append(
-            f"Final refit on every labelled row (no test split). Its expected quality is the one "
+            f"Final refit on every labelled row{_kept_out(record)} (no test split). Its expected "
+            "quality is the one "
             f"measured by the evaluation `{final['evaluated_by']}` with the same recipe, parameters and "
             f"seed on {final.get('test_tickets') or '?'} held-out test tickets: accuracy "
             f"{test['accuracy']:.4f}, macro-F1 {test['macro-F1']:.4f}."
         )
     else:
         lines.append("(no test split: test_size=0)")
+    from workbench.routing import card_lines
+
+    lines += card_lines(metrics.get("routing"))
     return "\n".join(lines) + "\n"
+
+
+def _kept_out(record: dict[str, Any]) -> str:
+    """The validation tickets a final refit keeps out to certify routing (see routing.py)."""
+    kept = record.get("split", {}).get("validation") or 0
+    return (
+        f" except {kept} validation tickets kept out to calibrate and certify routing"
+        if kept
+        else ""
+    )
 
 
 def processes_sentence(record: dict[str, Any]) -> str:
