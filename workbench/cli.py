@@ -515,6 +515,10 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
     )
     record = prediction_record(classifier, run["data"], args.inference)
+    from workbench.routing import read_routing, used_note
+
+    stored = read_routing(classifier.path)
+    record["routing"] = used_note(stored, "stored" if stored else "none")
     record["engine"] = {
         "name": "ray",
         **{

@@ -10,11 +10,14 @@ distribution is ≤ ``target_error``.
 How, exactly:
 
 * Hypotheses ``H_t: error(routed at t) > target_error`` for every threshold ``t`` of ``GRID``,
-  a grid fixed before any data is seen, tested from the strictest threshold down (fixed-sequence
-  testing, MAPIE's ``control_fwer``: no multiplicity penalty because the order is fixed a
-  priori). Each p-value is the exact binomial one, ``P(Binomial(n_t, target) ≤ k_t)`` with
-  ``n_t`` routed calibration tickets and ``k_t`` errors among them (conditionally on ``n_t`` the
-  errors are binomial). The certified threshold is the lowest one rejected; none rejected means
+  a grid fixed before any data is seen, tested one after the other at level delta until one is
+  not rejected (fixed-sequence testing, MAPIE's ``control_fwer``: no multiplicity penalty
+  because the order does not depend on the calibration tickets). The order is learned on the
+  temperature part (split fixed-sequence testing): strongest evidence first, so a threshold that
+  routes almost nothing (0.99 for a model rarely that confident) cannot stop the sequence at
+  once. Each p-value is the exact binomial one, ``P(Binomial(n_t, target) ≤ k_t)`` with ``n_t``
+  routed calibration tickets and ``k_t`` errors among them (conditionally on ``n_t`` the errors
+  are binomial). The certified threshold is the lowest one rejected; none rejected means
   **nothing is routed automatically** (never a silent 0 %).
 * The calibration tickets must be tickets nothing else was fitted on. The head's temperature
   (and the cosine classifiers' temperature) is fitted on validation, and temperature scaling
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +55,10 @@ SET_COVERAGE = 0.90
 # on; the rest calibrates routing. One scalar needs few tickets, the binomial bound many.
 TEMPERATURE_SHARE = 0.3
 # Thresholds on the top-class probability, strictest first, fixed a priori (never from data).
-# The fixed sequence starts at 0.99: certifying it needs ≥ 45 routed calibration tickets there
-# without an error at target 5 % (0.95^45 ≤ 0.1), so a model that is never that confident
-# certifies nothing (stated on the page), rather than spending delta on a data-chosen start.
 GRID = np.round(np.arange(99, -1, -1) / 100.0, 2)
 METHOD = (
-    "Learn-then-Test, fixed-sequence testing over thresholds 0.99, 0.98, …, 0.00 "
-    "(MAPIE control_fwer), exact binomial p-values"
+    "Learn-then-Test, split fixed-sequence testing over the thresholds 0.99, 0.98, …, 0.00 "
+    "(order learned on the temperature part; MAPIE control_fwer), exact binomial p-values"
 )
 # Monitoring: a week is flagged when its routed error is above the target with this one-sided
 # binomial significance (beyond its sampling error).
@@ -116,30 +117,55 @@ def risk_coverage(confidence: np.ndarray, correct: np.ndarray, grid=GRID) -> pd.
     return pd.DataFrame(rows)
 
 
+def binomial_p_values(table: pd.DataFrame, target_error: float) -> np.ndarray:
+    """Per threshold: ``P(Binomial(n, target) ≤ k)``, ``n`` routed and ``k`` wrong (1 if n = 0).
+
+    MAPIE's compute_hoeffding_bentkus_p_value(binary=True) computes the same binomial tail but
+    from the empirical risk, recounting the errors as ceil(n·(k/n)), which rounds up to k + 1
+    for about 1 in 100 (n, k) pairs in floating point: conservative but not the exact bound, so
+    the counts are used directly (scipy); MAPIE runs the multiple-testing procedure.
+    """
+    from scipy.stats import binom
+
+    n, k = table["routed"].to_numpy(), table["errors"].to_numpy()
+    return np.where(n > 0, binom.cdf(k, np.maximum(n, 1), target_error), 1.0)
+
+
+def testing_order(
+    confidence: np.ndarray, correct: np.ndarray, target_error: float, grid=GRID
+) -> np.ndarray:
+    """Grid positions in the order the fixed sequence tests them, learned on *other* tickets
+    (split fixed-sequence testing): strongest evidence first, ties the stricter threshold first.
+    Thresholds that route none of these tickets go last, so the sequence does not stop at once
+    on a model that is never 99 % confident."""
+    p_values = binomial_p_values(risk_coverage(confidence, correct, grid), target_error)
+    return np.lexsort((np.arange(len(p_values)), p_values))
+
+
 def certify(
     confidence: np.ndarray,
     correct: np.ndarray,
     target_error: float = TARGET_ERROR,
     delta: float = DELTA,
     grid=GRID,
+    order: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The lowest threshold of ``grid`` whose routed error is certified ≤ ``target_error``.
 
-    Returns the threshold (None: nothing certified), its calibration counts, the exact binomial
-    (1 − delta) upper bound on its error, and the p-value of every threshold tested.
+    ``order``: the grid positions in testing order, from tickets independent of these
+    (``testing_order``); None tests the strictest threshold first. Returns the threshold (None:
+    nothing certified), its calibration counts, the exact binomial (1 − delta) upper bound on
+    its error, and the p-value of every threshold tested.
     """
     from mapie.risk_control import control_fwer
-    from scipy.stats import beta, binom
+    from scipy.stats import beta
 
     check_levels(target_error, delta)
     table = risk_coverage(confidence, correct, grid)
-    # Exact binomial p-values. MAPIE's compute_hoeffding_bentkus_p_value(binary=True) computes
-    # the same binomial tail but from the empirical risk, recounting the errors as ceil(n·k/n),
-    # which rounds up to k + 1 for about 1 in 100 (n, k) pairs in floating point: conservative
-    # but not the exact bound, so the counts are used directly. MAPIE runs the FWER procedure.
     n, k = table["routed"].to_numpy(), table["errors"].to_numpy()
-    p_values = np.where(n > 0, binom.cdf(k, np.maximum(n, 1), target_error), 1.0)
-    rejected = control_fwer(p_values, delta, fwer_method="fixed_sequence")
+    p_values = binomial_p_values(table, target_error)
+    order = np.arange(len(grid)) if order is None else np.asarray(order, dtype=int)
+    rejected = order[control_fwer(p_values[order], delta, fwer_method="fixed_sequence")]
     record: dict[str, Any] = {
         "threshold": None,
         "target_error": float(target_error),
@@ -153,7 +179,7 @@ def certify(
         ],
     }
     if len(rejected):
-        best = int(np.max(rejected))  # grid is descending: the last rejected routes the most
+        best = int(np.max(rejected))  # grid is descending: the lowest certified routes the most
         routed, errors = int(n[best]), int(k[best])
         record.update(
             threshold=float(table["threshold"][best]),
@@ -211,7 +237,10 @@ def conformal_classifier(probabilities: np.ndarray, y: np.ndarray, coverage: flo
         prefit=True,
         random_state=0,  # the aps score is randomised: the same tickets give the same quantile
     )
-    return conformal.conformalize(probabilities, np.asarray(y, dtype=int))
+    with warnings.catch_warnings():
+        # Calibration tickets need not hold every category: the sets are still valid marginally.
+        warnings.filterwarnings("ignore", message=".*less labels than your training dataset")
+        return conformal.conformalize(probabilities, np.asarray(y, dtype=int))
 
 
 def conformal_quantile(
@@ -248,8 +277,13 @@ def calibrate(
     delta: float = DELTA,
     coverage: float = SET_COVERAGE,
     source: str = "validation (routing part)",
+    ordering: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The whole ``routing.json`` record from calibration tickets' probabilities and true ids."""
+    """The whole ``routing.json`` record from calibration tickets' probabilities and true ids.
+
+    ``ordering``: (probabilities, true ids) of other held-out tickets (the temperature part)
+    that fix the order the thresholds are tested in; None: strictest first.
+    """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     y = np.asarray(y, dtype=int)
     if not len(y):
@@ -258,7 +292,12 @@ def calibrate(
             "train with a validation split (validation_size > 0)"
         )
     correct = probabilities.argmax(axis=1) == y
-    record = certify(probabilities.max(axis=1), correct, target_error, delta)
+    order = None
+    if ordering is not None and len(ordering[1]):
+        learn, learn_y = np.asarray(ordering[0], dtype=np.float64), np.asarray(ordering[1])
+        order = testing_order(learn.max(axis=1), learn.argmax(axis=1) == learn_y, target_error)
+    record = certify(probabilities.max(axis=1), correct, target_error, delta, order=order)
+    record["order_tickets"] = 0 if order is None else int(len(ordering[1]))
     record["calibration_tickets"] = int(len(y))
     record["calibration"] = {
         "source": source,
@@ -337,6 +376,16 @@ def confidences(classifier, texts: list[str], scores: np.ndarray) -> np.ndarray:
     if classifier.head is not None and classifier.head_kind != "prototypes":
         return np.asarray(scores)
     return classifier.probabilities(texts)
+
+
+def confidences_from_vectors(classifier, vectors: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``confidences`` from embeddings already computed (Ray actors encode without the cache)."""
+    if classifier.head is not None and classifier.head_kind != "prototypes":
+        return np.asarray(scores)
+    from workbench.classifier import COSINE_TEMPERATURE, softmax
+
+    cosines = np.asarray(vectors) @ classifier.label_vectors().T
+    return softmax(cosines / (classifier.temperature or COSINE_TEMPERATURE))
 
 
 def guarantee_sentence(record: dict[str, Any] | None) -> str:
@@ -472,28 +521,41 @@ def label_array(values, labels: list[str]) -> np.ndarray:
     return np.array([index.get(str(v), -1) for v in values], dtype=int)
 
 
+def scored(classifier, frame: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts, routing probabilities and true ids of the rows with a category the model knows."""
+    rows = frame[frame["label"].isin(classifier.labels)]
+    texts = rows["text"].astype(str).tolist()
+    probabilities = confidences(classifier, texts, classifier.scores(texts))
+    return texts, probabilities, label_array(rows["label"], classifier.labels)
+
+
 def fit_routing(
     out_dir: str | Path,
     classifier,
     calibration: pd.DataFrame,
     options: dict[str, float] | None = None,
     source: str = "validation (routing part)",
+    ordering: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Certify the operating point on ``calibration`` tickets and write ``routing.json``."""
+    """Certify the operating point on ``calibration`` tickets (testing order learned on
+    ``ordering``, the temperature part) and write ``routing.json``."""
     options = options or {}
     labels = classifier.labels
-    rows = calibration[calibration["label"].isin(labels)]
-    texts = rows["text"].astype(str).tolist()
-    probabilities = confidences(classifier, texts, classifier.scores(texts))
+    texts, probabilities, y = scored(classifier, calibration)
+    learned = None
+    if ordering is not None and len(ordering):
+        _, learn_probabilities, learn_y = scored(classifier, ordering)
+        learned = (learn_probabilities, learn_y)
     record = calibrate(
         probabilities,
-        label_array(rows["label"], labels),
+        y,
         texts,
         labels,
         options.get("target_error", TARGET_ERROR),
         options.get("delta", DELTA),
         options.get("set_coverage", SET_COVERAGE),
         source=source,
+        ordering=learned,
     )
     write_routing(out_dir, record)
     return record
@@ -589,26 +651,29 @@ def for_prediction(
             raise BadInputError(
                 f"--calibration {calibration}: no ticket with a category the model knows"
             )
-        texts = rows["text"].astype(str).tolist()
-        probabilities = confidences(classifier, texts, classifier.scores(texts))
+        from workbench.training.folder import count_seen
+
+        seen = count_seen(classifier.path, rows["text"].astype(str).tolist())
+        if seen:
+            raise BadInputError(
+                f"--calibration {calibration}: {seen} of its tickets are ones the model trained "
+                "on; calibrate on tickets it never saw, or the guarantee does not hold"
+            )
+        # As in training: a seeded share orders the thresholds, the rest certifies.
+        learn, certify_on = split_validation(rows, seed=0)
+        _, learn_probabilities, learn_y = scored(classifier, learn)
+        texts, probabilities, y = scored(classifier, certify_on)
         record = calibrate(
             probabilities,
-            label_array(rows["label"], classifier.labels),
+            y,
             texts,
             classifier.labels,
             options["target_error"],
             options["delta"],
             options["set_coverage"],
             source=f"--calibration {Path(calibration).name}",
+            ordering=(learn_probabilities, learn_y),
         )
-        from workbench.training.folder import count_seen
-
-        seen = count_seen(classifier.path, texts)
-        if seen:
-            raise BadInputError(
-                f"--calibration {calibration}: {seen} of its tickets are ones the model trained "
-                "on; calibrate on tickets it never saw, or the guarantee does not hold"
-            )
         return record, used_note(record, "recalibrated")
     record = read_routing(classifier.path)
     return record, used_note(record, "stored" if record else "none")

@@ -171,7 +171,9 @@ def train(
 
         classifier = load_classifier(out_dir)
     if len(routing_part):
-        routed = routing.fit_routing(out_dir, classifier, routing_part, routing_options)
+        routed = routing.fit_routing(
+            out_dir, classifier, routing_part, routing_options, ordering=temperature_part
+        )
     if len(split.test):
         scores = classifier.scores(split.test["text"].tolist())
         table = evaluation.predictions_table(split.test, scores, labels)
