@@ -230,4 +230,5 @@ def test_report_section_is_drawn_in_chromium(drifted_week, chromium):
     assert "validation (routing calibration part)" in check.extra["traces"]
     assert any(name.startswith("certified threshold") for name in check.extra["traces"])
     assert check.extra["points"] > 3
+    assert check.extra["first"].startswith("Routing alert: routed error")
     assert "routed automatically" in check.extra["first"]

@@ -36,7 +36,8 @@ class Automation:
     def headline(self) -> str:
         """The sentence at the top of the stakeholder page: the guarantee, then these tickets."""
         text = routing.guarantee_sentence(self.record)
-        return f"{text} {routing.outcome_sentence(self.outcome, self.evaluated_name)}"
+        text = f"{text} {routing.outcome_sentence(self.outcome, self.evaluated_name)}"
+        return f"Routing alert: {self.check['note']}. {text}" if self.alert else text
 
     @property
     def alert(self) -> bool:
