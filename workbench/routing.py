@@ -54,6 +54,7 @@ SET_COVERAGE = 0.90
 # Share of the validation split (per category, by seed) the probabilities' temperature is fitted
 # on; the rest calibrates routing. One scalar needs few tickets, the binomial bound many.
 TEMPERATURE_SHARE = 0.3
+MIN_TEMPERATURE_TICKETS = 5
 # Thresholds on the top-class probability, strictest first, fixed a priori (never from data).
 GRID = np.round(np.arange(99, -1, -1) / 100.0, 2)
 METHOD = (
@@ -72,8 +73,9 @@ def split_validation(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(temperature part, routing part) of the validation split, per category, from ``seed``.
 
-    Every category present keeps at least one ticket in the temperature part (the head's
-    calibration needs each trained class); a category with one validation ticket gives it there.
+    Every category keeps at least ``MIN_TEMPERATURE_TICKETS`` (or all) of its tickets in the
+    temperature part: the head's calibration needs each trained class, and scikit-learn's
+    CalibratedClassifierCV still cuts its rows into 5 stratified folds around the frozen head.
     """
     if validation is None or not len(validation):
         empty = validation.iloc[0:0] if validation is not None else pd.DataFrame()
@@ -82,7 +84,7 @@ def split_validation(
     temperature: list[int] = []
     for _, rows in validation.groupby("label", sort=True):
         positions = rng.permutation(rows.index.to_numpy())
-        keep = max(1, int(round(share * len(positions))))
+        keep = max(int(round(share * len(positions))), min(len(positions), MIN_TEMPERATURE_TICKETS))
         temperature.extend(positions[:keep].tolist())
     chosen = validation.index.isin(temperature)
     return validation[chosen], validation[~chosen]

@@ -40,6 +40,20 @@ class Automation:
         return f"Routing alert: {self.check['note']}. {text}" if self.alert else text
 
     @property
+    def reference_sentence(self) -> str:
+        """These tickets against the training run's test split (the reference measurement)."""
+        reference = (self.record or {}).get("test")
+        if not reference or self.record.get("threshold") is None:
+            return ""
+        shown = "—" if reference["error"] is None else f"{reference['error']:.1%}"
+        now = "—" if self.outcome["error"] is None else f"{self.outcome['error']:.1%}"
+        return (
+            f"Reference (the training run's {reference['tickets']:,} test tickets): "
+            f"{reference['coverage']:.0%} routed, {shown} of them wrong; here: "
+            f"{self.outcome['coverage']:.0%} routed, {now} wrong."
+        )
+
+    @property
     def alert(self) -> bool:
         return bool(self.check.get("alert"))
 
