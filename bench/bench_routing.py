@@ -176,11 +176,7 @@ def main() -> None:
                 "test_coverage": round(result["coverage"], 4),
                 "test_error": None if result["error"] is None else round(result["error"], 4),
                 "test_best_after_the_fact": after,
-                "sets_mean_size": round(result["sets"]["mean_size"], 3),
-                "sets_coverage": round(result["sets"]["coverage"], 4),
-                "sets_review_mean_size": None
-                if result["sets"]["review_mean_size"] is None
-                else round(result["sets"]["review_mean_size"], 3),
+                "sets": result.get("sets"),
             }
         )
         print(json.dumps(rows[-1]))

@@ -73,18 +73,22 @@ def split_validation(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(temperature part, routing part) of the validation split, per category, from ``seed``.
 
-    Every category keeps at least ``MIN_TEMPERATURE_TICKETS`` (or all) of its tickets in the
-    temperature part: the head's calibration needs each trained class, and scikit-learn's
-    CalibratedClassifierCV still cuts its rows into 5 stratified folds around the frozen head.
+    Every category keeps at least one ticket in the temperature part (the head's calibration
+    needs each trained class), and the largest at least ``MIN_TEMPERATURE_TICKETS`` (or all of
+    them): scikit-learn's CalibratedClassifierCV still cuts its rows into 5 stratified folds
+    around the frozen head and refuses when every category has fewer.
     """
     if validation is None or not len(validation):
         empty = validation.iloc[0:0] if validation is not None else pd.DataFrame()
         return empty, empty
     rng = np.random.default_rng(seed)
     temperature: list[int] = []
-    for _, rows in validation.groupby("label", sort=True):
+    largest = validation["label"].value_counts().sort_index(kind="stable").idxmax()
+    for label, rows in validation.groupby("label", sort=True):
         positions = rng.permutation(rows.index.to_numpy())
-        keep = max(int(round(share * len(positions))), min(len(positions), MIN_TEMPERATURE_TICKETS))
+        keep = max(1, int(round(share * len(positions))))
+        if label == largest:
+            keep = max(keep, min(len(positions), MIN_TEMPERATURE_TICKETS))
         temperature.extend(positions[:keep].tolist())
     chosen = validation.index.isin(temperature)
     return validation[chosen], validation[~chosen]
@@ -307,6 +311,14 @@ def calibrate(
         "sha256": ticket_hash(texts, [labels[i] for i in y]),
         "accuracy": float(correct.mean()),
     }
+    if len(np.unique(y)) < 3:
+        # MAPIE reads two categories among the calibration tickets as a binary problem and
+        # refuses the adaptive score: no lists then (a tiny validation split), and it is said.
+        record["sets"] = None
+        record["sets_note"] = (
+            f"no conformal lists: the {len(y)} calibration tickets hold fewer than 3 categories"
+        )
+        return record
     record["sets"] = {
         "coverage": float(coverage),
         "score": "aps",
@@ -645,7 +657,7 @@ def for_prediction(
         options = {
             "target_error": TARGET_ERROR if target_error is None else float(target_error),
             "delta": DELTA if delta is None else float(delta),
-            "set_coverage": float((stored.get("sets") or {}).get("coverage", SET_COVERAGE)),
+            "set_coverage": float((stored.get("sets") or {}).get("coverage") or SET_COVERAGE),
         }
         check_levels(options["target_error"], options["delta"])
         rows = data.frame[data.frame["label"].isin(classifier.labels)]
