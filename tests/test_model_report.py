@@ -120,18 +120,23 @@ def test_final_refit_uses_every_row_and_records_the_expected_quality(
     evaluated = json.loads((trained_dir / "recipe.json").read_text())
     measured = json.loads((trained_dir / "metrics.json").read_text())
     per_category = record["split"].pop("train_per_category")
+    # The evaluated run's validation share stays out of the refit: routing is certified on it.
     assert record["split"] == {
         "test_size": 0.0,
-        "validation_size": 0.0,
-        "train": 320,
-        "validation": 0,
+        "validation_size": 0.1,
+        "train": 288,
+        "validation": 32,
         "test": 0,
     }
-    assert sum(per_category.values()) == 320
+    assert sum(per_category.values()) == 288
+    routing = json.loads((out / "routing.json").read_text())
+    assert routing["calibration"]["tickets"] == record["routing_split"]["routing_tickets"] > 0
     assert record["params"] == evaluated["params"] and record["recipe"] == evaluated["recipe"]
     assert record["final"]["evaluated_by"] == trained_dir.name
     assert record["final"]["test"] == measured["headline"]
-    assert "Final refit on every labelled row" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "Final refit on every labelled row except 32 validation tickets kept out" in card
+    assert "## Automatic routing" in card
 
 
 def test_pages_show_file_names_not_machine_paths(weekly, small_sample, trained_dir):

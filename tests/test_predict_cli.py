@@ -36,6 +36,8 @@ def test_predict_with_labels_prints_metrics(trained_dir, small_sample, tmp_path,
         "label",
         "predicted",
         "score",
+        "route",
+        "candidates",
         *[f"score::{label}" for label in labels],
     ]
     assert (frame["score"] == frame[[f"score::{x}" for x in labels]].max(axis=1)).all()

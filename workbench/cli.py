@@ -171,6 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
         "openvino-int8 (default: the model's recipe)",
     )
     predict.add_argument(
+        "--target-error",
+        type=float,
+        default=None,
+        help="re-certify the operating point at this error among routed tickets (needs --calibration)",
+    )
+    predict.add_argument(
+        "--delta", type=float, default=None, help="with --calibration: 1 - confidence (default 0.1)"
+    )
+    predict.add_argument(
+        "--calibration",
+        default=None,
+        metavar="FILE",
+        help="labelled tickets the model did not train on, to re-certify routing (default: the "
+        "operating point stored in the model's routing.json)",
+    )
+    predict.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
@@ -321,7 +337,8 @@ def _train(args: argparse.Namespace) -> int:
         summary = f"accuracy {headline['accuracy']:.3f}, macro-F1 {headline['macro-F1']:.3f} on the test split"
     elif final and final.get("same_training", True):
         summary = (
-            f"final refit on all {result.recipe['split']['train']} rows; expected macro-F1 "
+            f"final refit on {result.recipe['split']['train']} rows "
+            f"({result.recipe['split']['validation']} kept out for routing); expected macro-F1 "
             f"{final['test']['macro-F1']:.3f} (measured by {final['evaluated_by']})"
         )
     else:
@@ -466,6 +483,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise _bad("--actors and --batch-size apply to --engine ray only")
     if args.engine == "local" and out.suffix.lower() != ".csv":
         raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
+    if args.engine == "ray" and (args.calibration or args.target_error or args.delta):
+        raise _bad("--calibration/--target-error/--delta apply to --engine local only")
     if args.engine == "ray":
         from workbench.scale import check_paths
 
@@ -483,12 +502,24 @@ def _predict(args: argparse.Namespace) -> int:
             "labels mapped as in training: "
             + ", ".join(f"{label} ({count})" for label, count in sorted(mapped.items()))
         )
+    from workbench import routing
+
+    operating, used = routing.for_prediction(
+        classifier, args.target_error, args.delta, args.calibration, options
+    )
     scores = classifier.scores(frame["text"].tolist())
     table = predictions_table(frame, scores, classifier.labels)
+    probabilities = routing.confidences(classifier, frame["text"].tolist(), scores)
+    table = routing.add_columns(table, probabilities, operating, classifier.labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     record = prediction_record(classifier, data, args.inference)
+    record["routing"] = used | {"auto": int((table["route"] == "auto").sum())}
     print(f"{len(table)} predictions written to {out} (encoder backend {record['backend']})")
+    print(
+        f"routing: {record['routing']['auto']} auto, {len(table) - record['routing']['auto']} "
+        f"review. {used['sentence']}"
+    )
     if data.dropped:
         print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in data.dropped.items()))
     if "label" in frame:
@@ -544,6 +575,10 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
     )
     record = prediction_record(classifier, run["data"], args.inference)
+    from workbench.routing import read_routing, used_note
+
+    stored = read_routing(classifier.path)
+    record["routing"] = used_note(stored, "stored" if stored else "none")
     record["engine"] = {
         "name": "ray",
         **{

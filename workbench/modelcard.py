@@ -146,10 +146,23 @@ def model_card(
             )
         )
     elif record.get("final"):
-        lines.append(final_sentence(record["final"]))
+        lines.append(final_sentence(record["final"], _kept_out(record)))
     else:
         lines.append("(no test split: test_size=0)")
+    from workbench.routing import card_lines
+
+    lines += card_lines(metrics.get("routing"))
     return "\n".join(lines) + "\n"
+
+
+def _kept_out(record: dict[str, Any]) -> str:
+    """The validation tickets a final refit keeps out to certify routing (see routing.py)."""
+    kept = record.get("split", {}).get("validation") or 0
+    return (
+        f" except {kept} validation tickets kept out to calibrate and certify routing"
+        if kept
+        else ""
+    )
 
 
 def processes_sentence(record: dict[str, Any]) -> str:
@@ -166,21 +179,22 @@ def processes_sentence(record: dict[str, Any]) -> str:
     )
 
 
-def final_sentence(final: dict[str, Any]) -> str:
+def final_sentence(final: dict[str, Any], kept_out: str = "") -> str:
     """What a final refit on every row may claim: the evaluated quality only when it trained the
-    same way (recipe, parameters, seed, epochs) as the evaluated run."""
+    same way (recipe, parameters, seed, epochs) as the evaluated run. ``kept_out``: the clause
+    naming validation tickets kept out of the refit (see ``_kept_out``)."""
     test = final["test"]
     sized = final.get("sized", "the evaluated run's parameters")
     if final.get("same_training", True):
         return (
-            f"Final refit on every labelled row (no test split), trained with {sized}. Its "
+            f"Final refit on every labelled row{kept_out} (no test split), trained with {sized}. Its "
             f"expected quality is the one measured by the evaluation `{final['evaluated_by']}` "
             f"with the same recipe, parameters and seed on {final.get('test_tickets') or '?'} "
             f"held-out test tickets: accuracy {test['accuracy']:.4f}, macro-F1 "
             f"{test['macro-F1']:.4f}."
         )
     return (
-        f"Final refit on every labelled row (no test split), {sized}: it was not trained the way "
+        f"Final refit on every labelled row{kept_out} (no test split), {sized}: it was not trained the way "
         f"the evaluation `{final['evaluated_by']}` measured, so that evaluation's quality "
         "(macro-F1 {:.4f}) is not claimed for it.".format(test["macro-F1"])
     )

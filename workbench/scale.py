@@ -254,15 +254,18 @@ class Scorer:
         import torch
 
         from workbench.classifier import load_classifier
+        from workbench.routing import read_routing
 
         torch.set_num_threads(max(1, threads))
         os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
         self.classifier = load_classifier(model_dir, inference=inference)
+        self.routing = read_routing(model_dir)  # the stored operating point, as local predict
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from workbench.classifier import head_probabilities
         from workbench.embeddings import encode
         from workbench.evaluation import predictions_table
+        from workbench.routing import add_columns, confidences_from_vectors
 
         classifier = self.classifier
         texts = [str(t) for t in batch["text"]]
@@ -272,6 +275,8 @@ class Scorer:
         else:
             scores = head_probabilities(classifier.head, vectors, texts, len(classifier.labels))
         table = predictions_table(batch, scores, classifier.labels)
+        probabilities = confidences_from_vectors(classifier, vectors, scores)
+        table = add_columns(table, probabilities, self.routing, classifier.labels)
         table.insert(0, "shard", batch["shard"].to_numpy())
         return table
 

@@ -77,13 +77,14 @@ def train(
     ``out_dir`` gets model/, labels.json, head.skops (if any), recipe.json, training_log.csv,
     README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
     """
-    from workbench import evaluation, modelcard
+    from workbench import evaluation, modelcard, routing
     from workbench.baselines import cheap_baselines
 
     command_started = time.perf_counter() if started_at is None else started_at
     if isinstance(replay, str | Path):
         replay = replay_settings(replay)[3] if str(replay) else None
     name = recipe or DEFAULT_RECIPE
+    overrides, routing_options = routing.pop_options(overrides)
     params = resolve_recipe(name, overrides)
     if replay:
         params = {**params, "time_budget": 0.0, "head_tickets": int(replay["head_tickets"])}
@@ -129,11 +130,14 @@ def train(
         params, export = fit_after_fine_tune(
             model, params, split, reserve, command_started + reserve["total_seconds"], export
         )
+    # Validation is split once by seed: the probabilities are calibrated on one part, the
+    # routing operating point certified on the other, which nothing was fitted on (routing.py).
+    temperature_part, routing_part = routing.split_validation(split.validation, seed)
     head = fit_head(
-        model, split.train, labels, params, seed, result.prototypes, validation=split.validation
+        model, split.train, labels, params, seed, result.prototypes, validation=temperature_part
     )
     temperature = fit_model_temperature(
-        model, split.validation, labels, params, result.prototypes, descriptions
+        model, temperature_part, labels, params, result.prototypes, descriptions
     )
     training_seconds = time.perf_counter() - started
     budget = result.budget if reserve is None else {**(result.budget or {}), **reserve}
@@ -176,6 +180,11 @@ def train(
         "threads": _threads(),
         "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
+        "routing_split": {
+            "temperature_tickets": len(temperature_part),
+            "routing_tickets": len(routing_part),
+            "seed": seed,
+        },
         "seen_texts": seen_texts_record(out_dir / "model"),
         "packages": runinfo.package_versions(),
         "environment": runinfo.environment(),
@@ -199,10 +208,16 @@ def train(
     write_seen_texts(out_dir, learned, record["seen_texts"])
 
     metrics: dict[str, Any] = {"recipe": name, "training_seconds": record["training_seconds"]}
-    if len(split.test):
+    routed = None
+    if len(routing_part) or len(split.test):
         from workbench.classifier import load_classifier
 
         classifier = load_classifier(out_dir)
+    if len(routing_part):
+        routed = routing.fit_routing(
+            out_dir, classifier, routing_part, routing_options, ordering=temperature_part
+        )
+    if len(split.test):
         scores = classifier.scores(split.test["text"].tolist())
         table = evaluation.predictions_table(split.test, scores, labels)
         table.to_csv(out_dir / "predictions.csv", index=False)
@@ -220,8 +235,13 @@ def train(
             )
         )
         metrics["training_seconds"] = record["training_seconds"]
+        if routed is not None:
+            texts = split.test["text"].tolist()
+            probabilities = routing.confidences(classifier, texts, scores)
+            routing.add_test_outcome(out_dir, routed, probabilities, split.test["label"], labels)
         if baselines:
             metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
+    metrics["routing"] = routing.summary(routed)
     write_json(out_dir / "metrics.json", metrics)
     if budget:
         # The budget's own check: what the whole call took against what it was given.
@@ -273,6 +293,7 @@ def train_file(
         recipe, settings, seed, replayed, sizes = replay_settings(replay)
         overrides = {**settings, **sizes, **overrides, "time_budget": 0}
     test_size = float(overrides.pop("test_size", 0.2))
+    given_validation = overrides.get("validation_size")
     validation_size = float(overrides.pop("validation_size", 0.1))
     final_from = None
     options: dict[str, Any] = {
@@ -292,7 +313,15 @@ def train_file(
             final_from["same_training"] = False
             final_from["sized"] = f"changed by --param {', '.join(changed)}"
         overrides = {**settings, **overrides}
-        test_size = validation_size = 0.0
+        test_size = 0.0
+        # A refit on every row has no held-out tickets left to certify routing on: the evaluated
+        # run's validation share (stratified, same seed) is kept out of the refit for the
+        # probabilities' calibration and routing.json; --param validation_size=0 refits on all.
+        validation_size = float(
+            given_validation
+            if given_validation is not None
+            else final_from.get("validation_size", 0.1)
+        )
         # Read the file as the evaluated run read its data; columns given here still win.
         evaluated = load_options_of(read_recipe(final_from["folder"]))
         given = {"text_column": text_column, "label_column": label_column}
@@ -624,6 +653,7 @@ def final_settings(evaluated: str | Path) -> tuple[str, dict[str, Any], int, dic
         "test": metrics["headline"],
         "validation": metrics.get("validation"),
         "test_tickets": record.get("split", {}).get("test"),
+        "validation_size": float(record.get("split", {}).get("validation_size", 0.1)),
     }
     params = dict(record["params"])
     budget = record.get("time_budget") or {}

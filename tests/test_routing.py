@@ -1,0 +1,239 @@
+"""Routing: the certified operating point, the conformal lists, predict's columns, monitoring."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench import routing
+from workbench.cli import main
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+def _known_case() -> tuple[np.ndarray, np.ndarray]:
+    """100 tickets at 0.995 all right, 100 at 0.85 with 10 wrong, 100 at 0.55 with 40 wrong."""
+    confidence = np.repeat([0.995, 0.85, 0.55], 100)
+    correct = np.ones(300, dtype=bool)
+    correct[100:110] = False
+    correct[200:240] = False
+    return confidence, correct
+
+
+def test_certified_threshold_matches_the_hand_computation():
+    confidence, correct = _known_case()
+    # Target 5 %: from 0.99 down to 0.86 the 100 confident tickets are routed, 0 wrong:
+    # p = 0.95^100 ≈ 0.0059 ≤ 0.1, rejected. At 0.85, 200 routed with 10 wrong:
+    # P(Bin(200, 0.05) ≤ 10) ≈ 0.58 > 0.1, so the fixed sequence stops: threshold 0.86.
+    assert _binomial_cdf(10, 200, 0.05) > 0.1
+    point = routing.certify(confidence, correct, target_error=0.05, delta=0.1)
+    assert point["certified"] and point["threshold"] == pytest.approx(0.86)
+    assert (point["routed"], point["errors"]) == (100, 0)
+    assert point["coverage"] == pytest.approx(1 / 3)
+    assert point["tested"][0]["p_value"] == pytest.approx(0.95**100, rel=1e-9)
+    # Clopper-Pearson with no error: 1 - delta^(1/n)
+    assert point["bound"] == pytest.approx(1 - 0.1 ** (1 / 100), rel=1e-6)
+    assert point["bound"] <= 0.05
+    # Target 10 %: 200 routed with 10 wrong passes (P(Bin(200, 0.1) ≤ 10) ≈ 0.01), 300 with
+    # 50 wrong does not: threshold 0.56, two thirds routed.
+    assert _binomial_cdf(10, 200, 0.1) < 0.1 < _binomial_cdf(50, 300, 0.1)
+    point = routing.certify(confidence, correct, target_error=0.10, delta=0.1)
+    assert point["threshold"] == pytest.approx(0.56)
+    assert (point["routed"], point["errors"]) == (200, 10)
+
+
+def test_learned_order_certifies_a_model_that_is_never_99_percent_sure():
+    confidence = np.repeat([0.9, 0.6], 200)
+    correct = np.ones(400, dtype=bool)
+    correct[200:260] = False  # 0 % wrong at 0.9, 15 % wrong overall
+    # Strictest first, 0.99 routes nothing: p = 1, the sequence stops at once.
+    assert routing.certify(confidence, correct, 0.05, 0.1)["threshold"] is None
+    # Ordered by independent tickets like these, 0.90..0.61 are tested first and certified.
+    order = routing.testing_order(confidence[::2], correct[::2], 0.05)
+    assert list(routing.GRID[order[:30]]) == pytest.approx(np.arange(90, 60, -1) / 100)
+    point = routing.certify(confidence, correct, 0.05, 0.1, order=order)
+    assert point["threshold"] == pytest.approx(0.61) and point["coverage"] == pytest.approx(0.5)
+
+
+def test_no_threshold_certified_routes_nothing_and_says_so():
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.full(4, 0.2), size=200)
+    y = rng.integers(0, 4, size=200)  # labels unrelated to the probabilities: ~75 % wrong
+    labels = ["a", "b", "c", "d"]
+    record = routing.calibrate(probabilities, y, [f"t{i}" for i in range(200)], labels)
+    assert record["threshold"] is None and not record["certified"]
+    sentence = routing.guarantee_sentence(record)
+    assert sentence.startswith("No threshold certified — nothing is routed automatically")
+    assert (routing.route(probabilities, record) == "review").all()
+    result = routing.outcome(probabilities, [labels[i] for i in y], labels, record)
+    assert result["routed"] == 0 and result["error"] is None
+    assert "nothing was routed" in routing.monitor(result, record)["note"]
+
+
+def test_prediction_sets_are_mapies_and_cover_new_tickets():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4000, 6)) * 2
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(6, p=p) for p in probabilities])
+    calibration, new = slice(0, 2000), slice(2000, 4000)
+    quantile = routing.conformal_quantile(probabilities[calibration], y[calibration])
+    conformal = routing.conformal_classifier(probabilities[calibration], y[calibration])
+    _, mapie_sets = conformal.predict_set(probabilities[new])
+    ours = routing.prediction_sets(probabilities[new], quantile)
+    assert (ours == mapie_sets[:, :, 0]).all()
+    assert ours.any(axis=1).all()  # never an empty list
+    coverage = ours[np.arange(2000), y[new]].mean()
+    assert coverage >= 0.9 - 3 * math.sqrt(0.09 / 2000)
+
+
+def test_validation_split_is_seeded_and_keeps_every_category_for_calibration():
+    frame = pd.DataFrame(
+        {"text": [f"t{i}" for i in range(41)], "label": ["x"] * 30 + ["y"] * 10 + ["z"]}
+    )
+    first = routing.split_validation(frame, seed=3)
+    again = routing.split_validation(frame, seed=3)
+    assert first[0].index.equals(again[0].index)
+    temperature, rest = first
+    assert set(temperature["label"]) == {"x", "y", "z"}  # the one z ticket calibrates
+    # 30 % of each category, at least 1; the largest at least 5 (the head's calibration cuts 5 folds)
+    assert len(temperature) == 9 + 3 + 1 and len(rest) == 41 - 13
+    small = routing.split_validation(frame.iloc[[0, 1, 2, 3, 4, 5, 30, 31, 40]], seed=3)[0]
+    assert small["label"].value_counts().to_dict() == {"x": 5, "y": 1, "z": 1}
+    assert not set(temperature.index) & set(rest.index)
+
+
+def test_monitoring_flags_a_week_above_the_target_beyond_sampling_error():
+    record = {"threshold": 0.9, "target_error": 0.05}
+    bad = {"tickets": 500, "routed": 400, "errors": 40, "error": 0.1, "review": 100}
+    within = {**bad, "errors": 23, "error": 23 / 400}  # 5.75 %: sampling error, not drift
+    assert routing.monitor(bad, record)["alert"]
+    assert not routing.monitor(within, record)["alert"]
+
+
+def test_bad_levels_are_one_line():
+    with pytest.raises(routing.BadInputError, match="target_error=1.5 must be between 0 and 1"):
+        routing.pop_options({"target_error": 1.5})
+
+
+# --- through the real quick model (tests/conftest.py's trained_dir) ---------------------------
+
+
+def test_training_writes_routing_json_on_the_validation_part(trained_dir):
+    record = json.loads((trained_dir / "routing.json").read_text())
+    recipe = json.loads((trained_dir / "recipe.json").read_text())
+    parts = recipe["routing_split"]
+    assert parts["temperature_tickets"] + parts["routing_tickets"] == recipe["split"]["validation"]
+    assert record["calibration"]["tickets"] == parts["routing_tickets"]
+    assert recipe["calibration"]["n"] == parts["temperature_tickets"]  # fitted on the other part
+    assert len(record["calibration"]["sha256"]) == 64
+    assert record["target_error"] == 0.05 and record["delta"] == 0.1
+    # The tiny model (32 pairs, 1 epoch) is never confident enough to certify anything.
+    assert record["threshold"] is None
+    assert record["test"]["tickets"] == recipe["split"]["test"]
+    assert "No threshold certified" in (trained_dir / "README.md").read_text()
+
+
+def test_predict_adds_route_and_candidates(trained_dir, small_sample, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    args = ["predict", "--model", str(trained_dir), "--data", str(small_sample)]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "nothing is routed automatically" in capsys.readouterr().out
+    frame = pd.read_csv(out, keep_default_na=False)
+    columns = list(frame.columns)
+    assert columns[columns.index("score") + 1 : columns.index("score") + 3] == [
+        "route",
+        "candidates",
+    ]
+    assert set(frame["route"]) == {"review"}
+    lists = frame["candidates"].str.split(routing.CANDIDATE_SEPARATOR, regex=False)
+    assert (lists.str[0] == frame["predicted"]).all()  # the most probable category first
+    inside = [label in members for label, members in zip(frame["label"], lists, strict=True)]
+    assert np.mean(inside) >= 0.8
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["routing"]["origin"] == "stored" and record["routing"]["threshold"] is None
+    assert record["routing"]["auto"] == 0
+
+
+def test_predict_recertifies_only_on_a_labelled_calibration_file(
+    trained_dir, small_sample, write_tickets, tmp_path, capsys
+):
+    out = tmp_path / "p.csv"
+    base = ["predict", "--model", str(trained_dir), "--data", str(small_sample), "--out", str(out)]
+    assert main([*base, "--target-error", "0.2"]) == 2
+    assert "need --calibration FILE" in capsys.readouterr().err
+    # The training file itself: the model has seen those tickets, so no guarantee.
+    assert main([*base, "--target-error", "0.2", "--calibration", str(small_sample)]) == 2
+    assert "tickets are ones the model trained on" in capsys.readouterr().err
+    frame = pd.read_csv(small_sample)
+    fresh = write_tickets(frame.assign(Document=frame["Document"] + " (new week)"), "cal.csv")
+    assert main([*base, "--target-error", "0.95", "--calibration", str(fresh)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["routing"]["origin"] == "recalibrated"
+    assert 200 < record["routing"]["calibration_tickets"] < 320  # 30 % order the thresholds
+    assert record["routing"]["target_error"] == 0.95
+    predictions = pd.read_csv(out)
+    # At a 95 % target almost anything is certified: routed tickets are the confident ones.
+    assert record["routing"]["threshold"] is not None
+    auto = predictions["route"] == "auto"
+    assert auto.sum() == record["routing"]["auto"] > 0
+    assert predictions.loc[auto, "score"].min() >= record["routing"]["threshold"] - 1e-6
+
+
+@pytest.fixture(scope="module")
+def drifted_week(trained_dir, small_sample, tmp_path_factory):
+    """A monitoring run of a model whose operating point (written here: the tiny model cannot
+    certify one) promises 5 % error at threshold 0, on tickets it gets ~40 % wrong."""
+    from workbench.report import build_parameters, run_report
+
+    model = tmp_path_factory.mktemp("certified") / "model"
+    shutil.copytree(trained_dir, model)
+    record = json.loads((model / "routing.json").read_text())
+    record.update(threshold=0.0, certified=True, coverage=1.0, error=0.03, routed=71, errors=2)
+    routing.write_routing(model, record)
+    reports = tmp_path_factory.mktemp("reports")
+    overrides = {"data_path": str(small_sample), "model_dir": str(model), "evaluate": "all"}
+    params = build_parameters(profile="quick", overrides=overrides)
+    result = run_report(params, reports, name="week", notebooks=["04_evaluation"], progress=False)
+    assert result.status == "succeeded"
+    return result.run_dir
+
+
+def test_monitoring_run_flags_the_week_in_summary_and_index(drifted_week):
+    summary = json.loads((drifted_week / "summary.json").read_text())
+    check = summary["metrics"]["routing"]
+    assert check["alert"] is True and check["evaluated"]["routed"] == 320
+    assert check["evaluated"]["error"] > 0.05 and check["p_value"] < routing.MONITOR_ALPHA
+    assert "above the 5% target beyond sampling error" in check["alert_note"]
+    index = (drifted_week / "index.html").read_text()
+    assert "Routing alert:" in index
+    page = (drifted_week / "04_evaluation-stakeholder.html").read_text()
+    assert "64 test tickets): 0% routed, — of them wrong; here: 100% routed" in page
+
+
+def test_report_section_is_drawn_in_chromium(drifted_week, chromium):
+    page = drifted_week / "04_evaluation-stakeholder.html"
+    text = page.read_text()
+    # The guarantee sentence is the first thing on the stakeholder page, before the KPIs.
+    assert text.index("are routed automatically") < text.index('class="wb-kpis"')
+    section = """() => {
+        const heading = [...document.querySelectorAll('h2')].find(h => h.innerText.includes('What can be automated'));
+        const figure = [...document.querySelectorAll('.js-plotly-plot')].find(gd => (gd.layout.title.text || '').startsWith('Risk'));
+        const first = document.querySelector('.wb-warning, .wb-note');
+        return {heading: !!heading, traces: figure ? figure._fullData.map(t => t.name) : [],
+                points: figure ? figure.querySelectorAll('.point').length : 0,
+                first: first ? first.innerText : ''}; }"""
+    (check,) = chromium.check_pages([page], script=section)
+    assert check.problems() == [], check.problems()
+    assert check.extra["heading"]
+    assert "validation (routing calibration part)" in check.extra["traces"]
+    assert any(name.startswith("certified threshold") for name in check.extra["traces"])
+    assert check.extra["points"] > 3
+    assert check.extra["first"].startswith("Routing alert: routed error")
+    assert "routed automatically" in check.extra["first"]

@@ -1,0 +1,710 @@
+"""What can be automated: route tickets at a guaranteed error rate, a short list for the rest.
+
+A helpdesk decides which tickets the classifier may route on its own. The **operating point**
+is a threshold on the top-class probability: tickets at or above it are routed automatically
+(``auto``), the others go to a person (``review``). It is chosen with a finite-sample guarantee
+(Learn-then-Test, Angelopoulos et al. 2021, arXiv 2110.01052): with probability ≥ 1 − delta
+over the calibration tickets, the error among routed tickets on new tickets from the same
+distribution is ≤ ``target_error``.
+
+How, exactly:
+
+* Hypotheses ``H_t: error(routed at t) > target_error`` for every threshold ``t`` of ``GRID``,
+  a grid fixed before any data is seen, tested one after the other at level delta until one is
+  not rejected (fixed-sequence testing, MAPIE's ``control_fwer``: no multiplicity penalty
+  because the order does not depend on the calibration tickets). The order is learned on the
+  temperature part (split fixed-sequence testing): strongest evidence first, so a threshold that
+  routes almost nothing (0.99 for a model rarely that confident) cannot stop the sequence at
+  once. Each p-value is the exact binomial one, ``P(Binomial(n_t, target) ≤ k_t)`` with ``n_t``
+  routed calibration tickets and ``k_t`` errors among them (conditionally on ``n_t`` the errors
+  are binomial). The certified threshold is the lowest one rejected; none rejected means
+  **nothing is routed automatically** (never a silent 0 %).
+* The calibration tickets must be tickets nothing else was fitted on. The head's temperature
+  (and the cosine classifiers' temperature) is fitted on validation, and temperature scaling
+  changes the *ranking* of top-class probabilities across tickets (only the argmax within a
+  ticket is invariant), so validation is split once by seed (``split_validation``): a
+  temperature part (``TEMPERATURE_SHARE``) the probabilities are fitted on, and a routing part
+  that only this module uses, for the threshold and the prediction sets.
+* Prediction sets for the tickets a person sees: split conformal classification (MAPIE's
+  ``SplitConformalClassifier``, adaptive score ``aps``, last label included so a set is never
+  empty) calibrated on the same routing part; the quantile is stored and the sets rebuilt from
+  it at prediction time (``prediction_sets``, checked against MAPIE in the tests).
+
+Stored as ``routing.json`` in the model folder (``write_routing``/``read_routing``); monitoring
+(``monitor``) compares a labelled week's realised routed error with the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import BadInputError
+
+FILE = "routing.json"
+TARGET_ERROR = 0.05
+DELTA = 0.10
+SET_COVERAGE = 0.90
+# Share of the validation split (per category, by seed) the probabilities' temperature is fitted
+# on; the rest calibrates routing. One scalar needs few tickets, the binomial bound many.
+TEMPERATURE_SHARE = 0.3
+MIN_TEMPERATURE_TICKETS = 5
+# Thresholds on the top-class probability, strictest first, fixed a priori (never from data).
+GRID = np.round(np.arange(99, -1, -1) / 100.0, 2)
+METHOD = (
+    "Learn-then-Test, split fixed-sequence testing over the thresholds 0.99, 0.98, …, 0.00 "
+    "(order learned on the temperature part; MAPIE control_fwer), exact binomial p-values"
+)
+# Monitoring: a week is flagged when its routed error is above the target with this one-sided
+# binomial significance (beyond its sampling error).
+MONITOR_ALPHA = 0.05
+ROUTE_COLUMNS = ("route", "candidates")
+CANDIDATE_SEPARATOR = " | "
+
+
+def split_validation(
+    validation: pd.DataFrame, seed: int, share: float = TEMPERATURE_SHARE
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(temperature part, routing part) of the validation split, per category, from ``seed``.
+
+    Every category keeps at least one ticket in the temperature part (the head's calibration
+    needs each trained class), and the largest at least ``MIN_TEMPERATURE_TICKETS`` (or all of
+    them): scikit-learn's CalibratedClassifierCV still cuts its rows into 5 stratified folds
+    around the frozen head and refuses when every category has fewer.
+    """
+    if validation is None or not len(validation):
+        empty = validation.iloc[0:0] if validation is not None else pd.DataFrame()
+        return empty, empty
+    rng = np.random.default_rng(seed)
+    temperature: list[int] = []
+    largest = validation["label"].value_counts().sort_index(kind="stable").idxmax()
+    for label, rows in validation.groupby("label", sort=True):
+        positions = rng.permutation(rows.index.to_numpy())
+        keep = max(1, int(round(share * len(positions))))
+        if label == largest:
+            keep = max(keep, min(len(positions), MIN_TEMPERATURE_TICKETS))
+        temperature.extend(positions[:keep].tolist())
+    chosen = validation.index.isin(temperature)
+    return validation[chosen], validation[~chosen]
+
+
+def ticket_hash(texts: list[str], labels: list[str]) -> str:
+    """SHA-256 of the calibration tickets (text and label, in order): which tickets certified."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels, strict=True):
+        digest.update(str(text).encode("utf-8") + b"\x1f" + str(label).encode("utf-8") + b"\x1e")
+    return digest.hexdigest()
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray, grid=GRID) -> pd.DataFrame:
+    """Per threshold: tickets routed, their share, errors among them and that error rate."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    rows = []
+    for threshold in grid:
+        routed = confidence >= threshold - 1e-9  # float32 probabilities: 0.99 stored as 0.98999…
+        n = int(routed.sum())
+        errors = int((~correct[routed]).sum())
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "routed": n,
+                "coverage": n / len(confidence) if len(confidence) else 0.0,
+                "errors": errors,
+                "error": errors / n if n else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def binomial_p_values(table: pd.DataFrame, target_error: float) -> np.ndarray:
+    """Per threshold: ``P(Binomial(n, target) ≤ k)``, ``n`` routed and ``k`` wrong (1 if n = 0).
+
+    MAPIE's compute_hoeffding_bentkus_p_value(binary=True) computes the same binomial tail but
+    from the empirical risk, recounting the errors as ceil(n·(k/n)), which rounds up to k + 1
+    for about 1 in 100 (n, k) pairs in floating point: conservative but not the exact bound, so
+    the counts are used directly (scipy); MAPIE runs the multiple-testing procedure.
+    """
+    from scipy.stats import binom
+
+    n, k = table["routed"].to_numpy(), table["errors"].to_numpy()
+    return np.where(n > 0, binom.cdf(k, np.maximum(n, 1), target_error), 1.0)
+
+
+def testing_order(
+    confidence: np.ndarray, correct: np.ndarray, target_error: float, grid=GRID
+) -> np.ndarray:
+    """Grid positions in the order the fixed sequence tests them, learned on *other* tickets
+    (split fixed-sequence testing): strongest evidence first, ties the stricter threshold first.
+    Thresholds that route none of these tickets go last, so the sequence does not stop at once
+    on a model that is never 99 % confident."""
+    p_values = binomial_p_values(risk_coverage(confidence, correct, grid), target_error)
+    return np.lexsort((np.arange(len(p_values)), p_values))
+
+
+def certify(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    target_error: float = TARGET_ERROR,
+    delta: float = DELTA,
+    grid=GRID,
+    order: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The lowest threshold of ``grid`` whose routed error is certified ≤ ``target_error``.
+
+    ``order``: the grid positions in testing order, from tickets independent of these
+    (``testing_order``); None tests the strictest threshold first. Returns the threshold (None:
+    nothing certified), its calibration counts, the exact binomial (1 − delta) upper bound on
+    its error, and the p-value of every threshold tested.
+    """
+    from mapie.risk_control import control_fwer
+    from scipy.stats import beta
+
+    check_levels(target_error, delta)
+    table = risk_coverage(confidence, correct, grid)
+    n, k = table["routed"].to_numpy(), table["errors"].to_numpy()
+    p_values = binomial_p_values(table, target_error)
+    order = np.arange(len(grid)) if order is None else np.asarray(order, dtype=int)
+    rejected = order[control_fwer(p_values[order], delta, fwer_method="fixed_sequence")]
+    record: dict[str, Any] = {
+        "threshold": None,
+        "target_error": float(target_error),
+        "delta": float(delta),
+        "calibration_tickets": int(len(np.asarray(confidence))),
+        "method": METHOD,
+        "certified": False,
+        "tested": [
+            {"threshold": float(t), "routed": int(a), "errors": int(b), "p_value": float(p)}
+            for t, a, b, p in zip(table["threshold"], n, k, p_values, strict=True)
+        ],
+    }
+    if len(rejected):
+        best = int(np.max(rejected))  # grid is descending: the lowest certified routes the most
+        routed, errors = int(n[best]), int(k[best])
+        record.update(
+            threshold=float(table["threshold"][best]),
+            certified=True,
+            routed=routed,
+            errors=errors,
+            coverage=float(table["coverage"][best]),
+            error=errors / routed,
+            # Clopper-Pearson one-sided upper bound: ≤ target_error exactly when p ≤ delta.
+            bound=float(beta.ppf(1 - delta, errors + 1, routed - errors))
+            if errors < routed
+            else 1.0,
+        )
+    return record
+
+
+def check_levels(target_error: float, delta: float) -> None:
+    for name, value in {"target_error": target_error, "delta": delta}.items():
+        if not 0 < float(value) < 1:
+            raise BadInputError(f"parameter {name}={value} must be between 0 and 1 (e.g. 0.05)")
+
+
+def _given_probabilities(n_classes: int):
+    """A prefit scikit-learn classifier whose input is its own probability matrix (for MAPIE)."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class GivenProbabilities(ClassifierMixin, BaseEstimator):
+        def __init__(self, n_classes: int = 2):
+            self.n_classes = n_classes
+
+        def fit(self, X, y=None):  # noqa: ARG002 - prefit: nothing to learn
+            return self
+
+        def predict_proba(self, X) -> np.ndarray:
+            return np.asarray(X, dtype=np.float64)
+
+        def predict(self, X) -> np.ndarray:
+            return np.asarray(X).argmax(axis=1)
+
+    estimator = GivenProbabilities(n_classes)
+    estimator.classes_ = np.arange(n_classes)
+    estimator.n_features_in_ = n_classes
+    return estimator
+
+
+def conformal_classifier(probabilities: np.ndarray, y: np.ndarray, coverage: float = SET_COVERAGE):
+    """MAPIE's split conformal classifier (``aps``) conformalized on these probabilities."""
+    from mapie.classification import SplitConformalClassifier
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    conformal = SplitConformalClassifier(
+        estimator=_given_probabilities(probabilities.shape[1]),
+        confidence_level=coverage,
+        conformity_score="aps",
+        prefit=True,
+        random_state=0,  # the aps score is randomised: the same tickets give the same quantile
+    )
+    with warnings.catch_warnings():
+        # Calibration tickets need not hold every category: the sets are still valid marginally.
+        warnings.filterwarnings("ignore", message=".*less labels than your training dataset")
+        return conformal.conformalize(probabilities, np.asarray(y, dtype=int))
+
+
+def conformal_quantile(
+    probabilities: np.ndarray, y: np.ndarray, coverage: float = SET_COVERAGE
+) -> float:
+    """The APS quantile: a set holds the most probable categories until their sum reaches it."""
+    conformal = conformal_classifier(probabilities, y, coverage)
+    conformal.predict_set(np.asarray(probabilities[:1], dtype=np.float64))  # MAPIE sets it here
+    return float(np.ravel(conformal._mapie_classifier.conformity_score_function_.quantiles_)[0])
+
+
+def prediction_sets(probabilities: np.ndarray, quantile: float) -> np.ndarray:
+    """Boolean (n, classes): the APS set with the last label included (MAPIE's default):
+    categories by decreasing probability until their cumulative probability reaches
+    ``quantile``; never empty."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(probabilities, order, axis=1), axis=1)
+    # MAPIE's tolerance (EPSILON = 1e-8); the first category whose cumulative sum reaches it.
+    reached = cumulative >= quantile - 1e-8
+    last = np.where(reached.any(axis=1), reached.argmax(axis=1), probabilities.shape[1] - 1)
+    keep_sorted = np.arange(probabilities.shape[1])[None, :] <= last[:, None]
+    sets = np.zeros_like(keep_sorted)
+    np.put_along_axis(sets, order, keep_sorted, axis=1)
+    return sets
+
+
+def calibrate(
+    probabilities: np.ndarray,
+    y: np.ndarray,
+    texts: list[str],
+    labels: list[str],
+    target_error: float = TARGET_ERROR,
+    delta: float = DELTA,
+    coverage: float = SET_COVERAGE,
+    source: str = "validation (routing part)",
+    ordering: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The whole ``routing.json`` record from calibration tickets' probabilities and true ids.
+
+    ``ordering``: (probabilities, true ids) of other held-out tickets (the temperature part)
+    that fix the order the thresholds are tested in; None: strictest first.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(y, dtype=int)
+    if not len(y):
+        raise BadInputError(
+            "routing needs labelled calibration tickets the model did not train on; "
+            "train with a validation split (validation_size > 0)"
+        )
+    correct = probabilities.argmax(axis=1) == y
+    order = None
+    if ordering is not None and len(ordering[1]):
+        learn, learn_y = np.asarray(ordering[0], dtype=np.float64), np.asarray(ordering[1])
+        order = testing_order(learn.max(axis=1), learn.argmax(axis=1) == learn_y, target_error)
+    record = certify(probabilities.max(axis=1), correct, target_error, delta, order=order)
+    record["order_tickets"] = 0 if order is None else int(len(ordering[1]))
+    record["calibration_tickets"] = int(len(y))
+    record["calibration"] = {
+        "source": source,
+        "tickets": int(len(y)),
+        "sha256": ticket_hash(texts, [labels[i] for i in y]),
+        "accuracy": float(correct.mean()),
+    }
+    if len(np.unique(y)) < 3:
+        # MAPIE reads two categories among the calibration tickets as a binary problem and
+        # refuses the adaptive score: no lists then (a tiny validation split), and it is said.
+        record["sets"] = None
+        record["sets_note"] = (
+            f"no conformal lists: the {len(y)} calibration tickets hold fewer than 3 categories"
+        )
+        return record
+    record["sets"] = {
+        "coverage": float(coverage),
+        "score": "aps",
+        "quantile": conformal_quantile(probabilities, y, coverage),
+    }
+    sets = prediction_sets(probabilities, record["sets"]["quantile"])
+    record["sets"]["calibration_mean_size"] = float(sets.sum(axis=1).mean())
+    return record
+
+
+def write_routing(out_dir: str | Path, record: dict[str, Any]) -> Path:
+    from workbench.data import write_json
+
+    return write_json(Path(out_dir) / FILE, record)
+
+
+def read_routing(model_dir: str | Path) -> dict[str, Any] | None:
+    """The stored operating point (None: a folder trained before routing existed)."""
+    path = Path(model_dir) / FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise BadInputError(
+            f"{path}: unreadable routing record: {error}; retrain the model"
+        ) from error
+
+
+def route(probabilities: np.ndarray, record: dict[str, Any] | None) -> np.ndarray:
+    """``auto`` where the top-class probability reaches the certified threshold, else ``review``."""
+    probabilities = np.asarray(probabilities)
+    threshold = (record or {}).get("threshold")
+    if threshold is None or not len(probabilities):
+        return np.full(len(probabilities), "review", dtype=object)
+    return np.where(probabilities.max(axis=1) >= threshold - 1e-9, "auto", "review").astype(object)
+
+
+def candidates(
+    probabilities: np.ndarray, record: dict[str, Any] | None, labels: list[str]
+) -> list[str]:
+    """Each ticket's conformal set, most probable first, joined by ``CANDIDATE_SEPARATOR``."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    quantile = ((record or {}).get("sets") or {}).get("quantile")
+    if quantile is None:
+        return [""] * len(probabilities)
+    sets = prediction_sets(probabilities, quantile)
+    out = []
+    for row, members in zip(probabilities, sets, strict=True):
+        order = np.argsort(-row, kind="stable")
+        out.append(CANDIDATE_SEPARATOR.join(labels[j] for j in order if members[j]))
+    return out
+
+
+def add_columns(
+    table: pd.DataFrame, probabilities: np.ndarray, record, labels: list[str]
+) -> pd.DataFrame:
+    """The prediction table with ``route`` and ``candidates`` after ``score``."""
+    table = table.copy()
+    at = list(table.columns).index("score") + 1 if "score" in table else len(table.columns)
+    table.insert(at, "route", route(probabilities, record))
+    table.insert(at + 1, "candidates", candidates(probabilities, record, labels))
+    return table
+
+
+def confidences(classifier, texts: list[str], scores: np.ndarray) -> np.ndarray:
+    """The probabilities routing thresholds: the head's (= its scores), else the calibrated
+    softmax of the cosine classifiers (``Classifier.probabilities``; embeddings are cached)."""
+    if classifier.head is not None and classifier.head_kind != "prototypes":
+        return np.asarray(scores)
+    return classifier.probabilities(texts)
+
+
+def confidences_from_vectors(classifier, vectors: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``confidences`` from embeddings already computed (Ray actors encode without the cache)."""
+    if classifier.head is not None and classifier.head_kind != "prototypes":
+        return np.asarray(scores)
+    from workbench.classifier import COSINE_TEMPERATURE, softmax
+
+    cosines = np.asarray(vectors) @ classifier.label_vectors().T
+    return softmax(cosines / (classifier.temperature or COSINE_TEMPERATURE))
+
+
+def guarantee_sentence(record: dict[str, Any] | None) -> str:
+    """The one sentence a stakeholder reads first."""
+    if record is None:
+        return (
+            "No operating point is stored with this model (trained before routing.json existed): "
+            "nothing is routed automatically; retrain it to certify one."
+        )
+    target, delta = record["target_error"], record["delta"]
+    n = record["calibration"]["tickets"]
+    if record.get("threshold") is None:
+        return (
+            f"No threshold certified — nothing is routed automatically: on {n:,} calibration "
+            f"tickets no confidence threshold keeps the error among routed tickets at most "
+            f"{target:.0%} with {1 - delta:.0%} confidence."
+        )
+    return (
+        f"Tickets with confidence ≥ {record['threshold']:.2f} are routed automatically "
+        f"({record['coverage']:.0%} of the {n:,} calibration tickets); with {1 - delta:.0%} "
+        f"confidence, at most {target:.0%} of automatically routed new tickets are wrong, as long "
+        "as new tickets resemble the calibration tickets."
+    )
+
+
+def outcome(
+    probabilities: np.ndarray, y_true: pd.Series | list[str], labels: list[str], record
+) -> dict[str, Any]:
+    """What the operating point does on labelled tickets: routed, their error, the sets."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.array([index.get(str(v), -1) for v in y_true])
+    n = len(y)
+    routed = route(probabilities, record) == "auto"
+    correct = probabilities.argmax(axis=1) == y if n else np.zeros(0, dtype=bool)
+    result: dict[str, Any] = {
+        "tickets": int(n),
+        "routed": int(routed.sum()),
+        "coverage": float(routed.mean()) if n else 0.0,
+        "errors": int((~correct[routed]).sum()),
+        "error": float((~correct[routed]).mean()) if routed.any() else None,
+        "review": int(n - routed.sum()),
+    }
+    quantile = ((record or {}).get("sets") or {}).get("quantile")
+    if quantile is not None and n:
+        sets = prediction_sets(probabilities, quantile)
+        contains = sets[np.arange(n), np.maximum(y, 0)] & (y >= 0)
+        size = sets.sum(axis=1)
+        result["sets"] = {
+            "level": float(record["sets"]["coverage"]),
+            "coverage": float(contains.mean()),
+            "mean_size": float(size.mean()),
+            "review_mean_size": float(size[~routed].mean()) if (~routed).any() else None,
+        }
+    return result
+
+
+def outcome_sentence(result: dict[str, Any], name: str = "test tickets") -> str:
+    """'Of 7,654 test tickets, 5,120 routed automatically, 3.9 % of them wrong; …'."""
+    name = {"test split": "test tickets", "all rows": "tickets scored in this run"}.get(name, name)
+    text = f"Of {result['tickets']:,} {name}, {result['routed']:,} routed automatically"
+    if result["routed"]:
+        text += f", {result['error']:.1%} of them wrong"
+    text += f"; {result['review']:,} to a person"
+    sets = result.get("sets")
+    if sets and sets.get("review_mean_size") is not None:
+        level = sets.get("level", SET_COVERAGE)
+        text += f", whose {level:.0%} list has {sets['review_mean_size']:.1f} categories on average"
+    return text + "."
+
+
+def monitor(
+    result: dict[str, Any], record: dict[str, Any] | None, reference: dict | None = None
+) -> dict[str, Any]:
+    """A labelled week against the guarantee (and the reference measurement, if any).
+
+    ``alert`` is True when the routed error is above the target beyond its sampling error: a
+    one-sided exact binomial test at ``MONITOR_ALPHA``.
+    """
+    from scipy.stats import binomtest
+
+    check = {**result, "target_error": None, "alert": False, "p_value": None}
+    if record is None or record.get("threshold") is None:
+        check["note"] = "no certified operating point: nothing was routed automatically"
+        return check
+    target = float(record["target_error"])
+    check["target_error"] = target
+    if result["routed"]:
+        test = binomtest(result["errors"], result["routed"], target, alternative="greater")
+        check["p_value"] = float(test.pvalue)
+        check["alert"] = bool(test.pvalue < MONITOR_ALPHA)
+    if reference:
+        check["reference"] = {k: reference.get(k) for k in ("coverage", "error", "tickets")}
+    if check["alert"]:
+        check["note"] = (
+            f"routed error {result['error']:.1%} on {result['routed']:,} routed tickets is above "
+            f"the {target:.0%} target beyond sampling error (p = {check['p_value']:.3g}): the "
+            "guarantee no longer holds for these tickets (drift?); stop automatic routing and "
+            "recalibrate or retrain"
+        )
+    else:
+        shown = (
+            "no ticket routed" if not result["routed"] else f"routed error {result['error']:.1%}"
+        )
+        check["note"] = f"{shown}: within the {target:.0%} target up to sampling error"
+    return check
+
+
+# --- training: the operating point stored with the model ---------------------------------------
+
+OPTION_KEYS = ("target_error", "delta", "set_coverage")
+
+
+def pop_options(overrides: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Split ``target_error``/``delta``/``set_coverage`` off recipe overrides (``--param``)."""
+    rest = dict(overrides or {})
+    options = {
+        "target_error": float(rest.pop("target_error", TARGET_ERROR)),
+        "delta": float(rest.pop("delta", DELTA)),
+        "set_coverage": float(rest.pop("set_coverage", SET_COVERAGE)),
+    }
+    check_levels(options["target_error"], options["delta"])
+    if not 0 < options["set_coverage"] < 1:
+        raise BadInputError(
+            f"parameter set_coverage={options['set_coverage']} must be between 0 and 1 (e.g. 0.9)"
+        )
+    return rest, options
+
+
+def label_array(values, labels: list[str]) -> np.ndarray:
+    """Label ids (-1: a category the model does not know)."""
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array([index.get(str(v), -1) for v in values], dtype=int)
+
+
+def scored(classifier, frame: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts, routing probabilities and true ids of the rows with a category the model knows."""
+    rows = frame[frame["label"].isin(classifier.labels)]
+    texts = rows["text"].astype(str).tolist()
+    probabilities = confidences(classifier, texts, classifier.scores(texts))
+    return texts, probabilities, label_array(rows["label"], classifier.labels)
+
+
+def fit_routing(
+    out_dir: str | Path,
+    classifier,
+    calibration: pd.DataFrame,
+    options: dict[str, float] | None = None,
+    source: str = "validation (routing part)",
+    ordering: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Certify the operating point on ``calibration`` tickets (testing order learned on
+    ``ordering``, the temperature part) and write ``routing.json``."""
+    options = options or {}
+    labels = classifier.labels
+    texts, probabilities, y = scored(classifier, calibration)
+    learned = None
+    if ordering is not None and len(ordering):
+        _, learn_probabilities, learn_y = scored(classifier, ordering)
+        learned = (learn_probabilities, learn_y)
+    record = calibrate(
+        probabilities,
+        y,
+        texts,
+        labels,
+        options.get("target_error", TARGET_ERROR),
+        options.get("delta", DELTA),
+        options.get("set_coverage", SET_COVERAGE),
+        source=source,
+        ordering=learned,
+    )
+    write_routing(out_dir, record)
+    return record
+
+
+def add_test_outcome(
+    out_dir: str | Path,
+    record: dict[str, Any],
+    probabilities: np.ndarray,
+    y_true,
+    labels: list[str],
+) -> dict[str, Any]:
+    """Measure the stored operating point once on the test split (the reference for monitoring)."""
+    record["test"] = outcome(probabilities, y_true, labels, record)
+    write_routing(out_dir, record)
+    return record
+
+
+def summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``metrics.json`` and the model card keep of ``routing.json`` (no per-threshold list)."""
+    if record is None:
+        return None
+    return {k: v for k, v in record.items() if k != "tested"}
+
+
+def card_lines(record: dict[str, Any] | None) -> list[str]:
+    """The model card's 'Automatic routing' section."""
+    lines = ["", "## Automatic routing", ""]
+    if record is None:
+        return lines + [
+            "No calibration tickets (validation_size=0): no operating point certified, every "
+            "ticket goes to a person."
+        ]
+    lines.append(guarantee_sentence(record))
+    lines += [
+        "",
+        f"- **Target error among routed tickets:** {record['target_error']:.1%}, "
+        f"**delta:** {record['delta']:.0%} ({record['method']})",
+        f"- **Calibration tickets:** {record['calibration']['tickets']:,} "
+        f"({record['calibration']['source']}, SHA-256 `{record['calibration']['sha256'][:12]}…`)",
+    ]
+    if record.get("threshold") is not None:
+        lines.append(
+            f"- **Threshold:** {record['threshold']:.2f}; on calibration {record['routed']:,} routed, "
+            f"{record['errors']:,} wrong; exact binomial {1 - record['delta']:.0%} upper bound "
+            f"on the error {record['bound']:.2%}"
+        )
+    sets = record.get("sets") or {}
+    if sets:
+        lines.append(
+            f"- **Lists for the others:** split conformal ({sets['score']}) at "
+            f"{sets['coverage']:.0%}, quantile {sets['quantile']:.4f}"
+        )
+    if record.get("test"):
+        lines.append(f"- **On the test split (measured once):** {outcome_sentence(record['test'])}")
+    return lines
+
+
+# --- prediction: which operating point a predictions file used ---------------------------------
+
+
+def for_prediction(
+    classifier,
+    target_error: float | None = None,
+    delta: float | None = None,
+    calibration: str | Path | None = None,
+    load_options: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The operating point ``predict`` applies, and what the run record says about it.
+
+    The stored ``routing.json`` by default; ``--target-error``/``--delta`` only re-certify on a
+    labelled ``--calibration`` file (tickets the model did not train on), never on the stored
+    calibration tickets' summary alone.
+    """
+    if (target_error is not None or delta is not None) and not calibration:
+        raise BadInputError(
+            "--target-error/--delta need --calibration FILE: labelled tickets the model did not "
+            "train on, to certify a new operating point (without them the stored one is used)"
+        )
+    if calibration:
+        from workbench.data import load_tickets
+
+        data = load_tickets(calibration, **(load_options or {}))
+        stored = read_routing(classifier.path) or {}
+        options = {
+            "target_error": TARGET_ERROR if target_error is None else float(target_error),
+            "delta": DELTA if delta is None else float(delta),
+            "set_coverage": float((stored.get("sets") or {}).get("coverage") or SET_COVERAGE),
+        }
+        check_levels(options["target_error"], options["delta"])
+        rows = data.frame[data.frame["label"].isin(classifier.labels)]
+        if not len(rows):
+            raise BadInputError(
+                f"--calibration {calibration}: no ticket with a category the model knows"
+            )
+        from workbench.texthash import count_seen
+
+        seen = count_seen(classifier.path, rows["text"].astype(str).tolist())
+        if seen:
+            raise BadInputError(
+                f"--calibration {calibration}: {seen} of its tickets are ones the model trained "
+                "on; calibrate on tickets it never saw, or the guarantee does not hold"
+            )
+        # As in training: a seeded share orders the thresholds, the rest certifies.
+        learn, certify_on = split_validation(rows, seed=0)
+        _, learn_probabilities, learn_y = scored(classifier, learn)
+        texts, probabilities, y = scored(classifier, certify_on)
+        record = calibrate(
+            probabilities,
+            y,
+            texts,
+            classifier.labels,
+            options["target_error"],
+            options["delta"],
+            options["set_coverage"],
+            source=f"--calibration {Path(calibration).name}",
+            ordering=(learn_probabilities, learn_y),
+        )
+        return record, used_note(record, "recalibrated")
+    record = read_routing(classifier.path)
+    return record, used_note(record, "stored" if record else "none")
+
+
+def used_note(record: dict[str, Any] | None, origin: str) -> dict[str, Any]:
+    """The run record's ``routing``: which operating point produced ``route``/``candidates``."""
+    if record is None:
+        return {"origin": origin, "threshold": None, "sentence": guarantee_sentence(None)}
+    return {
+        "origin": origin,
+        "threshold": record.get("threshold"),
+        "target_error": record["target_error"],
+        "delta": record["delta"],
+        "calibration_tickets": record["calibration"]["tickets"],
+        "calibration_sha256": record["calibration"]["sha256"],
+        "source": record["calibration"]["source"],
+        "set_quantile": (record.get("sets") or {}).get("quantile"),
+        "sentence": guarantee_sentence(record),
+    }
