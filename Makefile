@@ -30,10 +30,10 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
-# Refresh the lock from the installed environment after changing pyproject.toml's
-# dependencies: `make lock` upgrades within pyproject's ranges, then `make test` before committing.
+# Refresh the lock from the installed environment after changing pyproject.toml's dependencies
+# (or `pip install -U` of a package you chose to move): then `make test` before committing it.
 lock:
-	$(PY) -m pip install -q --upgrade -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nvidia-|triton|ticket-workbench)([=<> ]|-)' > $(LOCK)
 	@echo "wrote $(LOCK): $$(wc -l < $(LOCK)) packages"
 
