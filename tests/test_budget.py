@@ -17,10 +17,12 @@ from workbench.training.loop import ReplayedBudget, TimeBudget
 from workbench.training.recipes import resolve_recipe
 
 
-def _drive(budget: TimeBudget, step_seconds) -> tuple[int, float]:
-    """Run ``budget`` the way ``fit`` does; ``step_seconds(step)`` is each step's duration.
-    Returns the steps trained and the simulated time they took."""
-    total, elapsed, step = budget.planned_steps, 0.0, 0
+def _drive(budget: TimeBudget, step_seconds, start: float = 0.0) -> tuple[int, float]:
+    """Run ``budget`` the way ``fit`` does; ``step_seconds(step)`` is each step's duration and
+    ``start`` the seconds spent before the first step. Returns the steps trained and the
+    simulated time the whole fine-tune took."""
+    budget.begin(start)
+    total, elapsed, step = budget.planned_steps, start, 0
     while step < total:
         step += 1
         elapsed += step_seconds(step)
@@ -51,6 +53,15 @@ def test_budget_stops_at_the_deadline_when_the_estimate_is_wrong():
     steps, elapsed = _drive(budget, lambda step: 40.0 if step == 400 else 0.2)
     assert budget.stopped_at_deadline and budget.replans[-1] == [steps, steps]
     assert steps < 500 and elapsed - 40.0 < 100.0
+
+
+def test_time_before_the_first_step_counts_but_is_not_a_step_cost():
+    """30 s of tokenising, then 0.2 s a step: 66 s are left for about 330 more steps (the old
+    estimate, 34 s / 20 steps = 1.7 s a step, would have cut to 58)."""
+    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
+    steps, elapsed = _drive(budget, lambda step: 0.2, start=30.0)
+    assert budget.replans[0][0] == 20 and abs(budget.replans[0][1] - 350) <= 1
+    assert elapsed <= 100.0 + 0.2 and steps >= 340
 
 
 def test_budget_leaves_a_run_that_fits_alone():

@@ -61,7 +61,7 @@ def test_default_report_completes_on_45_labelled_tickets(small_run: Path):
     # The page says what the small file changed.
     notes = summary["data"]["small_data"]
     assert any("test split has 9 tickets" in n for n in notes), notes
-    assert any("4 validation tickets" in n and "training tickets" in n for n in notes), notes
+    assert any("4 validation tickets" in n and "export check" in n for n in notes), notes
     index = (small_run / "index.html").read_text(encoding="utf-8")
     assert "Small data: The test split has 9 tickets" in index
     model_page = (small_run / "02_fine_tuning-stakeholder.html").read_text(encoding="utf-8")

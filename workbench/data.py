@@ -371,11 +371,13 @@ class Split:
             )
         if 0 < validation < SMALL_SPLIT:
             notes.append(
-                f"Calibration is fitted on the {validation} validation tickets (one temperature); "
+                f"The {validation} validation tickets are shared between the probabilities' "
+                "calibration (one temperature) and the routing guarantee, so confidences are "
+                "rough and routing is rarely certified"
                 + (
-                    "the export check runs on training tickets (fewer than 8 held out)."
+                    "; the export check runs on training tickets (fewer than 8 held out)."
                     if validation < 8
-                    else "confidences are rough."
+                    else "."
                 )
             )
         every = pd.concat([part["label"] for part in self.parts().values()])

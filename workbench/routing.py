@@ -75,8 +75,7 @@ def split_validation(
 
     Every category keeps at least one ticket in the temperature part (the head's calibration
     needs each trained class), and the largest at least ``MIN_TEMPERATURE_TICKETS`` (or all of
-    them): scikit-learn's CalibratedClassifierCV still cuts its rows into 5 stratified folds
-    around the frozen head and refuses when every category has fewer.
+    them), so the order of the thresholds learned there rests on a few tickets at least.
     """
     if validation is None or not len(validation):
         empty = validation.iloc[0:0] if validation is not None else pd.DataFrame()

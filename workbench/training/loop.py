@@ -166,7 +166,14 @@ class TimeBudget:
     replans: list[list[int]] = field(default_factory=list)
     stopped_at_deadline: bool = False
     seconds_per_step: float | None = None
+    # Seconds already spent when the first step starts (tokenising): they count against the
+    # budget but are not a step's cost, so the first estimate of the step time leaves them out.
+    offset: float = 0.0
     _times: list[float] = field(default_factory=list)
+
+    def begin(self, elapsed: float) -> None:
+        """Called as the first step starts, ``elapsed`` seconds into the fine-tune."""
+        self.offset = float(elapsed)
 
     @property
     def decided(self) -> bool:
@@ -186,13 +193,13 @@ class TimeBudget:
         if elapsed >= self.seconds:
             self.stopped_at_deadline = step < total
             return self._replan(step, step, total)
-        if step < min(self.probe_steps, total) and elapsed < 0.05 * self.seconds:
+        if step < min(self.probe_steps, total) and elapsed - self.offset < 0.05 * self.seconds:
             return None
         recent = self._times[-(self.window + 1) :]
         if len(recent) > self.window:
             per_step = (recent[-1] - recent[0]) / self.window
         else:
-            per_step = elapsed / max(step, 1)
+            per_step = (elapsed - self.offset) / max(step, 1)
         self.seconds_per_step = per_step
         fits = step + int((self.seconds - elapsed) / max(per_step, 1e-9))
         if fits >= total or total - fits < max(1, self.min_cut_share * (total - step)):
@@ -229,6 +236,9 @@ class ReplayedBudget:
 
     replans: list[list[int]]
     planned_steps: int
+
+    def begin(self, elapsed: float) -> None:
+        """Nothing to measure: the plan is the recorded one."""
 
     def check(self, step: int, elapsed: float, total: int | None = None) -> int | None:
         for at, new_total in self.replans:
@@ -385,6 +395,7 @@ def fit(
     # Short runs log more often, so their loss curve has more than one point.
     log_every = max(1, min(int(params["log_every"]), total_steps // 20))
     fine_tune_started = time.perf_counter()
+    budget.begin(clock() - started)
     model.train()
     step = 0
     bar = tqdm(
