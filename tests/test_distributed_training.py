@@ -131,9 +131,10 @@ assert accelerator.num_processes == 2
 budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
 # Rank 0 measures 0.2 s a step (500 steps fit); rank 1 would have decided otherwise.
 slow = 0.0 if accelerator.is_main_process else 3.0
-cuts = [
-    shared_budget_check(budget, step, (0.2 + slow) * step, accelerator) for step in range(1, 41)
-]
+cuts, total = [], 1000
+for step in range(1, 41):  # as fit does: the current plan goes in, a changed one comes out
+    cuts.append(shared_budget_check(budget, step, (0.2 + slow) * step, accelerator, total))
+    total = cuts[-1] or total
 assert [c for c in cuts if c is not None] == [500], cuts
 assert cuts.index(500) == 19  # decided at step 20 on every rank
 assert budget.cut_to == 500 and abs(budget.seconds_per_step - 0.2) < 1e-9
