@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             calibrated = CalibratedClassifierCV(
                 FrozenEstimator(svm),
                 method=method,
-                cv=[(np.flatnonzero(fit_rows),) * 2],
+                cv=[(np.arange(int(fit_rows.sum())),) * 2],
                 ensemble=False,
             ).fit(validation[fit_rows], y["validation"][fit_rows])
             proba = calibrated.predict_proba(validation[~fit_rows])
