@@ -48,6 +48,23 @@ def _run(command: list[str], timeout: int) -> subprocess.CompletedProcess:
     return run
 
 
+def _launch_two_ranks(folder, worker: str, args: list[str], timeout: int) -> None:
+    """Run ``worker`` (a script's text) on 2 gloo ranks through Accelerate's own launcher, one
+    thread each, on a free local port; it must succeed."""
+    import socket
+
+    script = folder / "worker.py"
+    script.write_text(worker)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "--main_process_port", str(port)]
+    launch += ["--num_cpu_threads_per_process", "1"]
+    _run([*launch, str(script), *args], timeout=timeout)
+
+
 def test_two_cpu_processes_train_like_one(tmp_path, small_sample):
     from workbench.cli import main
 
@@ -148,17 +165,7 @@ accelerator.end_training()  # closes the process group (see cli._end_processes)
 def test_budget_decision_is_rank_zeros(tmp_path):
     """The time budget's decision is rank 0's, broadcast: a rank whose first steps were slower
     still cuts at the same step to the same total (2 gloo processes, Accelerate's launcher)."""
-    import socket
-
-    script = tmp_path / "budget_worker.py"
-    script.write_text(BUDGET_WORKER)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
-    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    launch += ["--dynamo_backend", "no", "--main_process_port", str(port)]
-    _run([*launch, "--num_cpu_threads_per_process", "1", str(script), str(tmp_path)], timeout=300)
+    _launch_two_ranks(tmp_path, BUDGET_WORKER, [str(tmp_path)], timeout=300)
     lines = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(2)]
     assert lines == ["rank 0 cut to 500", "rank 1 cut to 500"]
 
@@ -193,20 +200,9 @@ Accelerator().end_training()
 def test_ranks_hold_identical_parameters_after_training(tmp_path, small_sample):
     """Gradients are averaged across ranks: each rank trains on its own half of every batch, so
     without that synchronisation their weights would drift apart after the first step."""
-    import socket
-
     import torch
 
-    script = tmp_path / "sync_worker.py"
-    script.write_text(SYNC_WORKER)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
-    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    launch += ["--dynamo_backend", "no", "--main_process_port", str(port)]
-    launch += ["--num_cpu_threads_per_process", "1"]
-    _run([*launch, str(script), str(small_sample), str(tmp_path)], timeout=600)
+    _launch_two_ranks(tmp_path, SYNC_WORKER, [str(small_sample), str(tmp_path)], timeout=600)
     zero, one = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     torch.testing.assert_close(zero["before"], one["before"])  # same start
     assert not torch.allclose(zero["after"], zero["before"])  # it trained
