@@ -282,13 +282,21 @@ def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
     assert result.metrics["headline"]["accuracy"] > majority + 0.2, majority
     assert "prototypes" in (out / "README.md").read_text()
     # inference=auto (the default): the encoder was exported and checked after training, and
-    # the folder now encodes with the fastest checked backend, agreeing with PyTorch.
-    from workbench.backends import backend_of
+    # the folder encodes with the first checked backend in AUTO_ORDER that measured at least
+    # MIN_AUTO_SPEEDUP x PyTorch here; which one that is depends on the CPU, so the rule is checked
+    # against the speeds this machine recorded, not a fixed answer.
+    from workbench.backends import AUTO_ORDER, MIN_AUTO_SPEEDUP, backend_of
 
     exported = recipe["backends"]
     assert exported["torch"]["checked"] and exported["onnx"]["checked"]
-    assert backend_of(classifier.model) != "torch"
-    assert exported[backend_of(classifier.model)]["checked"]
+    torch_speed = exported["torch"]["tickets_per_s"]
+    fast_enough = [
+        name
+        for name in AUTO_ORDER
+        if exported.get(name, {}).get("checked")
+        and exported[name]["tickets_per_s"] >= MIN_AUTO_SPEEDUP * torch_speed
+    ]
+    assert backend_of(classifier.model) == (fast_enough[0] if fast_enough else "torch")
     reference = load_classifier(out, inference="torch")
     texts = data.frame["text"].tolist()[:64]
     assert backend_of(reference.model) == "torch"
