@@ -31,8 +31,15 @@ def sweep(tmp_path_factory, small_sample) -> tuple[Path, Path]:
     grid.write_text("grid:\n  recipe: [seed, seed_logreg]\n  max_seq_length: [24]\n")
     params = build_parameters(profile="quick", overrides={"data_path": str(small_sample), **TINY})
     reports = folder / "reports"
+    # Tracked to a local MLflow store (what `--track mlflow` uses without a server).
     page = run_sweep(
-        grid, params, reports, "grid", ["02_fine_tuning", "04_evaluation"], progress=False
+        grid,
+        params,
+        reports,
+        "grid",
+        ["02_fine_tuning", "04_evaluation"],
+        progress=False,
+        tracking=f"sqlite:///{folder / 'mlflow.db'}",
     )
     return page, reports
 
@@ -148,3 +155,31 @@ def test_stakeholder_index_and_sweep_page_render_with_trend_chart(sweep):
     assert text.count("not plotted (smoke profile)") == 2
     for run in list_runs(reports):
         assert f"{run['metrics']['headline']['macro-F1']:.3f}" in text
+
+
+def test_sweep_is_one_mlflow_parent_run_with_a_child_per_combination(sweep):
+    """The team's MLflow shows the sweep as one run: its grid, the winner chosen on validation,
+    the sweep page, and each combination nested under it."""
+    import mlflow
+
+    page, reports = sweep
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{reports.parent / 'mlflow.db'}")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], max_results=50
+    )
+    [parent] = [
+        r
+        for r in runs
+        if r.data.tags.get("workbench.kind") == "sweep" and "mlflow.parentRunId" not in r.data.tags
+    ]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+    assert json.loads(parent.data.params["grid.recipe"]) == ["seed", "seed_logreg"]
+    assert parent.data.metrics["sweep.runs"] == 2
+    best = max(children, key=lambda r: r.data.metrics.get("validation.macro-F1", -1))
+    assert parent.data.metrics["best.validation.macro-F1"] == pytest.approx(
+        best.data.metrics["validation.macro-F1"], abs=1e-9
+    )
+    assert parent.data.params["best.recipe"] == best.data.params["recipe"]
+    pages = {a.path for a in client.list_artifacts(parent.info.run_id, "pages")}
+    assert f"pages/{page.name}" in pages

@@ -8,6 +8,7 @@ embeddings come from the shared embedding cache instead of being re-encoded per 
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def run_sweep(
     selected = notebooks or [
         n for n in available_notebooks() if n != COMPARISON or base.get("reference_run")
     ]
+    parent = _start_parent(tracking, name, Path(reports_dir), grid)
     rows = []
     for position, combo in enumerate(combinations(grid), start=1):
         run_params = {**base, **combo}
@@ -100,7 +102,13 @@ def run_sweep(
             if tracking:
                 from workbench.tracking import track_report
 
-                track_report(run_dir, tracking, kind="sweep", extra_tags={"workbench.sweep": name})
+                track_report(
+                    run_dir,
+                    tracking,
+                    kind="sweep",
+                    parent=parent,
+                    extra_tags={"workbench.sweep": name},
+                )
         except NotebookFailedError as error:
             failed = sorted(Path(reports_dir).glob(f"*-{name}-{position}-*"))
             run_dir, status, seconds = (failed[-1] if failed else None), "failed", 0.0
@@ -115,7 +123,38 @@ def run_sweep(
                 "metrics": read_metrics(run_dir) if run_dir else {},
             }
         )
-    return write_sweep_page(rows, Path(reports_dir), name, grid)
+    page = write_sweep_page(rows, Path(reports_dir), name, grid)
+    if parent:
+        _finish_parent(tracking, parent, Path(reports_dir), grid, rows, page)
+    return page
+
+
+def _start_parent(tracking: str | None, name: str, reports_dir: Path, grid: dict) -> str | None:
+    """The sweep's MLflow parent run (each combination is a child run); None when off."""
+    if not tracking:
+        return None
+    from workbench.tracking import start_parent  # mlflow: imported only when tracking is on
+
+    tags = {"workbench.kind": "sweep", "workbench.series": name, "workbench.sweep": name}
+    return start_parent(tracking, f"sweep-{name}", reports_dir, tags)
+
+
+def _finish_parent(
+    tracking: str, parent: str, reports_dir: Path, grid: dict, rows: list[dict], page: Path
+) -> None:
+    """The grid, the winner chosen on validation (with its test figure) and the sweep page."""
+    from workbench.tracking import finish_parent
+
+    _, best = rank_rows(rows)
+    params = {f"grid.{key}": json.dumps(values) for key, values in grid.items()}
+    metrics = {"sweep.runs": float(len(rows))}
+    if best is not None:
+        params.update({f"best.{key}": value for key, value in best["combo"].items()})
+        metrics["best.validation.macro-F1"] = validation_macro_f1(best["metrics"])
+        test = (best["metrics"].get("headline") or {}).get("macro-F1")
+        if isinstance(test, int | float):
+            metrics["best.test.macro-F1"] = float(test)
+    finish_parent(tracking, parent, reports_dir, params, metrics, [page])
 
 
 def validation_macro_f1(metrics: dict) -> float | None:
