@@ -151,3 +151,27 @@ def test_ray_is_imported_lazily():
         "assert 'ray' not in sys.modules, 'ray imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_failed_local_start_leaves_no_processes(monkeypatch):
+    """A start that times out (busy machine) is retried; what each failed try spawned (GCS
+    server, raylet, dashboard in real life) is stopped, not left burning CPU until exit."""
+    import psutil
+    import ray
+
+    from workbench import scale
+
+    spawned: list[subprocess.Popen] = []
+
+    def timed_out_start(**_):
+        spawned.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(ray, "init", timed_out_start)
+    with pytest.raises(Exception, match="timed out during startup"):
+        scale._start_local(1, {}, attempts=2)
+    assert len(spawned) == 2  # retried once
+    for process in spawned:
+        assert process.wait(timeout=10) is not None  # stopped, not waiting for its 120 s
+    alive = {c.pid for c in psutil.Process().children(recursive=True)}
+    assert not alive & {p.pid for p in spawned}

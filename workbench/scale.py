@@ -21,6 +21,7 @@ can be keyed back to the input.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -197,17 +198,37 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
 
 def _start_local(cpus: int, options: dict[str, Any], attempts: int = 3) -> None:
     """A local Ray instance; its start is retried, because on a busy machine the raylet can
-    miss Ray's fixed 30-second registration window ("timed out during startup")."""
+    miss Ray's fixed 30-second registration window ("timed out during startup").
+
+    A start that failed leaves its GCS server, raylet, dashboard and monitors running (Ray has
+    not registered the node, so ``ray.shutdown`` does not know them): the processes this start
+    spawned are stopped before the next attempt, or they would take CPU until the process ends.
+    """
+    import psutil
     import ray
 
     for attempt in range(1, attempts + 1):
+        before = {child.pid for child in psutil.Process().children(recursive=True)}
         try:
             ray.init(num_cpus=cpus, **options)
             return
         except Exception as error:
             ray.shutdown()
+            _stop_new_children(before)
             if "timed out during startup" not in str(error) or attempt == attempts:
                 raise
+
+
+def _stop_new_children(before: set[int]) -> int:
+    """Kill this process's children that were not in ``before``; returns how many."""
+    import psutil
+
+    spawned = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+    for child in spawned:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(spawned, timeout=10)
+    return len(spawned)
 
 
 def _read_shard(
