@@ -103,6 +103,17 @@ def test_fine_tuning_in_place_changes_the_fingerprint(tmp_path):
     assert len(list(tmp_path.iterdir())) == 2
 
 
+def test_fingerprint_is_memoised_while_the_weights_stay(model, monkeypatch):
+    """A warm encode must not rehash ~90 MB of weights each call (``state_dict()`` detaches
+    new tensor objects every time, so the memo keys on the parameters themselves)."""
+    before = embeddings.model_fingerprint(model)
+    sha256 = embeddings.hashlib.sha256
+    made = []
+    monkeypatch.setattr(embeddings.hashlib, "sha256", lambda *a: made.append(1) or sha256(*a))
+    assert embeddings.model_fingerprint(model) == before
+    assert len(made) == 1  # the outer digest only: the weights were not hashed again
+
+
 def test_writes_through_param_data_need_forget(tmp_path):
     """The documented hole: ``.data`` bypasses version counters; ``fresh``/``forget`` close it."""
     import torch

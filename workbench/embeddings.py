@@ -58,7 +58,7 @@ def model_fingerprint(model: SentenceTransformer, fresh: bool = False) -> str:
     backend = getattr(model, "_workbench_backend", "torch")
     if backend != "torch":
         digest.update(f"backend={backend};file={model._workbench_backend_hash}".encode())
-    state = model.state_dict()
+    state = model.state_dict(keep_vars=True)  # the parameters themselves: stable identities
     signature = tuple(
         (
             name,
