@@ -207,6 +207,10 @@ class EmbeddingCache:
         if not rows:
             return 0
         block = vectors[rows] if len(rows) < len(keys) else vectors
+        if not self._size and block.base is None and block.flags.c_contiguous:
+            self._buffer, self._size = block, len(block)  # the first shard read: no copy
+            self.keys.extend(keys[i] for i in rows)
+            return len(rows)
         needed = self._size + len(block)
         if needed > len(self._buffer) or self._buffer.shape[1] != block.shape[1]:
             grown = np.empty((max(needed, 2 * len(self._buffer), 1024), block.shape[1]), np.float32)
