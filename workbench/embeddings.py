@@ -143,7 +143,7 @@ class EmbeddingCache:
     shard is skipped and counted in ``damaged`` (its tickets are encoded again). When more than
     ``COMPACT_AT`` small shards pile up, one process folds them into one under the folder's file
     lock (rename first, then delete), which readers survive. The old single ``cache.npz`` is read
-    like a shard and folded into the next compaction (migration).
+    like any shard (migration) and, when small, folded in by a compaction.
     """
 
     def __init__(self, folder: Path):
@@ -199,28 +199,34 @@ class EmbeddingCache:
 
     def _append(self, keys: list[str], vectors: np.ndarray) -> int:
         """Hold the entries not held yet (first vector of a key wins); the buffer doubles."""
-        rows = []
-        for i, key in enumerate(keys):
-            if key not in self.index:
-                self.index[key] = self._size + len(rows)
-                rows.append(i)
-        if not rows:
+        index = self.index
+        if len(set(keys)) == len(keys):  # the usual case: writers store each key once
+            rows = [i for i, key in enumerate(keys) if key not in index] if index else None
+        else:
+            first = {}
+            for i, key in enumerate(keys):
+                if key not in index:
+                    first.setdefault(key, i)
+            rows = list(first.values())
+        if rows is not None and len(rows) == len(keys):
+            rows = None  # every row: no copy of the block
+        if rows is not None and not rows:
             return 0
-        block = vectors[rows] if len(rows) < len(keys) else vectors
-        if not self._size and block.base is None and block.flags.c_contiguous:
-            self._buffer, self._size = block, len(block)  # the first shard read: no copy
-            self.keys.extend(keys[i] for i in rows)
-            return len(rows)
+        block = vectors if rows is None else vectors[rows]
+        new_keys = keys if rows is None else [keys[i] for i in rows]
+        index.update(zip(new_keys, range(self._size, self._size + len(new_keys)), strict=True))
+        self.keys.extend(new_keys)
         needed = self._size + len(block)
-        if needed > len(self._buffer) or self._buffer.shape[1] != block.shape[1]:
-            grown = np.empty((max(needed, 2 * len(self._buffer), 1024), block.shape[1]), np.float32)
-            if self._size:
+        if not self._size:
+            self._buffer = np.ascontiguousarray(block, dtype=np.float32)  # full: grows on append
+        else:
+            if needed > len(self._buffer):
+                grown = np.empty((max(needed, 2 * len(self._buffer)), block.shape[1]), np.float32)
                 grown[: self._size] = self._buffer[: self._size]
-            self._buffer = grown
-        self._buffer[self._size : needed] = block
+                self._buffer = grown
+            self._buffer[self._size : needed] = block
         self._size = needed
-        self.keys.extend(keys[i] for i in rows)
-        return len(rows)
+        return len(new_keys)
 
     def lock(self):
         """The folder's compaction lock (``filelock``; released if the holder dies)."""
