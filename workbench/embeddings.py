@@ -316,8 +316,12 @@ class EmbeddingCache:
                     return False
                 keys: dict[str, None] = {}
                 for name in small:
-                    if self._rows[name]:  # held in memory: only the keys are read again
+                    if not self._rows[name]:
+                        continue  # damaged: dropped, its tickets are encoded again when needed
+                    try:  # held in memory: only the keys are read again
                         keys.update(dict.fromkeys(read_shard(self.folder / name, True)[0]))
+                    except DamagedShard:
+                        self.damaged.append(name)  # damaged since it was read: dropped too
                 if keys:
                     name = self._write(list(keys), self.take(list(keys)))
                     self._rows[name] = len(keys)
