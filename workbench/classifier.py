@@ -40,7 +40,10 @@ class Classifier:
     recipe: dict[str, Any] = field(default_factory=dict)
     head: dict[str, Any] | None = None
     label_texts: list[str] = field(default_factory=list)
+    # False: tickets scored once (``workbench predict``, serving) are not stored in the disk cache.
+    cache: bool | Path = True
     _label_vectors: np.ndarray | None = None
+    _last_embedded: tuple | None = field(default=None, repr=False)
 
     @property
     def head_kind(self) -> str:
@@ -48,10 +51,22 @@ class Classifier:
         return self.head["kind"] if self.head else "cosine"
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Normalised ticket embeddings, cached on disk per model fingerprint."""
-        from workbench.embeddings import encode
+        """Normalised ticket embeddings, cached on disk per model fingerprint (``cache``).
 
-        return encode(self.model, list(texts), description="encoding tickets")
+        Without the disk cache the last call's vectors are kept in memory, so ``scores`` and
+        then ``probabilities`` of the same tickets (``workbench predict``) encode them once."""
+        from workbench.embeddings import encode, model_fingerprint
+
+        texts = list(texts)
+        if self.cache:
+            return encode(self.model, texts, cache=self.cache, description="encoding tickets")
+        fingerprint = model_fingerprint(self.model)
+        last = self._last_embedded
+        if last is not None and last[0] == fingerprint and last[1] == texts:
+            return last[2].copy()
+        vectors = encode(self.model, texts, cache=False, description="encoding tickets")
+        self._last_embedded = (fingerprint, texts, vectors.copy())
+        return vectors
 
     def label_vectors(self) -> np.ndarray:
         """Where each category sits in embedding space: its learned prototype (``loss=softmax``

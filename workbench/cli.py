@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         "operating point stored in the model's routing.json)",
     )
     predict.add_argument(
+        "--cache",
+        action="store_true",
+        help="also read and write the embedding cache (default: off, since tickets scored once "
+        "would only fill it, ~1.7 KB each; use it for a file you will score again)",
+    )
+    predict.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
@@ -485,11 +491,14 @@ def _predict(args: argparse.Namespace) -> int:
         raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
     if args.engine == "ray" and (args.calibration or args.target_error or args.delta):
         raise _bad("--calibration/--target-error/--delta apply to --engine local only")
+    if args.engine == "ray" and args.cache:
+        raise _bad("--cache applies to --engine local only (Ray actors never use the cache)")
     if args.engine == "ray":
         from workbench.scale import check_paths
 
         check_paths(args.data, out)
     classifier = load_classifier(args.model, inference=args.inference)
+    classifier.cache = args.cache  # one-off tickets stay out of the embedding cache by default
     options = _predict_options(args, classifier)
     if args.engine == "ray":
         return _predict_ray(args, classifier, options)

@@ -23,6 +23,7 @@ class TicketClassifierModel(mlflow.pyfunc.PythonModel):
         from workbench.classifier import load_classifier
 
         self.classifier = load_classifier(context.artifacts["classifier"])
+        self.classifier.cache = False  # served tickets are scored once: not stored on disk
 
     # No type hints here: MLflow would read them as an input schema (it wants list[...]).
     def predict(self, context, model_input, params=None):  # noqa: ANN001
