@@ -322,6 +322,40 @@ def test_precision_choice(monkeypatch):
     assert pick_device() == "cuda" and pick_device("cpu") == "cpu"
 
 
+def test_bf16_path_trains_on_any_cpu(tmp_path, small_sample, monkeypatch):
+    """The bf16 autocast path that CPUs with bf16 units take by default, forced here so that a
+    machine without them (AVX2 only) runs it too: it is recorded, the loss falls, the saved
+    weights stay fp32 and the folder scores tickets. ``auto`` follows the CPU's flags."""
+    import torch
+
+    from workbench.classifier import load_classifier
+    from workbench.data import load_tickets
+    from workbench.training import mixed_precision, train
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert mixed_precision("auto", "cpu") == (True, torch.bfloat16)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert mixed_precision("auto", "cpu")[0] is False  # AVX2 only: fp32
+    out = tmp_path / "bf16"
+    params = {"epochs": 2, "batch_size": 16, "max_seq_length": 32, "num_pairs": 64}
+    result = train(
+        load_tickets(small_sample),
+        out,
+        "seed",
+        {**params, "precision": "bf16", "inference": "torch"},
+        progress=False,
+        baselines=False,
+    )
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["precision"] == "bfloat16"
+    assert result.log["loss"].iloc[-1] < result.log["loss"].iloc[0]
+    classifier = load_classifier(out)
+    assert {p.dtype for p in classifier.model.parameters()} == {torch.float32}
+    scores = classifier.scores(["printer out of toner", "reset password for vpn"])
+    assert np.isfinite(scores).all() and scores.shape == (2, len(classifier.labels))
+
+
 @pytest.mark.parametrize("value", ["abc", "-5m"])
 def test_bad_time_budget_is_one_line(value):
     with pytest.raises(BadInputError, match="time_budget"):
