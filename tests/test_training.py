@@ -262,7 +262,12 @@ def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
     data = load_tickets(small_sample)
     out = tmp_path / "classify"
     result = train(
-        data, out, "classify", {"epochs": 2, "batch_size": 16, "max_seq_length": 32}, progress=False
+        data,
+        out,
+        "classify",
+        # No export here: tests/test_small_data.py runs the default export once, end to end.
+        {"epochs": 2, "batch_size": 16, "max_seq_length": 32, "inference": "torch"},
+        progress=False,
     )
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["examples"]["count"] == recipe["split"]["train"]  # every training ticket
@@ -281,26 +286,6 @@ def test_classify_recipe_learns_prototypes(tmp_path, small_sample):
     majority = pd.read_csv(out / "predictions.csv")["label"].value_counts(normalize=True).max()
     assert result.metrics["headline"]["accuracy"] > majority + 0.2, majority
     assert "prototypes" in (out / "README.md").read_text()
-    # inference=auto (the default): the encoder was exported and checked after training, and
-    # the folder encodes with the first checked backend in AUTO_ORDER that measured at least
-    # MIN_AUTO_SPEEDUP x PyTorch here; which one that is depends on the CPU, so the rule is checked
-    # against the speeds this machine recorded, not a fixed answer.
-    from workbench.backends import AUTO_ORDER, MIN_AUTO_SPEEDUP, backend_of
-
-    exported = recipe["backends"]
-    assert exported["torch"]["checked"] and exported["onnx"]["checked"]
-    torch_speed = exported["torch"]["tickets_per_s"]
-    fast_enough = [
-        name
-        for name in AUTO_ORDER
-        if exported.get(name, {}).get("checked")
-        and exported[name]["tickets_per_s"] >= MIN_AUTO_SPEEDUP * torch_speed
-    ]
-    assert backend_of(classifier.model) == (fast_enough[0] if fast_enough else "torch")
-    reference = load_classifier(out, inference="torch")
-    texts = data.frame["text"].tolist()[:64]
-    assert backend_of(reference.model) == "torch"
-    assert (reference.scores(texts).argmax(1) == classifier.scores(texts).argmax(1)).mean() >= 0.95
 
 
 def test_precision_choice(monkeypatch):
