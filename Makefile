@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock report test test-real lint bench sample-data clean
+.PHONY: install lock report test test-slow test-real lint bench sample-data clean
 
 install: $(STAMP)
 
@@ -40,8 +40,14 @@ lock:
 report: install
 	$(VENV)/bin/workbench report --name sample $(REPORT_ARGS)
 
+# The default suite: every unit and page test, tiny real fine-tunes, under 15 minutes on 2 cores.
 test: install
-	$(VENV)/bin/pytest -m "not real_data" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not real_data and not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The end-to-end tier (marked slow): default-profile reports with every export, sweeps, Optuna
+# searches, an MLflow server, Ray, two-process training, JupyterLab. CI runs it after `make test`.
+test-slow: install
+	$(VENV)/bin/pytest -m "slow and not real_data" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-real: install
 	$(VENV)/bin/pytest -m real_data $(PYTEST_ARGS)

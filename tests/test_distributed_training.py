@@ -14,9 +14,12 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import PROJECT
 
 from workbench.errors import BadInputError
+
+pytestmark = pytest.mark.slow  # the end-to-end tier: make test-slow
 
 SETTINGS = [
     "--recipe",

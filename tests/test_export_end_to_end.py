@@ -26,6 +26,8 @@ from workbench.sample_export import (
     write_export_like,
 )
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: make test-slow
+
 N = 600  # 50 groups, 18 of them rare; the smallest size that keeps several groups after merging
 COLUMNS = ["--text-column", SHORT_COLUMN, "--text-column", LONG_COLUMN]
 COLUMNS += ["--label-column", LABEL_COLUMN]
@@ -165,7 +167,6 @@ def test_rare_error_in_train_is_one_line(tmp_path, capsys):
 # ----------------------------------------------------------------------------- train + predict
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("rare", ["merge", "drop"])
 def test_numeric_export_through_train_and_predict(tmp_path, rare, capsys):
     """Default recipe (prototypes from class centroids: no descriptions) on numeric codes."""
@@ -230,7 +231,6 @@ def coded_report(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.mark.slow
 def test_report_uses_descriptions_and_lists_rare_groups(coded_report: Path):
     folder = coded_report.parent.parent
     described = descriptions_file(folder / "again.yml")
@@ -248,7 +248,6 @@ def test_report_uses_descriptions_and_lists_rare_groups(coded_report: Path):
     assert isinstance(zero_shot["macro-F1"], float) and "note" not in zero_shot
 
 
-@pytest.mark.slow
 @pytest.mark.browser
 def test_report_pages_render_offline(coded_report: Path, chromium):
     pages = sorted(coded_report.glob("*.html"))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # the end-to-end tier: make test-slow
 
 PROJECT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [

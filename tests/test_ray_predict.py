@@ -15,6 +15,8 @@ from ties import assert_same_metrics, assert_same_predictions
 
 from workbench.cli import main
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: make test-slow
+
 pytest.importorskip("ray", reason="ray[data] (the scale extra) is not installed")
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from workbench.cli import main
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: make test-slow
+
 optuna = pytest.importorskip("optuna", reason="optuna (the tracking extra) is not installed")
 
 SEARCH = """\

@@ -21,6 +21,8 @@ from workbench.sweep import (
     write_sweep_page,
 )
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: make test-slow
+
 TINY = {"num_pairs": 32, "epochs": 1, "batch_size": 16}
 
 

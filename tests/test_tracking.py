@@ -15,6 +15,8 @@ import pytest
 
 from workbench.cli import main
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: make test-slow
+
 pytest.importorskip("mlflow", reason="mlflow (the tracking extra) is not installed")
 
 TINY = [
