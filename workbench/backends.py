@@ -13,11 +13,14 @@ forward pass is swapped, so ``model.encode`` works unchanged.
 ``model/backends.json`` records, per backend, the file, its SHA-256, the cosine error against
 PyTorch on reference tickets, argmax agreement (when a scorer is given), speed, and
 ``checked``. ``auto`` only ever picks a checked backend whose file is unchanged.
+
+Layer: above ``workbench.models`` (PyTorch loading, devices), below the heads and the classifier;
+it knows nothing of heads — a caller that wants prediction agreement passes a ``scorer``
+(``workbench.classifier.classifier_scorer``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -29,7 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench import models
 from workbench.errors import BadInputError
+from workbench.models import DEFAULT_BASE_MODEL, pick_device, torch_threads
+from workbench.texthash import file_sha256
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -80,17 +86,6 @@ def exporter_installed(backend: str) -> bool:
     return runtime_installed(backend) and importlib.util.find_spec(EXPORTER[backend]) is not None
 
 
-def file_sha256(path: Path) -> str:
-    """Hash of an exported model, including OpenVINO's weights file next to the ``.xml``."""
-    digest = hashlib.sha256()
-    for part in (path, path.with_suffix(".bin")):
-        if part.exists():
-            with open(part, "rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
 def read_report(folder: str | os.PathLike) -> dict[str, Any]:
     path = model_folder(folder) / REPORT
     try:
@@ -125,7 +120,7 @@ def _unavailable_reason(folder: Path, backend: str, report: dict[str, Any]) -> s
         return f"{backend} has no accuracy check in {folder / REPORT}"
     if not entry.get("checked"):
         return f"{backend} failed its accuracy check at export ({entry.get('reason', 'see backends.json')})"
-    if entry.get("sha256") != file_sha256(file):
+    if entry.get("sha256") != _export_sha(file):
         return f"{file} changed since its accuracy check; export again"
     if report.get("torch_sha256") and report["torch_sha256"] != _torch_weights_sha(folder):
         return f"the PyTorch weights in {folder} changed since the export; export again"
@@ -146,8 +141,6 @@ def choose_backend(
     folder = model_folder(model_dir)
     report = read_report(folder)
     if value == "auto":
-        from workbench.models import pick_device
-
         if pick_device(device) != "cpu":
             return "torch"
         entries = report.get("backends", {})
@@ -235,14 +228,44 @@ def _runtime_module(runner: _Runner, config):
 
 def attach_backend(model: SentenceTransformer, folder: str | os.PathLike, backend: str) -> None:
     """Swap the PyTorch transformer of a loaded (CPU) model for the exported ``backend``."""
-    import torch
-
     file = model_folder(folder) / FILES[backend]
     transformer = model[0]
-    runner = _Runner(backend, file, threads=max(1, torch.get_num_threads()))
+    runner = _Runner(backend, file, threads=max(1, torch_threads()))
     transformer.model = _runtime_module(runner, transformer.model.config)
     model._workbench_backend = backend
-    model._workbench_backend_hash = file_sha256(file)
+    model._workbench_backend_hash = _export_sha(file)
+
+
+def _export_sha(file: Path) -> str:
+    """Hash of an exported model, including OpenVINO's weights file next to the ``.xml``."""
+    return file_sha256(file, file.with_suffix(".bin"), missing_ok=True)
+
+
+def load_model(
+    name_or_path: str | os.PathLike = DEFAULT_BASE_MODEL,
+    device: str | None = None,
+    max_seq_length: int | None = None,
+    backend: str = "torch",
+    check: bool = True,
+) -> SentenceTransformer:
+    """:func:`workbench.models.load_model` with the inference engine of an exported folder.
+
+    ``backend`` (``torch``, ``auto``, ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``):
+    ``auto`` takes the fastest export that passed its accuracy check; an unavailable one falls
+    back to PyTorch with one warning line. ``check=False`` skips that choice (the export check).
+    """
+    local = Path(models.check_model_path(name_or_path)).expanduser()
+    chosen = validate(backend)
+    if chosen != "torch" and local.exists():
+        chosen = choose_backend(local, chosen, device) if check else chosen
+    elif chosen != "torch":
+        chosen = "torch"  # a hub id has no exports
+    model = models.load_model(
+        name_or_path, device="cpu" if chosen != "torch" else device, max_seq_length=max_seq_length
+    )
+    if chosen != "torch":
+        attach_backend(model, local, chosen)
+    return model
 
 
 def backend_of(model: SentenceTransformer) -> str:
@@ -254,13 +277,8 @@ def backend_of(model: SentenceTransformer) -> str:
 
 
 def _torch_weights_sha(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).exists():
-            with open(folder / name, "rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+    names = ("model.safetensors", "pytorch_model.bin")
+    return file_sha256(*(folder / name for name in names), missing_ok=True)
 
 
 def _export_onnx(model: SentenceTransformer, target: Path) -> None:
@@ -377,21 +395,19 @@ def export_backends(
     """Export every installed backend into ``model_dir``, check it against PyTorch on
     ``reference_texts`` and write ``model_dir/backends.json``; returns its content.
 
-    ``scorer(vectors, texts) -> scores`` (e.g. :func:`classifier_scorer`) adds the share of
+    ``scorer(vectors, texts) -> scores`` (e.g. ``workbench.classifier.classifier_scorer``) adds the share of
     tickets whose predicted category is the same as with PyTorch, and with ``reference_labels``
     the paired bootstrap interval of the macro-F1 difference (see ``MAX_MACRO_F1_DROP``).
     OpenVINO int8 is calibrated on ``calibration_texts`` (training tickets; default: the first
     300 reference texts), which should not be the tickets it is checked on. A backend that
     cannot be exported here is recorded with ``checked: false`` and its error; the others go on.
     """
-    from workbench.models import load_model
-
     folder = model_folder(model_dir)
     texts = [str(t) for t in reference_texts if str(t).strip()]
     if len(texts) < 8:
         raise BadInputError("export_backends: need at least 8 reference texts to check the exports")
     wanted = [b for b in (backends or FILES) if b != "torch"]
-    torch_model = load_model(folder, device="cpu")
+    torch_model = models.load_model(folder, device="cpu")
     reference, torch_speed = _timed_encode(torch_model, texts, batch_size)
     reference_argmax = scorer(reference, texts).argmax(axis=1) if scorer else None
     truth = None
@@ -414,7 +430,7 @@ def export_backends(
         "torch_sha256": _torch_weights_sha(folder),
         "reference_texts": len(texts),
         "batch_size": batch_size,
-        "threads": _threads(),
+        "threads": torch_threads(),
         "backends": {
             "torch": {"file": None, "checked": True, "tickets_per_s": round(torch_speed, 1)}
         },
@@ -452,7 +468,7 @@ def export_backends(
             np.concatenate([reference, reference[:4]]), np.concatenate([vectors, single])
         )
         entry.update({k: float(f"{v:.3g}") for k, v in errors.items()})
-        entry["sha256"] = file_sha256(file)
+        entry["sha256"] = _export_sha(file)
         entry["tickets_per_s"] = round(speed, 1)
         entry["speedup"] = round(speed / torch_speed, 2)
         problems = []
@@ -519,25 +535,3 @@ def paired_drop_interval(
         rng=np.random.default_rng(seed),
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def classifier_scorer(
-    training_folder: str | os.PathLike,
-) -> Callable[[np.ndarray, list[str]], np.ndarray]:
-    """Scores of a trained folder's head (or category cosines) from given embeddings."""
-    from workbench.classifier import head_probabilities, load_classifier
-
-    classifier = load_classifier(training_folder, inference="torch")
-
-    def score(vectors: np.ndarray, texts: list[str]) -> np.ndarray:
-        if classifier.head is None:
-            return vectors @ classifier.label_vectors().T
-        return head_probabilities(classifier.head, vectors, texts, len(classifier.labels))
-
-    return score

@@ -13,9 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.display import figure_html, shorten, table_html
 from workbench.drift import compare_profiles
 from workbench.errors import BadInputError
+from workbench.figures import escape_labels, heatmap
 from workbench.pages import render_template
+from workbench.runinfo import now_iso
+from workbench.texthash import text_hashes
 
 
 @dataclass
@@ -97,7 +101,6 @@ def _ticket_keys(predictions: pd.DataFrame, key: str) -> pd.Series:
     since the two runs' models need not both be uncased)."""
     if key == "row":
         return predictions["row"].astype(str)
-    from workbench.texthash import text_hashes
 
     hashes = text_hashes(predictions["text"], lowercase=False)
     return pd.Series([f"{h:016x}" for h in hashes], index=predictions.index, dtype=object)
@@ -307,8 +310,6 @@ def comparison_figures(comparison: Comparison) -> list:
     """Per-class F1 change, confusion difference and category mix, as plotly figures."""
     import plotly.graph_objects as go
 
-    from workbench.figures import escape_labels, heatmap
-
     figures = []
     per_class = comparison.per_class.dropna()
     if len(per_class):
@@ -391,9 +392,6 @@ def metrics_caption(comparison: Comparison) -> str:
 def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
     """A standalone offline HTML page (plotly.js embedded, text escaped)."""
     from plotly.offline import get_plotlyjs
-
-    from workbench.display import figure_html, shorten, table_html
-    from workbench.runinfo import now_iso
 
     drift = comparison.drift
     tables = {

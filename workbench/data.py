@@ -7,7 +7,6 @@ counted per reason and reported, never silently lost.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from workbench.labels import (
     read_label_descriptions,
     unknown_description_codes,
 )
+from workbench.texthash import file_sha256
 
 DEFAULT_TEXT_COLUMN = "Document"
 DEFAULT_LABEL_COLUMN = "Topic_group"
@@ -87,15 +87,6 @@ class TicketData:
     def rare_note(self) -> str:
         """One sentence for the report about merged or dropped rare categories ('' if none)."""
         return describe_rare(self.rare)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hash of the raw file, recorded with every run so results can be traced to data."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from workbench.display import shorten
+from workbench.explore import exact_duplicates, near_duplicates
+
 
 def text_features(texts: pd.Series | list[str]):
     """Sparse TF-IDF word features (1–2-grams, seen in at least two tickets) for label checks.
@@ -202,8 +205,6 @@ def neighbours_table(
     misclassified: pd.DataFrame, limit: int = 15, text_limit: int = 140
 ) -> pd.DataFrame:
     """One row per (misclassified ticket, neighbour): readable in a static report."""
-    from workbench.display import shorten
-
     rows = []
     for _, item in misclassified.head(limit).iterrows():
         for rank, (text, label, sim) in enumerate(item["nearest training"], start=1):
@@ -224,8 +225,6 @@ def neighbours_table(
 
 def conflicting_duplicates(frame: pd.DataFrame, threshold: float = 0.9) -> pd.DataFrame:
     """Exact and near-duplicate tickets whose labels disagree (label noise by construction)."""
-    from workbench.explore import exact_duplicates, near_duplicates
-
     exact = exact_duplicates(frame)
     exact = exact[exact["conflicting"]]
     rows = [

@@ -16,8 +16,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.classifier import head_probabilities, load_classifier
 from workbench.embeddings import encode
+from workbench.evaluation import support_order
 from workbench.figures import PALETTE, category_colors, escape_label, hover_text, tick_labels
+from workbench.labels import label_names
+from workbench.models import load_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -50,8 +54,6 @@ def legend_plan(support: pd.Series, limit: int = MAP_LEGEND_LIMIT) -> LegendPlan
     "other categories (N)" in grey: 50 colours cannot be told apart, a 50-line legend hides
     the map.
     """
-    from workbench.evaluation import support_order
-
     labels = sorted(str(k) for k in support.index)
     if len(labels) <= limit:
         colors = category_colors(labels)
@@ -119,7 +121,6 @@ class MapModel:
         head = getattr(self.classifier, "head", None)
         if head is None:
             return np.asarray(embeddings @ self.label_vectors().T, dtype=np.float32)
-        from workbench.classifier import head_probabilities
 
         if head.get("kind") == "fusion" and texts is None:
             raise ValueError("a fusion head needs the ticket texts as well as their embeddings")
@@ -142,9 +143,6 @@ def load_base(
 
     ``descriptions`` (of coded labels) replace the codes as the texts compared with.
     """
-    from workbench.labels import label_names
-    from workbench.models import load_model
-
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
     texts = list(label_names(labels, descriptions).values())
     return MapModel("base model", model, list(labels), source=str(base_model), label_texts=texts)
@@ -157,8 +155,6 @@ def load_finetuned(
 
     A missing folder is normal (the notebook run alone); a broken one is an error.
     """
-    from workbench.classifier import load_classifier
-
     training_dir = Path(training_dir)
     if not (training_dir / "model").exists() and not (training_dir / "labels.json").exists():
         return None

@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 from workbench.data import Split
+from workbench.heads import CLASS_WEIGHT_NOTE
+from workbench.routing import card_lines
 
 _LOSS_NAMES = {
     "cosine": "CosineSimilarityLoss (MSE between cosine similarity and the pair label)",
@@ -149,7 +151,6 @@ def model_card(
         lines.append(final_sentence(record["final"], _kept_out(record)))
     else:
         lines.append("(no test split: test_size=0)")
-    from workbench.routing import card_lines
 
     lines += card_lines(metrics.get("routing"))
     return "\n".join(lines) + "\n"
@@ -242,7 +243,5 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
 
 
 def _class_weight_note() -> str:
-    """Where ``class_weight=balanced`` acts (the losses module owns the sentence)."""
-    from workbench.training.losses import CLASS_WEIGHT_NOTE
-
+    """Where ``class_weight=balanced`` acts (``workbench.heads`` owns the sentence)."""
     return CLASS_WEIGHT_NOTE

@@ -33,8 +33,13 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.data import SUPPORTED_SUFFIXES
+from workbench.classifier import head_probabilities, load_classifier
+from workbench.data import SUPPORTED_SUFFIXES, load_tickets, text_columns_of
+from workbench.embeddings import encode
 from workbench.errors import BadInputError
+from workbench.evaluation import predictions_table
+from workbench.labels import map_frame_labels, rare_record_of
+from workbench.routing import add_columns, confidences_from_vectors, read_routing
 
 STATS_DIR = "_shards"  # per-shard counts; "_" so Parquet readers skip it
 RECORD_FILE = "_prediction.json"
@@ -133,7 +138,6 @@ def check_columns(files: list[Path], text_columns: list[str]) -> None:
         columns = _columns_of(file)
         if columns is None:
             continue  # unreadable header: load_tickets names the problem in the read task
-        from workbench.data import text_columns_of
 
         names = text_columns_of(text_columns, columns)
         missing = [name for name in names if name not in columns]
@@ -221,9 +225,6 @@ def _read_shard(
     """Ray task: one shard read and validated as the local path reads a file, its rows yielded
     in blocks of ``chunk`` so that one large shard still feeds every actor; its counts go to
     ``stats_dir`` (the rows stream on, the shard's bookkeeping would otherwise be lost)."""
-    from workbench.data import load_tickets
-    from workbench.labels import map_frame_labels
-
     for shard, file in zip(batch["shard"], batch["path"], strict=True):
         data = load_tickets(file, require_labels=False, **options)
         frame, mapped = map_frame_labels(data.frame, labels, rare_record)
@@ -253,20 +254,12 @@ class Scorer:
     def __init__(self, model_dir: str, inference: str | None, threads: int) -> None:
         import torch
 
-        from workbench.classifier import load_classifier
-        from workbench.routing import read_routing
-
         torch.set_num_threads(max(1, threads))
         os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
         self.classifier = load_classifier(model_dir, inference=inference)
         self.routing = read_routing(model_dir)  # the stored operating point, as local predict
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from workbench.classifier import head_probabilities
-        from workbench.embeddings import encode
-        from workbench.evaluation import predictions_table
-        from workbench.routing import add_columns, confidences_from_vectors
-
         classifier = self.classifier
         texts = [str(t) for t in batch["text"]]
         vectors = encode(classifier.model, texts, cache=False, description="scoring")
@@ -296,8 +289,6 @@ def predict_ray(
     ``classifier`` is loaded by the caller (it names the model folder, its labels and recipe);
     the actors load their own copy. Returns the run's facts for the summary line and record.
     """
-    from workbench.labels import rare_record_of
-
     if actors < 1:
         raise BadInputError(f"--actors {actors}: give at least 1 actor")
     if batch_size < 1:
@@ -392,8 +383,6 @@ def predict_ray(
 
 
 def _text_columns(spec: Any, file: Path) -> list[str]:
-    from workbench.data import text_columns_of
-
     return text_columns_of(spec, _columns_of(file) or [])
 
 

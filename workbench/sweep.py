@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from workbench.errors import BadInputError, NotebookFailedError
+from workbench.history import write_history_index
 from workbench.pages import render_template
 from workbench.report import (
     COMPARISON,
@@ -21,7 +22,9 @@ from workbench.report import (
     run_report,
     validate_inputs,
 )
+from workbench.runinfo import now_iso
 from workbench.runs import safe_name
+from workbench.tracking import track_report
 
 DATA_PARAMETERS = (
     "data_path",
@@ -98,8 +101,6 @@ def run_sweep(
             run_dir, status = result.run_dir, result.status
             seconds = sum(n.seconds for n in result.notebooks)
             if tracking:
-                from workbench.tracking import track_report
-
                 track_report(run_dir, tracking, kind="sweep", extra_tags={"workbench.sweep": name})
         except NotebookFailedError as error:
             failed = sorted(Path(reports_dir).glob(f"*-{name}-{position}-*"))
@@ -141,8 +142,6 @@ def rank_rows(rows: list[dict]) -> tuple[list[dict], dict | None]:
 def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[str, list]) -> Path:
     """One row per run, ranked by validation macro-F1 with test beside it; the best highlighted."""
 
-    from workbench.runinfo import now_iso
-
     ordered, best = rank_rows(rows)
     unranked = sum(1 for r in ordered if r["rank"] is None)
     categories = sorted({c for r in rows for c in r["metrics"].get("per_class_f1", {})})
@@ -160,7 +159,6 @@ def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[
         link=lambda run_dir: f"{run_dir.name}/index.html" if run_dir else None,
     )
     target.write_text(page, encoding="utf-8")
-    from workbench.history import write_history_index
 
     write_history_index(reports_dir)
     return target

@@ -8,6 +8,8 @@ import yaml
 
 from workbench.errors import BadInputError
 from workbench.paths import DEFAULT_DATA
+from workbench.scope import model_read_options
+from workbench.training.folder import replay_parameters
 
 # Profiles: named parameter sets.
 # "standard" (the default) trains the default recipe within a fine-tuning time budget, so a
@@ -83,14 +85,11 @@ def build_parameters(
     if params["model_dir"]:
         # A given model reads the file as its training data was read (text columns joined the
         # same way, its label column), as `predict` does, unless the run names them itself.
-        from workbench.scope import model_read_options
 
         for key, value in model_read_options(str(params["model_dir"])).items():
             if key not in given:
                 params[key] = value
     if params.get("replay"):
-        from workbench.training.folder import replay_parameters
-
         # The recorded run wins over the profile: its recipe, parameters, seed and split.
         params.update(replay_parameters(str(params["replay"])))
     if params["evaluate"] not in EVALUATE_CHOICES:

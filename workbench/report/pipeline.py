@@ -25,10 +25,13 @@ from workbench.drift import data_profile
 from workbench.errors import BadInputError, NotebookFailedError
 from workbench.history import write_history_index
 from workbench.labels import unnamed_labels
+from workbench.modelcard import budget_sentence
 from workbench.paths import NOTEBOOK_DIR, PROJECT_DIR
 from workbench.report.render import render_notebook, write_run_index
 from workbench.runs import apply_retention, new_run_dir, point_latest, reports_lock
 from workbench.scope import check_model_dir, model_labels, report_scope
+from workbench.training import read_recipe
+from workbench.training.recipes import DEFAULT_RECIPE, RECIPES, check_label_texts
 
 NOTEBOOKS = (
     "01_exploratory_analysis",
@@ -104,8 +107,6 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
     summary["rare_note"] = data.rare_note()
     summary["unnamed_labels"] = unnamed_labels(data.labels, data.label_descriptions)
     if scope.given_model:
-        from workbench.training import read_recipe
-
         record = read_recipe(scope.training_dir)
         unknown = sorted(set(scope.evaluated["label"]) - set(model_labels(scope.training_dir)))
         summary["model"] = {
@@ -129,9 +130,6 @@ def training_budget_note(run_dir: Path) -> str | None:
     recipe = run_dir / "training" / "recipe.json"
     if not recipe.exists():
         return None
-    from workbench.modelcard import budget_sentence
-    from workbench.training import read_recipe
-
     budget = read_recipe(recipe.parent).get("time_budget")
     if not budget or not (budget.get("cut") or budget.get("head_tickets_cut")):
         return None
@@ -141,8 +139,6 @@ def training_budget_note(run_dir: Path) -> str | None:
 def check_recipe_on_codes(params: dict[str, object], summary: dict[str, object]) -> None:
     """Before any notebook: a name-based recipe (``seed``, the quick profile's) on codes with no
     descriptions fails in one line here, not minutes later in the fine-tuning notebook."""
-    from workbench.training.recipes import DEFAULT_RECIPE, RECIPES, check_label_texts
-
     name = str(params.get("recipe") or DEFAULT_RECIPE)
     knobs = {**RECIPES.get(name, {}), **dict(params.get("training_params") or {})}  # type: ignore[arg-type]
     knobs.update({k: params[k] for k in ("pairs", "head") if params.get(k)})

@@ -12,23 +12,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench import runinfo
-from workbench.backends import warn
+from workbench import evaluation, modelcard, routing, runinfo
+from workbench.backends import export_backends, warn
+from workbench.baselines import cheap_baselines
 from workbench.calibration import fit_model_temperature
+from workbench.classifier import classifier_scorer, load_classifier
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
+from workbench.embeddings import encode
 from workbench.errors import BadInputError
+from workbench.evaluation import loss_figure
+from workbench.explore import sample_rows
+from workbench.heads import check_head_fits, fit_fusion, fit_head, head_ticket_count
 from workbench.heads_io import save_head
-from workbench.labels import load_options_of, minimum_class_size
+from workbench.labels import label_texts, load_options_of, minimum_class_size
 from workbench.models import load_model
 from workbench.paths import PROJECT_DIR
 from workbench.texthash import seen_texts_record, write_seen_texts
-from workbench.training.heads import check_head_fits, fit_head, head_ticket_count
 from workbench.training.loop import fit, seed_everything
 from workbench.training.pairs import build_pairs
 from workbench.training.recipes import (
     DEFAULT_RECIPE,
     check_label_texts,
-    label_texts,
     resolve_recipe,
 )
 
@@ -77,9 +81,6 @@ def train(
     ``out_dir`` gets model/, labels.json, head.skops (if any), recipe.json, training_log.csv,
     README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
     """
-    from workbench import evaluation, modelcard, routing
-    from workbench.baselines import cheap_baselines
-
     command_started = time.perf_counter() if started_at is None else started_at
     if isinstance(replay, str | Path):
         replay = replay_settings(replay)[3] if str(replay) else None
@@ -210,8 +211,6 @@ def train(
     metrics: dict[str, Any] = {"recipe": name, "training_seconds": record["training_seconds"]}
     routed = None
     if len(routing_part) or len(split.test):
-        from workbench.classifier import load_classifier
-
         classifier = load_classifier(out_dir)
     if len(routing_part):
         routed = routing.fit_routing(
@@ -247,7 +246,6 @@ def train(
         # The budget's own check: what the whole call took against what it was given.
         record["time_budget"]["command_seconds"] = round(time.perf_counter() - command_started, 1)
         write_json(out_dir / "recipe.json", record)
-    from workbench.evaluation import loss_figure
 
     loss_figure(result.log).write_html(
         out_dir / "loss_curve.html", include_plotlyjs=True, full_html=True
@@ -386,8 +384,6 @@ def plan_time_budget(
     Returns the fine-tune's parameters and the plan (``fit_after_fine_tune`` re-decides the
     head and export from the time really left once the fine-tune is over).
     """
-    from workbench.embeddings import encode
-
     total = float(params.get("time_budget", 0) or 0)
     if total <= 0 or not len(split.train):
         return params, None
@@ -445,8 +441,6 @@ def plan_time_budget(
 def _encode_seconds_per_ticket(model, texts: list[str]) -> float:
     """Wall-clock seconds per ticket, encoded as the head will be (small length-sorted batches:
     a few random tickets in big batches are padded to the longest and overstate it 2.4x)."""
-    from workbench.embeddings import encode
-
     started = time.perf_counter()
     encode(model, texts, batch_size=16, cache=False)
     return (time.perf_counter() - started) / max(len(texts), 1)
@@ -460,8 +454,6 @@ def head_fit_seconds_per_ticket(train: pd.DataFrame, params: dict[str, Any], see
     larger sample's per-ticket cost is extrapolated by the growth seen between the two
     (between linear and ^1.5), so a head on 27k tickets is not under-reserved.
     """
-    from workbench.explore import sample_rows
-
     times = []
     sizes = [min(n, len(train)) for n in HEAD_PROBE_TICKETS]
     for size in sizes:
@@ -478,8 +470,6 @@ def head_fit_seconds_per_ticket(train: pd.DataFrame, params: dict[str, Any], see
 
 
 def _fit_head_estimator(rows: pd.DataFrame, params: dict[str, Any], seed: int) -> None:
-    from workbench.training.heads import fit_fusion
-
     y = pd.factorize(rows["label"])[0]
     if len(np.unique(y)) < 2:
         return
@@ -585,8 +575,6 @@ def replay_settings(folder: str | Path) -> tuple[str, dict[str, Any], int, dict[
 def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]:
     """Export ONNX/OpenVINO encoders into ``model/`` and check each against PyTorch on held-out
     tickets (validation, else training); returns the summary recorded in ``recipe.json``."""
-    from workbench.backends import classifier_scorer, export_backends
-
     # Held-out tickets with their true categories, none of which calibrated OpenVINO int8 (it is
     # calibrated on training tickets): the check is paired (agreement with PyTorch and the
     # bootstrap interval of the macro-F1 difference, see backends.MAX_MACRO_F1_DROP). Without
@@ -595,8 +583,6 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
     if len(pool) <= EXPORT_CHECK_TICKETS:
         sample = pool
     else:
-        from workbench.explore import sample_rows
-
         sample = sample_rows(pool, EXPORT_CHECK_TICKETS, seed)
     calibration = split.train.sample(
         min(OPENVINO_CALIBRATION_TICKETS, len(split.train)), random_state=seed

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from workbench.labels import unnamed_labels
+from workbench.embeddings import progress_stream
+from workbench.labels import label_texts, unnamed_labels
 from workbench.models import pick_device
 from workbench.training.losses import loss_class_weights, make_loss
 from workbench.training.pairs import grouped_batches, length_batches
-from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR, label_texts
+from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -315,8 +316,6 @@ def fit(
     """
     import torch
     from tqdm.auto import tqdm
-
-    from workbench.embeddings import progress_stream
 
     started = clock()
     seed_everything(seed)
