@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.models import cpu_cores
 
 
 def _data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -444,7 +445,7 @@ def _launch_processes(args: argparse.Namespace) -> int:
             )
     elif device != "cpu":
         raise _bad(f"--processes needs CPUs or CUDA GPUs, not device {device}")
-    cores = _cores()
+    cores = cpu_cores()
     with socket.socket() as probe:  # a free port: other runs on this machine may hold 29500
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -482,13 +483,6 @@ def _launch_processes(args: argparse.Namespace) -> int:
 
 
 SPLIT_KEYS = {"test_size", "validation_size"}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _without_processes(argv: list[str]) -> list[str]:

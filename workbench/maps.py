@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.classifier import head_probabilities, load_classifier
+from workbench.classifier import load_classifier
 from workbench.embeddings import encode
 from workbench.evaluation import support_order
 from workbench.figures import PALETTE, category_colors, escape_label, hover_text, tick_labels
+from workbench.heads import head_probabilities
 from workbench.labels import label_names
 from workbench.models import load_model
 

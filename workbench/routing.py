@@ -45,9 +45,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.classifier import COSINE_TEMPERATURE, softmax
+from workbench.classifier import COSINE_TEMPERATURE
 from workbench.data import load_tickets, write_json
 from workbench.errors import BadInputError
+from workbench.heads import softmax
 from workbench.texthash import count_seen
 
 FILE = "routing.json"

@@ -33,12 +33,14 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.classifier import head_probabilities, load_classifier
+from workbench.classifier import load_classifier
 from workbench.data import SUPPORTED_SUFFIXES, load_tickets, text_columns_of
 from workbench.embeddings import encode
 from workbench.errors import BadInputError
 from workbench.evaluation import predictions_table
+from workbench.heads import head_probabilities
 from workbench.labels import map_frame_labels, rare_record_of
+from workbench.models import cpu_cores
 from workbench.routing import add_columns, confidences_from_vectors, read_routing
 
 STATS_DIR = "_shards"  # per-shard counts; "_" so Parquet readers skip it
@@ -184,7 +186,7 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
         if address:
             ray.init(address=address, **options)
         else:
-            _start_local(cpus or os.cpu_count() or 1, options)
+            _start_local(cpus or cpu_cores(), options)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray").setLevel(logging.ERROR)
     from ray.data import DataContext

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from workbench.explore import sample_rows
 from workbench.heads import check_head_fits, fit_fusion, fit_head, head_ticket_count
 from workbench.heads_io import save_head
 from workbench.labels import label_texts, load_options_of, minimum_class_size
-from workbench.models import load_model
+from workbench.models import load_model, torch_threads
 from workbench.paths import PROJECT_DIR
 from workbench.texthash import seen_texts_record, write_seen_texts
 from workbench.training.loop import fit, seed_everything
@@ -178,7 +177,7 @@ def train(
         "processes": result.processes,
         "devices": result.devices or [result.device],
         "precision": result.precision,
-        "threads": _threads(),
+        "threads": torch_threads(),
         "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
         "routing_split": {
@@ -685,9 +684,3 @@ def read_log(out_dir: str | Path) -> pd.DataFrame:
 
 def read_recipe(out_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(out_dir) / "recipe.json").read_text(encoding="utf-8"))
-
-
-def _threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads()) or (os.cpu_count() or 1)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from workbench.embeddings import progress_stream
 from workbench.labels import label_texts, unnamed_labels
-from workbench.models import pick_device
+from workbench.models import cpu_cores, pick_device
 from workbench.training.losses import loss_class_weights, make_loss
 from workbench.training.pairs import grouped_batches, length_batches
 from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR
@@ -330,7 +330,7 @@ def fit(
     elif world > 1 and device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # N processes on one machine share its cores instead of each taking all of them.
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, _cores() // local))
+        torch.set_num_threads(max(1, cpu_cores() // local))
     model.to(device)
     model.max_seq_length = int(params["max_seq_length"])
     loss_module = make_loss(
@@ -546,13 +546,6 @@ def shared_budget_check(
         if cut_to >= 0:
             budget.replans.append([int(step), int(cut_to)])
     return None if cut_to < 0 else int(cut_to)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _batch_loss_module():
