@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -395,8 +396,9 @@ def export_backends(
     """Export every installed backend into ``model_dir``, check it against PyTorch on
     ``reference_texts`` and write ``model_dir/backends.json``; returns its content.
 
-    ``scorer(vectors, texts) -> scores`` (e.g. ``workbench.classifier.classifier_scorer``) adds the share of
-    tickets whose predicted category is the same as with PyTorch, and with ``reference_labels``
+    ``scorer(vectors, texts) -> scores`` (e.g. ``workbench.classifier.classifier_scorer``) adds
+    the share of tickets whose predicted category is the same as with PyTorch, and with
+    ``reference_labels``
     the paired bootstrap interval of the macro-F1 difference (see ``MAX_MACRO_F1_DROP``).
     OpenVINO int8 is calibrated on ``calibration_texts`` (training tickets; default: the first
     300 reference texts), which should not be the tickets it is checked on. A backend that
@@ -408,53 +410,25 @@ def export_backends(
         raise BadInputError("export_backends: need at least 8 reference texts to check the exports")
     wanted = [b for b in (backends or FILES) if b != "torch"]
     torch_model = models.load_model(folder, device="cpu")
-    reference, torch_speed = _timed_encode(torch_model, texts, batch_size)
-    reference_argmax = scorer(reference, texts).argmax(axis=1) if scorer else None
-    truth = None
-    if scorer is not None and reference_labels is not None:
-        from sklearn.metrics import f1_score
-
-        truth = np.asarray(
-            [
-                label
-                for text, label in zip(reference_texts, reference_labels, strict=True)
-                if str(text).strip()
-            ]
-        )
-
-        def macro_f1(predicted: np.ndarray) -> float:
-            return float(f1_score(truth, predicted, average="macro", zero_division=0))
-
-        torch_f1 = macro_f1(reference_argmax)
+    ref = _Reference.of(torch_model, texts, reference_texts, reference_labels, scorer, batch_size)
     report: dict[str, Any] = {
         "torch_sha256": _torch_weights_sha(folder),
         "reference_texts": len(texts),
         "batch_size": batch_size,
         "threads": torch_threads(),
         "backends": {
-            "torch": {"file": None, "checked": True, "tickets_per_s": round(torch_speed, 1)}
+            "torch": {"file": None, "checked": True, "tickets_per_s": round(ref.speed, 1)}
         },
     }
-    onnx_file = folder / FILES["onnx"]
     for backend in wanted:
         entry: dict[str, Any] = {"file": FILES[backend], "checked": False}
         report["backends"][backend] = entry
         if not exporter_installed(backend):
             entry["reason"] = f"{EXPORTER[backend]} is not installed"
             continue
-        file = folder / FILES[backend]
         started = time.perf_counter()
         try:
-            if backend == "onnx" or not onnx_file.exists():
-                _export_onnx(torch_model, onnx_file)
-            if backend == "onnx-int8":
-                _export_onnx_int8(onnx_file, file)
-            elif backend == "openvino":
-                _export_openvino(onnx_file, file)
-            elif backend == "openvino-int8":
-                _export_openvino_int8(
-                    torch_model, onnx_file, file, list(calibration_texts or texts[:300])
-                )
+            _export(torch_model, folder, backend, list(calibration_texts or texts[:300]))
             entry["export_s"] = round(time.perf_counter() - started, 1)
             runtime = load_model(folder, device="cpu", backend=backend, check=False)
             vectors, speed = _timed_encode(runtime, texts, batch_size)
@@ -464,41 +438,8 @@ def export_backends(
         except Exception as error:  # an exporter failing must not stop the others
             entry["reason"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
             continue
-        errors = compare(
-            np.concatenate([reference, reference[:4]]), np.concatenate([vectors, single])
-        )
-        entry.update({k: float(f"{v:.3g}") for k, v in errors.items()})
-        entry["sha256"] = _export_sha(file)
-        entry["tickets_per_s"] = round(speed, 1)
-        entry["speedup"] = round(speed / torch_speed, 2)
-        problems = []
-        if errors["max_cosine_error"] > MAX_COSINE_ERROR[backend]:
-            problems.append(
-                f"max cosine error {errors['max_cosine_error']:.3g} > {MAX_COSINE_ERROR[backend]}"
-            )
-        if 1 - errors["mean_cosine_error"] < MIN_MEAN_COSINE[backend]:
-            problems.append(
-                f"mean cosine {1 - errors['mean_cosine_error']:.5f} < {MIN_MEAN_COSINE[backend]}"
-            )
-        if scorer is not None:
-            predicted = scorer(vectors, texts).argmax(axis=1)
-            agreement = float(np.mean(predicted == reference_argmax))
-            entry["argmax_agreement"] = round(agreement, 4)
-            if agreement < MIN_AGREEMENT:
-                problems.append(f"predictions agree on {agreement:.1%} < {MIN_AGREEMENT:.0%}")
-            if truth is not None:
-                drop = torch_f1 - macro_f1(predicted)
-                low, high = paired_drop_interval(truth, reference_argmax, predicted, seed)
-                entry.update(
-                    macro_f1_drop=round(drop, 4),
-                    macro_f1_drop_interval=[round(low, 4), round(high, 4)],
-                    checked_on=f"{len(truth)} labelled tickets",
-                )
-                if high > MAX_MACRO_F1_DROP:
-                    problems.append(
-                        f"macro-F1 up to {high * 100:.2f} points below torch (95 % interval "
-                        f"{low * 100:.2f} to {high * 100:.2f}) > {MAX_MACRO_F1_DROP * 100:.1f}"
-                    )
+        sha256 = _export_sha(folder / FILES[backend])
+        problems = _check_export(entry, backend, ref, (vectors, single, speed), sha256, seed)
         entry["checked"] = not problems
         if problems:
             entry["reason"] = "; ".join(problems)
@@ -506,6 +447,109 @@ def export_backends(
     temporary.write_text(json.dumps(report, indent=2), encoding="utf-8")
     os.replace(temporary, folder / REPORT)
     return report
+
+
+@dataclass
+class _Reference:
+    """PyTorch's embeddings of the reference tickets, and what the exports are checked against:
+    its speed, its predicted categories (with a scorer) and its macro-F1 (with labels)."""
+
+    texts: list[str]
+    vectors: np.ndarray
+    speed: float
+    scorer: Callable[[np.ndarray, list[str]], np.ndarray] | None
+    argmax: np.ndarray | None
+    truth: np.ndarray | None
+    torch_f1: float | None
+
+    @classmethod
+    def of(cls, torch_model, texts, reference_texts, reference_labels, scorer, batch_size):
+        vectors, speed = _timed_encode(torch_model, texts, batch_size)
+        argmax = scorer(vectors, texts).argmax(axis=1) if scorer else None
+        truth = None
+        if scorer is not None and reference_labels is not None:
+            truth = np.asarray(
+                [
+                    label
+                    for text, label in zip(reference_texts, reference_labels, strict=True)
+                    if str(text).strip()
+                ]
+            )
+        reference = cls(texts, vectors, speed, scorer, argmax, truth, None)
+        if truth is not None:
+            reference.torch_f1 = reference.macro_f1(argmax)
+        return reference
+
+    def macro_f1(self, predicted: np.ndarray) -> float:
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(self.truth, predicted, average="macro", zero_division=0))
+
+
+def _export(torch_model, folder: Path, backend: str, calibration_texts: list[str]) -> None:
+    """Write ``backend``'s file into the model folder (every export starts from the ONNX one)."""
+    onnx_file = folder / FILES["onnx"]
+    file = folder / FILES[backend]
+    if backend == "onnx" or not onnx_file.exists():
+        _export_onnx(torch_model, onnx_file)
+    if backend == "onnx-int8":
+        _export_onnx_int8(onnx_file, file)
+    elif backend == "openvino":
+        _export_openvino(onnx_file, file)
+    elif backend == "openvino-int8":
+        _export_openvino_int8(torch_model, onnx_file, file, calibration_texts)
+
+
+def _check_export(
+    entry: dict[str, Any],
+    backend: str,
+    ref: _Reference,
+    measured: tuple[np.ndarray, np.ndarray, float],
+    sha256: str,
+    seed: int,
+) -> list[str]:
+    """Record an export's errors, hash, speed and agreement in ``entry``; the checks it fails.
+
+    ``measured``: the export's vectors of the reference texts (in batches, then 4 one by one)
+    and its speed."""
+    vectors, single, speed = measured
+    errors = compare(
+        np.concatenate([ref.vectors, ref.vectors[:4]]), np.concatenate([vectors, single])
+    )
+    entry.update({k: float(f"{v:.3g}") for k, v in errors.items()})
+    entry["sha256"] = sha256
+    entry["tickets_per_s"] = round(speed, 1)
+    entry["speedup"] = round(speed / ref.speed, 2)
+    problems = []
+    if errors["max_cosine_error"] > MAX_COSINE_ERROR[backend]:
+        problems.append(
+            f"max cosine error {errors['max_cosine_error']:.3g} > {MAX_COSINE_ERROR[backend]}"
+        )
+    if 1 - errors["mean_cosine_error"] < MIN_MEAN_COSINE[backend]:
+        problems.append(
+            f"mean cosine {1 - errors['mean_cosine_error']:.5f} < {MIN_MEAN_COSINE[backend]}"
+        )
+    if ref.scorer is None:
+        return problems
+    predicted = ref.scorer(vectors, ref.texts).argmax(axis=1)
+    agreement = float(np.mean(predicted == ref.argmax))
+    entry["argmax_agreement"] = round(agreement, 4)
+    if agreement < MIN_AGREEMENT:
+        problems.append(f"predictions agree on {agreement:.1%} < {MIN_AGREEMENT:.0%}")
+    if ref.truth is not None:
+        drop = ref.torch_f1 - ref.macro_f1(predicted)
+        low, high = paired_drop_interval(ref.truth, ref.argmax, predicted, seed)
+        entry.update(
+            macro_f1_drop=round(drop, 4),
+            macro_f1_drop_interval=[round(low, 4), round(high, 4)],
+            checked_on=f"{len(ref.truth)} labelled tickets",
+        )
+        if high > MAX_MACRO_F1_DROP:
+            problems.append(
+                f"macro-F1 up to {high * 100:.2f} points below torch (95 % interval "
+                f"{low * 100:.2f} to {high * 100:.2f}) > {MAX_MACRO_F1_DROP * 100:.1f}"
+            )
+    return problems
 
 
 def paired_drop_interval(
