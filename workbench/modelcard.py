@@ -49,17 +49,16 @@ def _markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
 def model_card(
     record: dict[str, Any], log: pd.DataFrame, metrics: dict[str, Any], split: Split
 ) -> str:
-    """Markdown for ``DIR/README.md``."""
+    """Markdown for ``DIR/README.md``: details and usage, data, procedure, evaluation."""
+    lines = _details_lines(record, split) + _data_lines(record, split)
+    lines += _procedure_lines(record, log) + _evaluation_lines(record, metrics)
+    lines += card_lines(metrics.get("routing"))
+    return "\n".join(lines) + "\n"
+
+
+def _details_lines(record: dict[str, Any], split: Split) -> list[str]:
     params = record["params"]
-    data = record["data"]
-    examples = record["examples"]
-    pair_kind = {
-        "label": "(ticket, category text, 1.0 for its own category / 0.0 for a random other one)",
-        "ticket": "(ticket, ticket, 1.0 same category / 0.0 different) — SetFit-style",
-        "grouped": "tickets with their category, in batches grouped by category",
-        "labelled": "tickets with their category, in length-bucketed random batches",
-    }[params["pairs"]]
-    lines = [
+    return [
         f"# Ticket classifier — recipe `{record['recipe']}`",
         "",
         f"A [sentence-transformers](https://www.sbert.net) model fine-tuned from `{params['base_model']}` "
@@ -86,6 +85,19 @@ def model_card(
         "",
         "The `model/` folder alone loads with `SentenceTransformer(<this folder>/model)`.",
         "",
+    ]
+
+
+def _data_lines(record: dict[str, Any], split: Split) -> list[str]:
+    data = record["data"]
+    examples = record["examples"]
+    pair_kind = {
+        "label": "(ticket, category text, 1.0 for its own category / 0.0 for a random other one)",
+        "ticket": "(ticket, ticket, 1.0 same category / 0.0 different) — SetFit-style",
+        "grouped": "tickets with their category, in batches grouped by category",
+        "labelled": "tickets with their category, in length-bucketed random batches",
+    }[record["params"]["pairs"]]
+    return [
         "## Training data",
         "",
         f"- **File:** `{data['path']}` (SHA-256 `{data['sha256']}`), {data['rows_used']} tickets used"
@@ -101,6 +113,12 @@ def model_card(
         "",
         _markdown_table(split.table().reset_index()),
         "",
+    ]
+
+
+def _procedure_lines(record: dict[str, Any], log: pd.DataFrame) -> list[str]:
+    params = record["params"]
+    lines = [
         "## Training procedure",
         "",
         f"- **Loss:** {_LOSS_NAMES[params['loss']]}",
@@ -129,6 +147,11 @@ def model_card(
         lines.append(_markdown_table(shown[["step", "epoch", "loss"]]))
     else:
         lines.append("(no optimisation steps: epochs=0)")
+    return lines
+
+
+def _evaluation_lines(record: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     lines += ["", "## Evaluation (test split)", ""]
     if "headline" in metrics:
         rows = [{"method": f"this model ({record['recipe']})", **metrics["headline"]}]
@@ -152,8 +175,7 @@ def model_card(
     else:
         lines.append("(no test split: test_size=0)")
 
-    lines += card_lines(metrics.get("routing"))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _kept_out(record: dict[str, Any]) -> str:
