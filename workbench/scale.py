@@ -303,20 +303,71 @@ def predict_ray(
         raise BadInputError(f"--data {data_path}: two shards share a file name")
 
     setup = _init_ray(cpus)
-    import ray
+    actor_cpus, threads = _actor_resources(setup["cpus"], actors)
+    stats_dir = out / STATS_DIR
+    stats_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    scored = _scoring_pipeline(
+        classifier, files, options, stats_dir, batch_size, inference, actors, actor_cpus, threads
+    )
+    try:
+        scored.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": IO_TASK_CPUS})
+    except Exception as error:  # a BadInputError raised in a task arrives wrapped by Ray
+        cause = _bad_input_in(error)
+        if cause is not None:
+            raise cause from None
+        raise
+    seconds = time.perf_counter() - started
+    stats = [json.loads((stats_dir / f"{name}.json").read_text(encoding="utf-8")) for name in names]
+    record_data = ShardedData(
+        path=Path(data_path),
+        shards=stats,
+        text_columns=_text_columns(options["text_column"], files[0]),
+        labels=list(classifier.labels),
+        label_descriptions=dict(options.get("label_descriptions") or {}),
+    )
+    mapped: Counter = Counter()
+    for shard in stats:
+        mapped.update(shard["mapped"])
+    scored_rows = sum(s["rows_used"] for s in stats)
+    return {
+        "data": record_data,
+        "rows": scored_rows,
+        "input_shards": len(files),
+        "output_shards": len(sorted(out.glob("*.parquet"))),
+        "seconds": seconds,
+        "tickets_per_second": scored_rows / seconds if seconds else 0.0,
+        "actors": actors,
+        "threads_per_actor": threads,
+        "cpus": setup["cpus"],
+        "ray_address": setup["address"],
+        "mapped": dict(mapped),
+        "labelled": all(s["labelled"] for s in stats),
+        "dropped": record_data.summary()["dropped"],
+    }
 
-    cpus_total = setup["cpus"]
-    # The actors share what the reads and writes leave, and an actor cannot span machines;
-    # each encodes with as many threads as CPUs it holds, so the pool never oversubscribes.
+
+def _actor_resources(cpus_total: float, actors: int) -> tuple[float, int]:
+    """CPUs per scoring actor and its encoding threads.
+
+    The actors share what the reads and writes leave, and an actor cannot span machines;
+    each encodes with as many threads as CPUs it holds, so the pool never oversubscribes."""
+    import ray  # optional ([scale] extra)
+
     node_cpus = max(
         (n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")),
         default=cpus_total,
     )
     actor_cpus = max(0.1, min((cpus_total - 2 * IO_TASK_CPUS) / actors, node_cpus - IO_TASK_CPUS))
-    threads = max(1, int(actor_cpus + 0.5))
-    stats_dir = out / STATS_DIR
-    stats_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    return actor_cpus, max(1, int(actor_cpus + 0.5))
+
+
+def _scoring_pipeline(
+    classifier, files, options, stats_dir, batch_size, inference, actors, actor_cpus, threads
+):
+    """The Ray Data pipeline: read each shard (one task per file), score in an actor pool."""
+    import ray  # optional ([scale] extra)
+
     shards = ray.data.from_items(
         [{"shard": f.name, "path": str(f.resolve())} for f in files], override_num_blocks=len(files)
     )
@@ -333,7 +384,7 @@ def predict_ray(
         },
         num_cpus=IO_TASK_CPUS,
     )
-    scored = rows.map_batches(
+    return rows.map_batches(
         Scorer,
         batch_size=batch_size,
         batch_format="pandas",
@@ -346,42 +397,6 @@ def predict_ray(
         num_cpus=actor_cpus,
         max_restarts=0,  # a crashed actor fails the run rather than rescoring silently
     )
-    try:
-        scored.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": IO_TASK_CPUS})
-    except Exception as error:  # a BadInputError raised in a task arrives wrapped by Ray
-        cause = _bad_input_in(error)
-        if cause is not None:
-            raise cause from None
-        raise
-    seconds = time.perf_counter() - started
-    stats = [json.loads((stats_dir / f"{name}.json").read_text(encoding="utf-8")) for name in names]
-    written = sorted(out.glob("*.parquet"))
-    record_data = ShardedData(
-        path=Path(data_path),
-        shards=stats,
-        text_columns=_text_columns(options["text_column"], files[0]),
-        labels=list(classifier.labels),
-        label_descriptions=dict(options.get("label_descriptions") or {}),
-    )
-    mapped: Counter = Counter()
-    for shard in stats:
-        mapped.update(shard["mapped"])
-    scored_rows = sum(s["rows_used"] for s in stats)
-    return {
-        "data": record_data,
-        "rows": scored_rows,
-        "input_shards": len(files),
-        "output_shards": len(written),
-        "seconds": seconds,
-        "tickets_per_second": scored_rows / seconds if seconds else 0.0,
-        "actors": actors,
-        "threads_per_actor": threads,
-        "cpus": cpus_total,
-        "ray_address": setup["address"],
-        "mapped": dict(mapped),
-        "labelled": all(s["labelled"] for s in stats),
-        "dropped": record_data.summary()["dropped"],
-    }
 
 
 def _text_columns(spec: Any, file: Path) -> list[str]:
