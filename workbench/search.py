@@ -391,47 +391,13 @@ class Objective:
         run_dir = new_run_dir(self.reports_dir, f"{self.name}-trial-{trial.number}")
         trial.set_user_attr("run", run_dir.name)
         started = time.time()
-        search = {
-            "study": self.name,
-            "page": f"search-{self.name}.html",
-            "trial": trial.number,
-            "params": chosen,
-            "reports": [],
-        }
-        record = {
-            "name": self.name,
-            "status": "running",
-            "started": runinfo.now_iso(),
-            "parameters": {
-                **{k: v for k, v in self.params.items() if k not in {"training_params"}},
-                "recipe": recipe,
-                "training_params": overrides,
-                "run_dir": str(run_dir),
-            },
-            "data": {**self.data.summary(), "labels": list(self.data.labels)},
-            "packages": runinfo.package_versions(),
-            "environment": runinfo.environment(),
-            "git_commit": runinfo.git_commit(PROJECT_DIR),
-            "notebooks": [],
-            "search": search,
-        }
+        record = self._trial_record(trial, chosen, recipe, overrides, run_dir)
+        search = record["search"]
         write_json(run_dir / "summary.json", record)
         if self.progress:
             print(f"search {self.name}: trial {trial.number} {chosen}", flush=True)
         cost = {"seconds": 0.0}
-
-        def feed_pruner(model, split, step: int, epoch: float) -> None:
-            measured = time.perf_counter()
-            value = centroid_macro_f1(model, split, self.data.labels, self.spec.prune_tickets, seed)
-            cost["seconds"] += time.perf_counter() - measured
-            search["reports"].append(
-                {"step": step, "epoch": epoch, "validation_centroid_macro_f1": round(value, 4)}
-            )
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned at step {step} (epoch {epoch}): centroid macro-F1 {value:.3f}"
-                )
+        feed_pruner = self._pruner(trial, seed, search, cost)
 
         status = "failed"
         try:
@@ -475,6 +441,53 @@ class Objective:
         if self.progress:
             print(f"  validation macro-F1 {value:.3f} ({record['wall_seconds']:.0f} s)", flush=True)
         return float(value)
+
+    def _trial_record(self, trial, chosen, recipe, overrides, run_dir: Path) -> dict:
+        """The trial run's summary.json as it starts (``search``: its study, params, reports)."""
+        search = {
+            "study": self.name,
+            "page": f"search-{self.name}.html",
+            "trial": trial.number,
+            "params": chosen,
+            "reports": [],
+        }
+        return {
+            "name": self.name,
+            "status": "running",
+            "started": runinfo.now_iso(),
+            "parameters": {
+                **{k: v for k, v in self.params.items() if k not in {"training_params"}},
+                "recipe": recipe,
+                "training_params": overrides,
+                "run_dir": str(run_dir),
+            },
+            "data": {**self.data.summary(), "labels": list(self.data.labels)},
+            "packages": runinfo.package_versions(),
+            "environment": runinfo.environment(),
+            "git_commit": runinfo.git_commit(PROJECT_DIR),
+            "notebooks": [],
+            "search": search,
+        }
+
+    def _pruner(self, trial, seed: int, search: dict, cost: dict):
+        """``fit``'s callback: validation centroid macro-F1 reported to the pruner, which may
+        end the trial; its seconds add up in ``cost``."""
+        import optuna  # optional ([search] extra)
+
+        def feed_pruner(model, split, step: int, epoch: float) -> None:
+            measured = time.perf_counter()
+            value = centroid_macro_f1(model, split, self.data.labels, self.spec.prune_tickets, seed)
+            cost["seconds"] += time.perf_counter() - measured
+            search["reports"].append(
+                {"step": step, "epoch": epoch, "validation_centroid_macro_f1": round(value, 4)}
+            )
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at step {step} (epoch {epoch}): centroid macro-F1 {value:.3f}"
+                )
+
+        return feed_pruner
 
     def _track(self, run_dir: Path, trial, status: str, record: dict) -> None:
         if not self.tracking or not (run_dir / "training" / "recipe.json").exists():
