@@ -223,6 +223,39 @@ def neighbours_table(
     return pd.DataFrame(rows)
 
 
+NEIGHBOURS_NOTE = (
+    "When the nearest training tickets carry the predicted label, the model followed its training "
+    "data: the categories overlap there, or those training labels are wrong."
+)
+
+
+def misclassified_kpis(wrong: pd.DataFrame, test_tickets: int) -> dict[str, object]:
+    """The headline numbers of the misclassified-tickets section."""
+    return {
+        "misclassified test tickets": len(wrong),
+        "of test tickets": f"{len(wrong) / max(test_tickets, 1):.1%}",
+        "neighbours carry the predicted label": int(
+            (wrong["neighbours agree with"] == "predicted").sum()
+        ),
+    }
+
+
+def confusion_pairs(wrong: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """The most frequent (true, predicted) pairs among misclassified tickets."""
+    counts = wrong.groupby(["true", "predicted"]).size().rename("tickets")
+    return counts.sort_values(ascending=False).head(top).reset_index()
+
+
+def label_issue_note(tickets: int, folds: int) -> str:
+    """How the likely label errors were found (independent of both embedding models)."""
+    return (
+        f"Out-of-sample probabilities for all {tickets} tickets: {folds}-fold cross-validated "
+        "logistic regression on TF-IDF word features of the ticket text, independent of both "
+        "embedding models (the fine-tuned one learned these very labels and would vouch for "
+        "them); cleanlab's confident learning picks the issues and ranks them by self-confidence."
+    )
+
+
 def conflicting_duplicates(frame: pd.DataFrame, threshold: float = 0.9) -> pd.DataFrame:
     """Exact and near-duplicate tickets whose labels disagree (label noise by construction)."""
     exact = exact_duplicates(frame)

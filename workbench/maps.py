@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.backends import backend_of
 from workbench.classifier import load_classifier
 from workbench.embeddings import encode
 from workbench.evaluation import support_order
@@ -166,6 +167,29 @@ def load_finetuned(
         list(classifier.labels),
         classifier=classifier,
         source=str(training_dir),
+    )
+
+
+def models_note(
+    training_name: str, base: MapModel | None, tuned: MapModel | None, monitoring: bool
+) -> str:
+    """What notebook 03 maps: the base model only, the monitored model, or both."""
+    if tuned is None:
+        return (
+            f"No fine-tuned model in {training_name} (the fine-tuning notebook did not run before "
+            "this one): this report shows the base model only; predictions are its zero-shot "
+            "cosine to the category names."
+        )
+    if monitoring:
+        return (
+            f"Model: {training_name} (encoder backend {backend_of(tuned.model)}). Every row is "
+            "evaluated, so this page shows the model as it scores; its comparison with the base "
+            "model is on the report that trained it."
+        )
+    return (
+        f"Fine-tuned model: {training_name}. Base model: {base.source} (max_seq_length "
+        f"{base.model.max_seq_length}). Base-model predictions are zero-shot: cosine similarity "
+        "to the category names."
     )
 
 
@@ -594,6 +618,22 @@ def _map_layout(fig: go.Figure, style: _MapStyle, title: str, height: int) -> No
         fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
 
 
+def map_note(drawn: int, tickets: int, max_points: int, svg_max_points: int) -> str:
+    """How the map was drawn: sample or every ticket, renderer, markers, hover and legend."""
+    renderer = "WebGL" if drawn > svg_max_points else "SVG"
+    return (
+        (
+            f"All {tickets} tickets are drawn"
+            if drawn == tickets
+            else f"{drawn} of {tickets} tickets are drawn: a stratified sample (umap_max_points "
+            f"{max_points}) keeps each category's share while bounding UMAP time and page size"
+        )
+        + f"; {renderer} rendering. Diamonds are the category texts embedded by each model. "
+        f"Hover a point for true → predicted category, score and the ticket (first "
+        f"{hover_limit_for(drawn)} characters); click a legend entry to hide a category."
+    )
+
+
 def points_drawn(fig: go.Figure) -> int:
     """Ticket points in a map figure's first map (category traces only), for checks and notes."""
     first_axis = [
@@ -671,3 +711,13 @@ def silhouette_figure(
         legend={"orientation": "h", "y": 1.1},
     )
     return fig
+
+
+def silhouette_note(held_out: int, max_points: int) -> str:
+    """What the silhouette table measures, on which tickets."""
+    return (
+        "Silhouette from -1 to 1: how much closer a ticket is to its own category than to the "
+        f"nearest other one. Computed on held-out tickets only ({held_out}"
+        + (f", sampled to {max_points}" if held_out > max_points else "")
+        + "), since the fine-tuned model has seen the training tickets."
+    )
