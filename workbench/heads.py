@@ -1,8 +1,8 @@
 """Classification heads on top of the encoder: their features, fitting and probabilities.
 
-Layer: above ``models``/``embeddings``/``backends``, below ``classifier`` (which loads a folder's
-head with ``heads_io`` and scores with :func:`head_probabilities`) and ``training``. It owns the
-fusion head's TF-IDF (:func:`word_char_vectorizer`, shared with the baselines) and the softmax
+Layer: above ``embeddings`` and ``explore`` (it never loads a model), below ``classifier``
+(which loads a folder's head with ``heads_io`` and scores with :func:`head_probabilities`) and
+``training``. It owns the fusion head's TF-IDF (:func:`word_char_vectorizer`, shared with the baselines) and the softmax
 scale of the learned prototypes (:data:`SOFTMAX_SCALE`, shared with the training loss).
 
 The encoder was fine-tuned on the training tickets, so their embeddings are separated better
