@@ -169,7 +169,7 @@ class _Runner:
     def __init__(self, backend: str, file: Path, threads: int):
         self.backend = backend
         if backend.startswith("onnx"):
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional: [inference] extra
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
@@ -180,7 +180,7 @@ class _Runner:
             )
             self.inputs = [i.name for i in self.session.get_inputs()]
         else:
-            import openvino as ov
+            import openvino as ov  # optional: [inference] extra
 
             config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
             if backend == "openvino":
@@ -319,7 +319,7 @@ def _export_onnx(model: SentenceTransformer, target: Path) -> None:
 
 def _export_onnx_int8(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of the MatMuls (what ``export_dynamic_quantized_onnx_model`` does)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # optional: [inference] extra
 
     quantize_dynamic(
         str(source),
@@ -331,7 +331,7 @@ def _export_onnx_int8(source: Path, target: Path) -> None:
 
 
 def _export_openvino(source: Path, target: Path) -> None:
-    import openvino as ov
+    import openvino as ov  # optional: [inference] extra
 
     target.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
@@ -342,8 +342,8 @@ def _export_openvino_int8(
 ) -> None:
     """Static int8 (NNCF post-training quantisation, as ``export_static_quantized_openvino_model``)
     calibrated on our own tickets instead of a dataset downloaded from the Hub."""
-    import nncf
-    import openvino as ov
+    import nncf  # optional: [inference] extra
+    import openvino as ov  # optional: [inference] extra
 
     items = []
     for text in calibration:

@@ -92,7 +92,7 @@ def find_label_issues(
     score (probability of the given label, 0 = surely wrong) ranks them.
     """
     from cleanlab.filter import find_label_issues as cleanlab_issues
-    from cleanlab.rank import get_label_quality_scores
+    from cleanlab.rank import get_label_quality_scores  # only the label-issue section needs it
 
     y = encode_labels(frame["label"], classes)
     quality = get_label_quality_scores(y, pred_probs)

@@ -272,7 +272,7 @@ def reduce(
     """UMAP with the cosine metric and a fixed seed: the same data gives the same map."""
     import warnings
 
-    import umap
+    import umap  # heavy (numba compile): only the maps need it
 
     n = len(embeddings)
     if n < 4:

@@ -173,7 +173,7 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
     """Connect to ``RAY_ADDRESS`` if set, else start a quiet local instance (no dashboard)."""
     import logging
 
-    import ray
+    import ray  # optional: [scale] extra
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
@@ -189,7 +189,7 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
             _start_local(cpus or cpu_cores(), options)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray").setLevel(logging.ERROR)
-    from ray.data import DataContext
+    from ray.data import DataContext  # optional: [scale] extra
 
     context = DataContext.get_current()
     context.enable_progress_bars = False
@@ -204,7 +204,7 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
 def _start_local(cpus: int, options: dict[str, Any], attempts: int = 3) -> None:
     """A local Ray instance; its start is retried, because on a busy machine the raylet can
     miss Ray's fixed 30-second registration window ("timed out during startup")."""
-    import ray
+    import ray  # optional: [scale] extra
 
     for attempt in range(1, attempts + 1):
         try:

@@ -221,7 +221,7 @@ class SearchResult:
 
 
 def _pruner(settings: dict[str, Any]):
-    import optuna
+    import optuna  # optional: [tracking] extra
 
     kind = str(settings.get("kind", "median"))
     options = {k: v for k, v in settings.items() if k != "kind"}
@@ -245,7 +245,7 @@ def run_search(
 ) -> SearchResult:
     """Run (or resume) the search; returns its page. ``callbacks``: Optuna study callbacks,
     called after each trial (``study.optimize``'s own argument)."""
-    import optuna
+    import optuna  # optional: [tracking] extra
 
     spec = read_search(search_file)
     name = safe_name(name if name and name != "run" else Path(search_file).stem, "search")
@@ -311,7 +311,7 @@ def run_search(
 
 def _fail_interrupted(study) -> None:
     """Trials left running by a process that was killed: failed (the lock says none runs now)."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # optional: [tracking] extra
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
@@ -383,7 +383,7 @@ class Objective:
         return recipe, overrides
 
     def __call__(self, trial) -> float:
-        import optuna
+        import optuna  # optional: [tracking] extra
 
         chosen = suggest(trial, self.spec.space)
         recipe, overrides = self.overrides(chosen)
@@ -541,7 +541,7 @@ def trial_rows(study) -> list[dict[str, Any]]:
 
 def search_figures(study) -> list[tuple[str, str | None, str]]:
     """Optuna's own plotly figures (title, HTML fragment or None, why not drawn)."""
-    import optuna.visualization as vis
+    import optuna.visualization as vis  # optional: [tracking] extra
 
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     makers = [

@@ -109,7 +109,7 @@ def reachable(uri: str) -> str | None:
 
 
 def _client(uri: str):
-    import mlflow
+    import mlflow  # optional: [tracking] extra
 
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri)
@@ -146,7 +146,7 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def log_params(client, run_id: str, params: dict[str, Any]) -> int:
     """Every resolved parameter (nested ones as ``a.b``), in batches MLflow accepts."""
-    from mlflow.entities import Param
+    from mlflow.entities import Param  # optional: [tracking] extra
 
     flat = _flatten(params)
     items = [
@@ -195,7 +195,7 @@ def log_metrics(
 ) -> int:
     """Test and validation headline, per class, baselines, timings; the training loss (and
     learning rate) at every logged step of ``training_log.csv``."""
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric  # optional: [tracking] extra
 
     now = int(time.time() * 1000)
     items = [
@@ -235,7 +235,7 @@ def run_tags(
 
 
 def log_tags(client, run_id: str, tags: dict[str, str]) -> None:
-    from mlflow.entities import RunTag
+    from mlflow.entities import RunTag  # optional: [tracking] extra
 
     items = [RunTag(k, v) for k, v in tags.items()]
     for start in range(0, len(items), BATCH):
@@ -283,7 +283,7 @@ def log_models(run_id: str, training_dir: Path) -> dict[str, str]:
     artifacts; nothing is pickled. Requirements are given, not inferred (inference loads the
     model in a subprocess: slow).
     """
-    import mlflow
+    import mlflow  # optional: [tracking] extra
     from sentence_transformers import SentenceTransformer
 
     training_dir = Path(training_dir)

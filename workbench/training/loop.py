@@ -581,7 +581,7 @@ def make_accelerator(device: str):
     several (``accelerate launch``/``workbench train --processes``): then gloo on CPUs, NCCL on
     GPUs. Mixed precision stays ours (``mixed_precision``), so ``precision=fp16`` keeps its
     gradient scaler."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator  # heavy (torch.distributed): only fit needs it
     from accelerate.utils import DistributedDataParallelKwargs
 
     # The encoder's unused pooler has no gradient: DDP must not wait for it.
@@ -618,7 +618,7 @@ def shared_budget_check(
     if budget.seconds <= 0:
         return None
     import torch
-    from accelerate.utils import broadcast
+    from accelerate.utils import broadcast  # heavy (torch.distributed): only fit needs it
 
     cut = budget.check(step, elapsed, total) if accelerator.is_main_process else None
     state = torch.tensor(
