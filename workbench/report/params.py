@@ -6,7 +6,10 @@ from pathlib import Path
 
 import yaml
 
+from workbench.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN
 from workbench.errors import BadInputError
+from workbench.labels import DEFAULT_TEST_SIZE, DEFAULT_VALIDATION_SIZE
+from workbench.models import DEFAULT_BASE_MODEL
 from workbench.paths import DEFAULT_DATA
 from workbench.scope import model_read_options
 from workbench.training.folder import replay_parameters
@@ -63,12 +66,12 @@ def build_parameters(
         )
     params: dict[str, object] = {
         "data_path": str(DEFAULT_DATA),
-        "text_column": "Document",
-        "label_column": "Topic_group",
+        "text_column": DEFAULT_TEXT_COLUMN,
+        "label_column": DEFAULT_LABEL_COLUMN,
         "seed": 42,
-        "test_size": 0.2,
-        "validation_size": 0.1,
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "test_size": DEFAULT_TEST_SIZE,
+        "validation_size": DEFAULT_VALIDATION_SIZE,
+        "base_model": DEFAULT_BASE_MODEL,
         "reference_run": "",
         "model_dir": "",  # a trained folder to evaluate instead of training one
         "evaluate": "split",  # split: the test split; all: every row (monitoring a model)
