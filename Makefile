@@ -55,6 +55,7 @@ test-real: install
 lint: install
 	$(VENV)/bin/ruff check workbench tests bench
 	$(VENV)/bin/ruff format --check workbench tests bench
+	$(PY) -m workbench.architecture  # layers (workbench/ARCHITECTURE.md): no cycles, short functions
 
 bench: install
 	$(PY) bench/bench_exploration.py

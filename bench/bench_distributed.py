@@ -46,10 +46,9 @@ def cpu_flags() -> str:
 
 
 def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    from workbench.models import cpu_cores
+
+    return cpu_cores()
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -101,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from workbench import calibration
     from workbench.baselines import word_char_vectorizer
-    from workbench.classifier import head_features, head_probabilities, load_classifier
+    from workbench.classifier import load_classifier
     from workbench.data import load_tickets, split_tickets
     from workbench.explore import sample_rows
+    from workbench.heads import head_features, head_probabilities
     from workbench.training import fit_head, resolve_recipe
 
     emit(**cpu_flags())

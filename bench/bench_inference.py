@@ -65,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from workbench import backends
+    from workbench.backends import load_model
     from workbench.baselines import summary
-    from workbench.classifier import head_probabilities, load_classifier
+    from workbench.classifier import classifier_scorer, load_classifier
     from workbench.data import load_tickets, split_tickets
-    from workbench.models import load_model, resolve_model
+    from workbench.heads import head_probabilities
+    from workbench.models import resolve_model
 
     emit(cpu_flags=cpu_flags(), torch_threads=torch.get_num_threads(), cores=os.cpu_count())
     data = load_tickets(args.data)
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = backends.model_folder(args.model)
         if args.export or not (folder / backends.REPORT).exists():
             report = backends.export_backends(
-                folder, reference_texts, scorer=backends.classifier_scorer(args.model)
+                folder, reference_texts, scorer=classifier_scorer(args.model)
             )
         else:
             report = backends.read_report(folder)

@@ -87,7 +87,7 @@ def blend(weights, probabilities: list[np.ndarray]) -> np.ndarray:
 
 def temperature_probabilities(estimator, fit_x, fit_y, score_x, classes: int) -> np.ndarray:
     """``estimator`` frozen, temperature fitted on (fit_x, fit_y), probabilities of score_x."""
-    from workbench.training.heads import calibrate_frozen
+    from workbench.heads import calibrate_frozen
 
     calibrated = calibrate_frozen(estimator, fit_x, fit_y)
     proba = np.zeros((score_x.shape[0], classes))
@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from sklearn.linear_model import LogisticRegression
 
-    from workbench.baselines import word_char_vectorizer
     from workbench.classifier import load_classifier
     from workbench.data import load_tickets, split_tickets
+    from workbench.heads import word_char_vectorizer
     from workbench.label_issues import find_label_issues, out_of_sample_probabilities, text_features
 
     started = time.perf_counter()

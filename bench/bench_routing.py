@@ -81,8 +81,7 @@ def rebuild_split(model_dir: Path, data_path: Path):
 
 def recalibrate_on(classifier, part) -> None:
     """The head's probability calibration refitted on ``part`` only (what training now does)."""
-    from workbench.classifier import head_features
-    from workbench.training.heads import calibrate_frozen
+    from workbench.heads import calibrate_frozen, head_features
 
     head = classifier.head
     if head is None or head.get("calibration") != "validation":

@@ -14,7 +14,7 @@ imports, so the step's own share is the difference):
   fitted on the 70 % training share of the tickets, as ``fit_head`` does; vocabulary and
   matrix size are printed.
 * ``encode``: tickets/s of the base model on a fixed ``--encode-count`` sample (2,000).
-* ``head``: the whole fusion head as ``train`` fits it (``workbench.training.heads.fit_fusion``:
+* ``head``: the whole fusion head as ``train`` fits it (``workbench.heads.fit_fusion``:
   word+char TF-IDF, linear SVM on TF-IDF ⊕ embeddings, temperature calibration on the
   validation split) on the 70/10/20 split of the set. Encoding 700k training tickets would take
   hours here, so each ticket's embedding is a stand-in: the ``encode`` step's vector of a random
@@ -146,8 +146,8 @@ def step_head(args) -> dict:
     import numpy as np
 
     from workbench.data import split_tickets
+    from workbench.heads import check_head_fits, fit_fusion
     from workbench.scope import load_report_data
-    from workbench.training.heads import check_head_fits, fit_fusion
     from workbench.training.recipes import resolve_recipe
 
     data = load_report_data(str(args.data), "Document", "Topic_group")
@@ -191,7 +191,7 @@ def step_head(args) -> dict:
 def _base_model():
     from workbench.models import DEFAULT_BASE_MODEL, load_model
 
-    return load_model(DEFAULT_BASE_MODEL, backend="torch")
+    return load_model(DEFAULT_BASE_MODEL)
 
 
 def step_umap(args) -> dict:

@@ -216,8 +216,12 @@ def head_candidates(params, labels, vectors, split, prototypes, seed) -> dict[st
     from sklearn.svm import LinearSVC
 
     from workbench.baselines import word_char_vectorizer
-    from workbench.classifier import head_features, head_probabilities, prototype_probabilities
-    from workbench.training.recipes import SOFTMAX_SCALE
+    from workbench.heads import (
+        SOFTMAX_SCALE,
+        head_features,
+        head_probabilities,
+        prototype_probabilities,
+    )
 
     kind = params["head"]
     y = split.train["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
@@ -267,10 +271,10 @@ def recipe(args) -> None:
         word_char_vectorizer,
     )
     from workbench.embeddings import encode
+    from workbench.labels import label_texts
     from workbench.models import load_model
     from workbench.report import parse_assignments
     from workbench.training import build_pairs, fit, resolve_recipe, seed_everything
-    from workbench.training.recipes import label_texts
 
     data, split = load_split(args.data, args.limit)
     labels = data.labels
@@ -359,8 +363,9 @@ def heads(args) -> None:
     from sklearn.svm import LinearSVC
 
     from workbench.baselines import summary, word_char_vectorizer
-    from workbench.classifier import load_classifier, prototype_probabilities, softmax
+    from workbench.classifier import load_classifier
     from workbench.embeddings import encode
+    from workbench.heads import prototype_probabilities, softmax
 
     if not args.model:
         raise SystemExit("heads needs --model DIR (a folder written by 'workbench train')")

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from workbench import backends, embeddings
+from workbench.backends import load_model
 from workbench.errors import BadInputError
-from workbench.models import load_model, resolve_model
+from workbench.models import resolve_model
 
 pytest.importorskip("onnxruntime", reason="pip install -e '.[inference]'")
 

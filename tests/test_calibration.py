@@ -117,7 +117,7 @@ def _fit(classifier, split, labels, validation, **overrides):
 
 
 def _features(head, classifier, frame):
-    from workbench.classifier import head_features
+    from workbench.heads import head_features
 
     texts = frame["text"].tolist()
     return head_features(head, classifier.embed(texts), texts)
@@ -162,7 +162,7 @@ def test_fusion_head_is_calibrated_on_validation_rows_only(tiny_fusion):
 
 def test_fusion_embeddings_matter(tiny_fusion):
     """Against embedding_weight=0 (TF-IDF alone), the fine-tuned embeddings change predictions."""
-    from workbench.classifier import head_probabilities
+    from workbench.heads import head_probabilities
 
     classifier, split, labels = tiny_fusion
     fused = _fit(classifier, split, labels, split.validation)
@@ -180,7 +180,7 @@ def test_fusion_head_without_validation_is_cross_validated(tiny_fusion, tmp_path
     TF-IDF in every fold; recorded as ``cv``; the loaded classifier path scores with it."""
     from sklearn.pipeline import Pipeline
 
-    from workbench.classifier import head_probabilities
+    from workbench.heads import head_probabilities
 
     classifier, split, labels = tiny_fusion
     head = _fit(classifier, split, labels, None)
@@ -207,8 +207,9 @@ def test_fusion_head_without_validation_is_cross_validated(tiny_fusion, tmp_path
 def test_saved_model_uses_the_fitted_temperature(trained_dir, tmp_path, small_sample):
     """A head-less (cosine) folder: T fitted on validation, stored in recipe.json as a plain
     float, and the reloaded classifier's probabilities are softmax(cosine / T)."""
-    from workbench.classifier import COSINE_TEMPERATURE, load_classifier, softmax
+    from workbench.classifier import COSINE_TEMPERATURE, load_classifier
     from workbench.data import load_tickets, split_tickets
+    from workbench.heads import softmax
 
     trained = json.loads((trained_dir / "recipe.json").read_text())["calibration"]
     assert trained["fitted_on"] == "validation" and trained["temperature"] > 0  # train() fits T

@@ -53,8 +53,7 @@ def one_error_line(capsys) -> str:
 
 
 def test_label_texts_are_descriptions_of_codes():
-    from workbench.labels import unnamed_labels
-    from workbench.training.recipes import label_texts
+    from workbench.labels import label_texts, unnamed_labels
 
     labels = ["GRP_1", "GRP_2", RARE_LABEL]
     described = {"GRP_1": "network team"}

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.classifier import head_features, head_probabilities, load_classifier
+from workbench.classifier import load_classifier
 from workbench.cli import main
 from workbench.errors import BadInputError
+from workbench.heads import head_features, head_probabilities
 from workbench.heads_io import HEAD_FILE, VECTORIZER_FILE, load_head, save_head
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -267,11 +268,11 @@ def test_corrupt_head_is_one_line(tmp_path, content):
 def test_fusion_probabilities_in_chunks_match_one_pass(monkeypatch):
     """Scoring a million tickets builds the fusion features chunk by chunk; the result is the
     same as in one pass."""
-    from workbench import classifier
+    from workbench import heads
 
     head = _fusion_head()
     whole = head_probabilities(head, VECTORS, TEXTS, len(LABELS))
-    monkeypatch.setattr(classifier, "HEAD_CHUNK", 7)
+    monkeypatch.setattr(heads, "HEAD_CHUNK", 7)
     np.testing.assert_allclose(
         head_probabilities(head, VECTORS, TEXTS, len(LABELS)), whole, atol=1e-6
     )

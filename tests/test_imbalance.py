@@ -161,7 +161,7 @@ def test_weighted_softmax_loss_differs(model):
 
 
 def test_balanced_head_fits_other_weights(model):
-    from workbench.training.heads import fit_head
+    from workbench.heads import fit_head
 
     rows = (
         [f"my laptop screen is broken number {i}" for i in range(24)]
@@ -193,8 +193,8 @@ def test_balanced_training_is_recorded(tmp_path, small_sample):
     import json
 
     from workbench.data import load_tickets
+    from workbench.heads import CLASS_WEIGHT_NOTE
     from workbench.training import train
-    from workbench.training.losses import CLASS_WEIGHT_NOTE
 
     out = tmp_path / "balanced"
     overrides = {

@@ -118,7 +118,7 @@ def test_calibration_uses_every_validation_ticket_when_categories_have_one():
     import numpy as np
     from sklearn.svm import LinearSVC
 
-    from workbench.training.heads import calibrate_frozen
+    from workbench.heads import calibrate_frozen
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 4)) + np.repeat(np.eye(3, 4) * 3, 10, axis=0)

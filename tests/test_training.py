@@ -441,8 +441,8 @@ def test_fusion_head_that_cannot_fit_stops_before_training(
 ):
     """A head that would not fit this machine's memory is refused in one line, before the
     fine-tune, naming the parameter that makes it fit; nothing is written."""
+    from workbench import heads
     from workbench.cli import main
-    from workbench.training import heads
 
     monkeypatch.setattr(heads, "FUSION_MIB_PER_TICKET", 1e9)
     out = tmp_path / "never"

@@ -13,23 +13,30 @@ forward pass is swapped, so ``model.encode`` works unchanged.
 ``model/backends.json`` records, per backend, the file, its SHA-256, the cosine error against
 PyTorch on reference tickets, argmax agreement (when a scorer is given), speed, and
 ``checked``. ``auto`` only ever picks a checked backend whose file is unchanged.
+
+Layer: above ``workbench.models`` (PyTorch loading, devices), below the heads and the classifier;
+it knows nothing of heads — a caller that wants prediction agreement passes a ``scorer``
+(``workbench.classifier.classifier_scorer``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench import models
 from workbench.errors import BadInputError
+from workbench.models import DEFAULT_BASE_MODEL, pick_device, torch_threads
+from workbench.texthash import file_sha256
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -80,17 +87,6 @@ def exporter_installed(backend: str) -> bool:
     return runtime_installed(backend) and importlib.util.find_spec(EXPORTER[backend]) is not None
 
 
-def file_sha256(path: Path) -> str:
-    """Hash of an exported model, including OpenVINO's weights file next to the ``.xml``."""
-    digest = hashlib.sha256()
-    for part in (path, path.with_suffix(".bin")):
-        if part.exists():
-            with open(part, "rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
 def read_report(folder: str | os.PathLike) -> dict[str, Any]:
     path = model_folder(folder) / REPORT
     try:
@@ -125,7 +121,7 @@ def _unavailable_reason(folder: Path, backend: str, report: dict[str, Any]) -> s
         return f"{backend} has no accuracy check in {folder / REPORT}"
     if not entry.get("checked"):
         return f"{backend} failed its accuracy check at export ({entry.get('reason', 'see backends.json')})"
-    if entry.get("sha256") != file_sha256(file):
+    if entry.get("sha256") != _export_sha(file):
         return f"{file} changed since its accuracy check; export again"
     if report.get("torch_sha256") and report["torch_sha256"] != _torch_weights_sha(folder):
         return f"the PyTorch weights in {folder} changed since the export; export again"
@@ -146,8 +142,6 @@ def choose_backend(
     folder = model_folder(model_dir)
     report = read_report(folder)
     if value == "auto":
-        from workbench.models import pick_device
-
         if pick_device(device) != "cpu":
             return "torch"
         entries = report.get("backends", {})
@@ -175,7 +169,7 @@ class _Runner:
     def __init__(self, backend: str, file: Path, threads: int):
         self.backend = backend
         if backend.startswith("onnx"):
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional: [inference] extra
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
@@ -186,7 +180,7 @@ class _Runner:
             )
             self.inputs = [i.name for i in self.session.get_inputs()]
         else:
-            import openvino as ov
+            import openvino as ov  # optional: [inference] extra
 
             config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
             if backend == "openvino":
@@ -235,14 +229,44 @@ def _runtime_module(runner: _Runner, config):
 
 def attach_backend(model: SentenceTransformer, folder: str | os.PathLike, backend: str) -> None:
     """Swap the PyTorch transformer of a loaded (CPU) model for the exported ``backend``."""
-    import torch
-
     file = model_folder(folder) / FILES[backend]
     transformer = model[0]
-    runner = _Runner(backend, file, threads=max(1, torch.get_num_threads()))
+    runner = _Runner(backend, file, threads=max(1, torch_threads()))
     transformer.model = _runtime_module(runner, transformer.model.config)
     model._workbench_backend = backend
-    model._workbench_backend_hash = file_sha256(file)
+    model._workbench_backend_hash = _export_sha(file)
+
+
+def _export_sha(file: Path) -> str:
+    """Hash of an exported model, including OpenVINO's weights file next to the ``.xml``."""
+    return file_sha256(file, file.with_suffix(".bin"), missing_ok=True)
+
+
+def load_model(
+    name_or_path: str | os.PathLike = DEFAULT_BASE_MODEL,
+    device: str | None = None,
+    max_seq_length: int | None = None,
+    backend: str = "torch",
+    check: bool = True,
+) -> SentenceTransformer:
+    """:func:`workbench.models.load_model` with the inference engine of an exported folder.
+
+    ``backend`` (``torch``, ``auto``, ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``):
+    ``auto`` takes the fastest export that passed its accuracy check; an unavailable one falls
+    back to PyTorch with one warning line. ``check=False`` skips that choice (the export check).
+    """
+    local = Path(models.check_model_path(name_or_path)).expanduser()
+    chosen = validate(backend)
+    if chosen != "torch" and local.exists():
+        chosen = choose_backend(local, chosen, device) if check else chosen
+    elif chosen != "torch":
+        chosen = "torch"  # a hub id has no exports
+    model = models.load_model(
+        name_or_path, device="cpu" if chosen != "torch" else device, max_seq_length=max_seq_length
+    )
+    if chosen != "torch":
+        attach_backend(model, local, chosen)
+    return model
 
 
 def backend_of(model: SentenceTransformer) -> str:
@@ -254,13 +278,8 @@ def backend_of(model: SentenceTransformer) -> str:
 
 
 def _torch_weights_sha(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).exists():
-            with open(folder / name, "rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+    names = ("model.safetensors", "pytorch_model.bin")
+    return file_sha256(*(folder / name for name in names), missing_ok=True)
 
 
 def _export_onnx(model: SentenceTransformer, target: Path) -> None:
@@ -300,7 +319,7 @@ def _export_onnx(model: SentenceTransformer, target: Path) -> None:
 
 def _export_onnx_int8(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of the MatMuls (what ``export_dynamic_quantized_onnx_model`` does)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # optional: [inference] extra
 
     quantize_dynamic(
         str(source),
@@ -312,7 +331,7 @@ def _export_onnx_int8(source: Path, target: Path) -> None:
 
 
 def _export_openvino(source: Path, target: Path) -> None:
-    import openvino as ov
+    import openvino as ov  # optional: [inference] extra
 
     target.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=False)
@@ -323,8 +342,8 @@ def _export_openvino_int8(
 ) -> None:
     """Static int8 (NNCF post-training quantisation, as ``export_static_quantized_openvino_model``)
     calibrated on our own tickets instead of a dataset downloaded from the Hub."""
-    import nncf
-    import openvino as ov
+    import nncf  # optional: [inference] extra
+    import openvino as ov  # optional: [inference] extra
 
     items = []
     for text in calibration:
@@ -377,68 +396,39 @@ def export_backends(
     """Export every installed backend into ``model_dir``, check it against PyTorch on
     ``reference_texts`` and write ``model_dir/backends.json``; returns its content.
 
-    ``scorer(vectors, texts) -> scores`` (e.g. :func:`classifier_scorer`) adds the share of
-    tickets whose predicted category is the same as with PyTorch, and with ``reference_labels``
+    ``scorer(vectors, texts) -> scores`` (e.g. ``workbench.classifier.classifier_scorer``) adds
+    the share of tickets whose predicted category is the same as with PyTorch, and with
+    ``reference_labels``
     the paired bootstrap interval of the macro-F1 difference (see ``MAX_MACRO_F1_DROP``).
     OpenVINO int8 is calibrated on ``calibration_texts`` (training tickets; default: the first
     300 reference texts), which should not be the tickets it is checked on. A backend that
     cannot be exported here is recorded with ``checked: false`` and its error; the others go on.
     """
-    from workbench.models import load_model
-
     folder = model_folder(model_dir)
     texts = [str(t) for t in reference_texts if str(t).strip()]
     if len(texts) < 8:
         raise BadInputError("export_backends: need at least 8 reference texts to check the exports")
     wanted = [b for b in (backends or FILES) if b != "torch"]
-    torch_model = load_model(folder, device="cpu")
-    reference, torch_speed = _timed_encode(torch_model, texts, batch_size)
-    reference_argmax = scorer(reference, texts).argmax(axis=1) if scorer else None
-    truth = None
-    if scorer is not None and reference_labels is not None:
-        from sklearn.metrics import f1_score
-
-        truth = np.asarray(
-            [
-                label
-                for text, label in zip(reference_texts, reference_labels, strict=True)
-                if str(text).strip()
-            ]
-        )
-
-        def macro_f1(predicted: np.ndarray) -> float:
-            return float(f1_score(truth, predicted, average="macro", zero_division=0))
-
-        torch_f1 = macro_f1(reference_argmax)
+    torch_model = models.load_model(folder, device="cpu")
+    ref = _Reference.of(torch_model, texts, reference_texts, reference_labels, scorer, batch_size)
     report: dict[str, Any] = {
         "torch_sha256": _torch_weights_sha(folder),
         "reference_texts": len(texts),
         "batch_size": batch_size,
-        "threads": _threads(),
+        "threads": torch_threads(),
         "backends": {
-            "torch": {"file": None, "checked": True, "tickets_per_s": round(torch_speed, 1)}
+            "torch": {"file": None, "checked": True, "tickets_per_s": round(ref.speed, 1)}
         },
     }
-    onnx_file = folder / FILES["onnx"]
     for backend in wanted:
         entry: dict[str, Any] = {"file": FILES[backend], "checked": False}
         report["backends"][backend] = entry
         if not exporter_installed(backend):
             entry["reason"] = f"{EXPORTER[backend]} is not installed"
             continue
-        file = folder / FILES[backend]
         started = time.perf_counter()
         try:
-            if backend == "onnx" or not onnx_file.exists():
-                _export_onnx(torch_model, onnx_file)
-            if backend == "onnx-int8":
-                _export_onnx_int8(onnx_file, file)
-            elif backend == "openvino":
-                _export_openvino(onnx_file, file)
-            elif backend == "openvino-int8":
-                _export_openvino_int8(
-                    torch_model, onnx_file, file, list(calibration_texts or texts[:300])
-                )
+            _export(torch_model, folder, backend, list(calibration_texts or texts[:300]))
             entry["export_s"] = round(time.perf_counter() - started, 1)
             runtime = load_model(folder, device="cpu", backend=backend, check=False)
             vectors, speed = _timed_encode(runtime, texts, batch_size)
@@ -448,41 +438,8 @@ def export_backends(
         except Exception as error:  # an exporter failing must not stop the others
             entry["reason"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
             continue
-        errors = compare(
-            np.concatenate([reference, reference[:4]]), np.concatenate([vectors, single])
-        )
-        entry.update({k: float(f"{v:.3g}") for k, v in errors.items()})
-        entry["sha256"] = file_sha256(file)
-        entry["tickets_per_s"] = round(speed, 1)
-        entry["speedup"] = round(speed / torch_speed, 2)
-        problems = []
-        if errors["max_cosine_error"] > MAX_COSINE_ERROR[backend]:
-            problems.append(
-                f"max cosine error {errors['max_cosine_error']:.3g} > {MAX_COSINE_ERROR[backend]}"
-            )
-        if 1 - errors["mean_cosine_error"] < MIN_MEAN_COSINE[backend]:
-            problems.append(
-                f"mean cosine {1 - errors['mean_cosine_error']:.5f} < {MIN_MEAN_COSINE[backend]}"
-            )
-        if scorer is not None:
-            predicted = scorer(vectors, texts).argmax(axis=1)
-            agreement = float(np.mean(predicted == reference_argmax))
-            entry["argmax_agreement"] = round(agreement, 4)
-            if agreement < MIN_AGREEMENT:
-                problems.append(f"predictions agree on {agreement:.1%} < {MIN_AGREEMENT:.0%}")
-            if truth is not None:
-                drop = torch_f1 - macro_f1(predicted)
-                low, high = paired_drop_interval(truth, reference_argmax, predicted, seed)
-                entry.update(
-                    macro_f1_drop=round(drop, 4),
-                    macro_f1_drop_interval=[round(low, 4), round(high, 4)],
-                    checked_on=f"{len(truth)} labelled tickets",
-                )
-                if high > MAX_MACRO_F1_DROP:
-                    problems.append(
-                        f"macro-F1 up to {high * 100:.2f} points below torch (95 % interval "
-                        f"{low * 100:.2f} to {high * 100:.2f}) > {MAX_MACRO_F1_DROP * 100:.1f}"
-                    )
+        sha256 = _export_sha(folder / FILES[backend])
+        problems = _check_export(entry, backend, ref, (vectors, single, speed), sha256, seed)
         entry["checked"] = not problems
         if problems:
             entry["reason"] = "; ".join(problems)
@@ -490,6 +447,109 @@ def export_backends(
     temporary.write_text(json.dumps(report, indent=2), encoding="utf-8")
     os.replace(temporary, folder / REPORT)
     return report
+
+
+@dataclass
+class _Reference:
+    """PyTorch's embeddings of the reference tickets, and what the exports are checked against:
+    its speed, its predicted categories (with a scorer) and its macro-F1 (with labels)."""
+
+    texts: list[str]
+    vectors: np.ndarray
+    speed: float
+    scorer: Callable[[np.ndarray, list[str]], np.ndarray] | None
+    argmax: np.ndarray | None
+    truth: np.ndarray | None
+    torch_f1: float | None
+
+    @classmethod
+    def of(cls, torch_model, texts, reference_texts, reference_labels, scorer, batch_size):
+        vectors, speed = _timed_encode(torch_model, texts, batch_size)
+        argmax = scorer(vectors, texts).argmax(axis=1) if scorer else None
+        truth = None
+        if scorer is not None and reference_labels is not None:
+            truth = np.asarray(
+                [
+                    label
+                    for text, label in zip(reference_texts, reference_labels, strict=True)
+                    if str(text).strip()
+                ]
+            )
+        reference = cls(texts, vectors, speed, scorer, argmax, truth, None)
+        if truth is not None:
+            reference.torch_f1 = reference.macro_f1(argmax)
+        return reference
+
+    def macro_f1(self, predicted: np.ndarray) -> float:
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(self.truth, predicted, average="macro", zero_division=0))
+
+
+def _export(torch_model, folder: Path, backend: str, calibration_texts: list[str]) -> None:
+    """Write ``backend``'s file into the model folder (every export starts from the ONNX one)."""
+    onnx_file = folder / FILES["onnx"]
+    file = folder / FILES[backend]
+    if backend == "onnx" or not onnx_file.exists():
+        _export_onnx(torch_model, onnx_file)
+    if backend == "onnx-int8":
+        _export_onnx_int8(onnx_file, file)
+    elif backend == "openvino":
+        _export_openvino(onnx_file, file)
+    elif backend == "openvino-int8":
+        _export_openvino_int8(torch_model, onnx_file, file, calibration_texts)
+
+
+def _check_export(
+    entry: dict[str, Any],
+    backend: str,
+    ref: _Reference,
+    measured: tuple[np.ndarray, np.ndarray, float],
+    sha256: str,
+    seed: int,
+) -> list[str]:
+    """Record an export's errors, hash, speed and agreement in ``entry``; the checks it fails.
+
+    ``measured``: the export's vectors of the reference texts (in batches, then 4 one by one)
+    and its speed."""
+    vectors, single, speed = measured
+    errors = compare(
+        np.concatenate([ref.vectors, ref.vectors[:4]]), np.concatenate([vectors, single])
+    )
+    entry.update({k: float(f"{v:.3g}") for k, v in errors.items()})
+    entry["sha256"] = sha256
+    entry["tickets_per_s"] = round(speed, 1)
+    entry["speedup"] = round(speed / ref.speed, 2)
+    problems = []
+    if errors["max_cosine_error"] > MAX_COSINE_ERROR[backend]:
+        problems.append(
+            f"max cosine error {errors['max_cosine_error']:.3g} > {MAX_COSINE_ERROR[backend]}"
+        )
+    if 1 - errors["mean_cosine_error"] < MIN_MEAN_COSINE[backend]:
+        problems.append(
+            f"mean cosine {1 - errors['mean_cosine_error']:.5f} < {MIN_MEAN_COSINE[backend]}"
+        )
+    if ref.scorer is None:
+        return problems
+    predicted = ref.scorer(vectors, ref.texts).argmax(axis=1)
+    agreement = float(np.mean(predicted == ref.argmax))
+    entry["argmax_agreement"] = round(agreement, 4)
+    if agreement < MIN_AGREEMENT:
+        problems.append(f"predictions agree on {agreement:.1%} < {MIN_AGREEMENT:.0%}")
+    if ref.truth is not None:
+        drop = ref.torch_f1 - ref.macro_f1(predicted)
+        low, high = paired_drop_interval(ref.truth, ref.argmax, predicted, seed)
+        entry.update(
+            macro_f1_drop=round(drop, 4),
+            macro_f1_drop_interval=[round(low, 4), round(high, 4)],
+            checked_on=f"{len(ref.truth)} labelled tickets",
+        )
+        if high > MAX_MACRO_F1_DROP:
+            problems.append(
+                f"macro-F1 up to {high * 100:.2f} points below torch (95 % interval "
+                f"{low * 100:.2f} to {high * 100:.2f}) > {MAX_MACRO_F1_DROP * 100:.1f}"
+            )
+    return problems
 
 
 def paired_drop_interval(
@@ -519,25 +579,3 @@ def paired_drop_interval(
         rng=np.random.default_rng(seed),
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def classifier_scorer(
-    training_folder: str | os.PathLike,
-) -> Callable[[np.ndarray, list[str]], np.ndarray]:
-    """Scores of a trained folder's head (or category cosines) from given embeddings."""
-    from workbench.classifier import head_probabilities, load_classifier
-
-    classifier = load_classifier(training_folder, inference="torch")
-
-    def score(vectors: np.ndarray, texts: list[str]) -> np.ndarray:
-        if classifier.head is None:
-            return vectors @ classifier.label_vectors().T
-        return head_probabilities(classifier.head, vectors, texts, len(classifier.labels))
-
-    return score

@@ -4,7 +4,7 @@ Head-less recipes (cosine to the category names) and the ``prototypes`` head cla
 similarity; their confidence is ``softmax(cosine / T)``. A fixed ``T`` says nothing about the
 model, so ``T`` is fitted on the validation split by minimising the negative log-likelihood
 (standard temperature scaling, Guo et al. 2017): one scalar, the predicted category unchanged.
-Heads with an estimator (``logreg``, ``fusion``) are calibrated in ``training.heads``; their
+Heads with an estimator (``logreg``, ``fusion``) are calibrated in ``workbench.heads``; their
 dict records where (``calibration``: ``validation`` or ``cv``).
 """
 
@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
+
+from workbench.embeddings import encode
+from workbench.labels import label_texts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -90,9 +93,6 @@ def fit_model_temperature(
     rows, y = label_ids(validation, labels)
     if not len(rows):
         return None
-    from workbench.embeddings import encode
-    from workbench.training.recipes import label_texts
-
     if params["head"] == "prototypes" and prototypes is not None:
         targets = np.asarray(prototypes, dtype=np.float32)
     else:

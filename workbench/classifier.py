@@ -5,11 +5,17 @@ The folder is what ``workbench train`` (and notebook 02) writes: ``model/`` (sen
 (see ``workbench.heads_io``: never a pickle).
 Recipes without a head classify by cosine similarity between the ticket and each category's
 name (or description), exactly like the reference model card.
+
+Layer: a folder = encoder (``models`` + ``backends``) + head (``heads``, ``heads_io``) + labels +
+calibration. Everything that scores tickets (evaluation, maps, routing, scale, the CLI) loads it
+here; it imports nothing from ``training`` or above.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench import backends
 from workbench.calibration import DEFAULT_TEMPERATURE, calibration_note
+from workbench.embeddings import encode, model_fingerprint
 from workbench.errors import BadInputError
+from workbench.heads import head_probabilities, softmax
+from workbench.heads_io import load_head
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -55,8 +65,6 @@ class Classifier:
 
         Without the disk cache the last call's vectors are kept in memory, so ``scores`` and
         then ``probabilities`` of the same tickets (``workbench predict``) encode them once."""
-        from workbench.embeddings import encode, model_fingerprint
-
         texts = list(texts)
         if self.cache:
             return encode(self.model, texts, cache=self.cache, description="encoding tickets")
@@ -74,8 +82,6 @@ class Classifier:
         if self._label_vectors is None and self.head and "prototypes" in self.head:
             self._label_vectors = np.asarray(self.head["prototypes"], dtype=np.float32)
         if self._label_vectors is None:
-            from workbench.embeddings import encode
-
             self._label_vectors = encode(self.model, self.label_texts or self.labels, cache=False)
         return self._label_vectors
 
@@ -133,56 +139,6 @@ def predictions_frame(texts: list[str], scores: np.ndarray, labels: list[str]) -
     return frame
 
 
-def softmax(values: np.ndarray) -> np.ndarray:
-    """Row-wise softmax (scipy's, numerically stable)."""
-    from scipy.special import softmax as scipy_softmax
-
-    return scipy_softmax(values, axis=1)
-
-
-def head_features(head: dict[str, Any], vectors: np.ndarray, texts: list[str]):
-    """The head's input: embeddings, or TF-IDF ⊕ weighted embeddings for the fusion head."""
-    if head["kind"] == "fusion" and "vectorizer" not in head:  # cross-validated: one pipeline
-        from workbench.training.heads import fusion_frame
-
-        return fusion_frame(vectors, texts)
-    if head["kind"] == "fusion":
-        from scipy import sparse
-
-        tfidf = head["vectorizer"].transform(texts)
-        weighted = sparse.csr_matrix(vectors * float(head.get("embedding_weight", 1.0)))
-        return sparse.hstack([tfidf, weighted], format="csr")
-    return vectors
-
-
-def prototype_probabilities(head: dict[str, Any], vectors: np.ndarray) -> np.ndarray:
-    """The softmax-loss classifier: softmax of scaled cosines to the learned prototypes."""
-    cosines = vectors @ np.asarray(head["prototypes"]).T
-    return softmax(float(head["scale"]) * cosines).astype(np.float32)
-
-
-def head_probabilities(
-    head: dict[str, Any], vectors: np.ndarray, texts: list[str], n_labels: int
-) -> np.ndarray:
-    """Class probabilities in label order; classes absent from training get 0."""
-    if head["kind"] == "prototypes":
-        return prototype_probabilities(head, vectors)
-    estimator = head["estimator"]
-    full = np.zeros((len(texts), n_labels), dtype=np.float32)
-    columns = np.asarray(estimator.classes_, dtype=int)
-    # In chunks: the fusion features (TF-IDF ⊕ embeddings as one sparse matrix) take ~40 KB per
-    # ticket with their copies, which at a million tickets would not fit in memory at once.
-    for start in range(0, len(texts), HEAD_CHUNK):
-        part = slice(start, start + HEAD_CHUNK)
-        full[part, columns] = estimator.predict_proba(
-            head_features(head, vectors[part], texts[part])
-        )
-    return full
-
-
-HEAD_CHUNK = 10_000
-
-
 def load_classifier(
     path: str | Path, device: str | None = None, inference: str | None = None
 ) -> Classifier:
@@ -191,9 +147,6 @@ def load_classifier(
     ``inference`` picks the encoder backend (see :mod:`workbench.backends`); by default the
     recipe's ``inference`` parameter, else ``auto`` (the fastest export checked at training time).
     """
-    from workbench.heads_io import load_head
-    from workbench.models import load_model
-
     path = Path(path)
     hint = "pass the --out folder written by 'workbench train' (it holds model/ and labels.json)"
     if not path.exists():
@@ -222,10 +175,25 @@ def load_classifier(
         raise BadInputError(f"{path / 'labels.json'}: expected a list of at least 2 category names")
     head = load_head(path)  # never unpickles: refuses head.joblib and untrusted types
     backend = inference or recipe.get("params", {}).get("inference") or "auto"
-    model = load_model(path / "model", device=device, backend=backend)
+    model = backends.load_model(path / "model", device=device, backend=backend)
     label_texts = recipe.get("label_texts") or labels
     if len(label_texts) != len(labels):
         label_texts = labels
     return Classifier(
         path=path, labels=labels, model=model, recipe=recipe, head=head, label_texts=label_texts
     )
+
+
+def classifier_scorer(
+    training_folder: str | os.PathLike,
+) -> Callable[[np.ndarray, list[str]], np.ndarray]:
+    """Scores of a trained folder's head (or category cosines) from given embeddings: what
+    ``backends.export_backends`` compares an export's predictions with PyTorch's by."""
+    classifier = load_classifier(training_folder, inference="torch")
+
+    def score(vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+        if classifier.head is None:
+            return vectors @ classifier.label_vectors().T
+        return head_probabilities(classifier.head, vectors, texts, len(classifier.labels))
+
+    return score

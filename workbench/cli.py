@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.models import cpu_cores
 
 
 def _data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -63,9 +64,16 @@ def _data_options(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``workbench`` parser: one builder per subcommand (:data:`SUBCOMMANDS`)."""
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in SUBCOMMANDS:
+        add_command(commands)
+    return parser
 
+
+def _report_command(commands: argparse._SubParsersAction) -> None:
+    """``workbench report``: run the notebooks into reports/<run>/."""
     report = commands.add_parser("report", help="run the notebooks headlessly into reports/<run>/")
     _data_arguments(report)
     report.add_argument("--config", help="YAML file of notebook parameters")
@@ -111,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _track_argument(report)
 
+
+def _train_command(commands: argparse._SubParsersAction) -> None:
+    """``workbench train``: fine-tune into a training folder."""
     train = commands.add_parser("train", help="fine-tune a classifier into a training folder")
     _data_arguments(train, required=True)
     train.add_argument(
@@ -152,10 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     _track_argument(train)
 
-    from workbench.search import add_search_command
 
-    add_search_command(commands, _data_arguments, _track_argument)
+def _search_command(commands: argparse._SubParsersAction) -> None:
+    """``workbench search SEARCH.yml``: the report's parameter options, plus the search file."""
+    search = commands.add_parser(
+        "search", help="Optuna hyperparameter search (validation macro-F1)"
+    )
+    search.add_argument("search_file", metavar="SEARCH.yml", help="space, n_trials and/or timeout")
+    _data_arguments(search)
+    search.add_argument("--config", help="YAML file of parameters")
+    search.add_argument("--profile", default="standard", help="parameter profile (see report)")
+    search.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    search.add_argument("--seed", type=int, default=None, help="data split and training seed")
+    search.add_argument("--name", default=None, help="study name (default: the file's name)")
+    search.add_argument("--reports-dir", default=None, help="where runs go (default: reports/)")
+    search.add_argument("--quiet", action="store_true", help="no progress output")
+    _track_argument(search)
 
+
+def _predict_command(commands: argparse._SubParsersAction) -> None:
+    """``workbench predict``: classify tickets with a trained folder."""
     predict = commands.add_parser("predict", help="classify tickets with a trained folder")
     _data_arguments(predict, required=True)
     predict.add_argument("--model", required=True, help="folder written by 'workbench train'")
@@ -212,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="--engine ray: tickets per batch sent to an actor (default: 512)",
     )
 
+
+def _compare_command(commands: argparse._SubParsersAction) -> None:
+    """``workbench compare``: what changed between two runs."""
     compare = commands.add_parser(
         "compare", help="what changed between two runs (metrics, predictions, drift)"
     )
@@ -233,7 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="subtract metrics even when data, seed, split or evaluated tickets differ",
     )
 
-    return parser
+
+# The subcommands in --help order; each builder only declares arguments (no heavy imports,
+# so that `workbench --help` does not import torch).
+SUBCOMMANDS = (_report_command, _train_command, _search_command, _predict_command, _compare_command)
 
 
 def _track_argument(parser: argparse.ArgumentParser) -> None:
@@ -418,7 +451,7 @@ def _launch_processes(args: argparse.Namespace) -> int:
             )
     elif device != "cpu":
         raise _bad(f"--processes needs CPUs or CUDA GPUs, not device {device}")
-    cores = _cores()
+    cores = cpu_cores()
     with socket.socket() as probe:  # a free port: other runs on this machine may hold 29500
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -456,13 +489,6 @@ def _launch_processes(args: argparse.Namespace) -> int:
 
 
 SPLIT_KEYS = {"test_size", "validation_size"}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _without_processes(argv: list[str]) -> list[str]:

@@ -13,9 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.display import figure_html, shorten, table_html
 from workbench.drift import compare_profiles
 from workbench.errors import BadInputError
+from workbench.figures import escape_labels, heatmap
 from workbench.pages import render_template
+from workbench.runinfo import now_iso
+from workbench.texthash import text_hashes
 
 
 @dataclass
@@ -97,7 +101,6 @@ def _ticket_keys(predictions: pd.DataFrame, key: str) -> pd.Series:
     since the two runs' models need not both be uncased)."""
     if key == "row":
         return predictions["row"].astype(str)
-    from workbench.texthash import text_hashes
 
     hashes = text_hashes(predictions["text"], lowercase=False)
     return pd.Series([f"{h:016x}" for h in hashes], index=predictions.index, dtype=object)
@@ -182,74 +185,24 @@ def compare_runs(reference: RunRecord, current: RunRecord, force: bool = False) 
     notes = []
     checked = comparability(reference, current)
     label = "" if checked.comparable or force else NOT_COMPARABLE
-    ref_head = reference.metrics.get("headline", {})
-    cur_head = current.metrics.get("headline", {})
-    names = [k for k in cur_head if k in ref_head]
-    metrics = pd.DataFrame(
-        {
-            "reference": [ref_head[k] for k in names],
-            "current": [cur_head[k] for k in names],
-        },
-        index=pd.Index(names, name="metric"),
-    )
-    metrics["change"] = metrics["current"] - metrics["reference"]
-    if label:
-        metrics["comparable"] = label
-    if not names:
+    metrics = _metric_changes(reference, current, label)
+    if not len(metrics):
         notes.append(
             "No metrics in one of the runs (the evaluation notebook did not run), so only drift is compared."
         )
-
-    ref_f1 = reference.metrics.get("per_class_f1", {})
-    cur_f1 = current.metrics.get("per_class_f1", {})
-    categories = sorted(set(ref_f1) | set(cur_f1))
-    per_class = pd.DataFrame(
-        {
-            "reference F1": [ref_f1.get(c, np.nan) for c in categories],
-            "current F1": [cur_f1.get(c, np.nan) for c in categories],
-        },
-        index=pd.Index(categories, name="category"),
-    )
-    per_class["change"] = per_class["current F1"] - per_class["reference F1"]
-    if label and len(per_class):
-        per_class["comparable"] = label
-
+    per_class = _per_class_changes(reference, current, label)
     labels: list[str] = []
     difference = None
-    columns = ["text", "label", "reference prediction", "current prediction", "now"]
-    changed = pd.DataFrame(columns=columns)
+    changed = pd.DataFrame(columns=CHANGED_COLUMNS)
     if reference.predictions is not None and current.predictions is not None:
-        ref_shared, cur_shared = _shared_predictions(reference, current, checked.key)
-        labels = sorted(set(reference.predictions["label"]) | set(current.predictions["label"]))
-        if len(ref_shared):
-            difference = _normalised_confusion(cur_shared, labels) - _normalised_confusion(
-                ref_shared, labels
-            )
-        joined = ref_shared[["key", "text", "label", "predicted"]].merge(
-            cur_shared[["key", "label", "predicted"]],
-            on=["key", "label"],
-            suffixes=(" ref", " cur"),
-        )
-        moved = joined[joined["predicted ref"] != joined["predicted cur"]].copy()
-        moved["now"] = np.where(
-            moved["predicted cur"] == moved["label"],
-            "fixed",
-            np.where(moved["predicted ref"] == moved["label"], "broken", "still wrong"),
-        )
-        changed = moved.rename(
-            columns={"predicted ref": "reference prediction", "predicted cur": "current prediction"}
-        )[columns]
-        order = {"broken": 0, "fixed": 1, "still wrong": 2}
-        changed = changed.sort_values("now", key=lambda s: s.map(order), kind="stable").reset_index(
-            drop=True
-        )
-        if joined.empty:
+        labels, difference, changed, shared = _prediction_changes(reference, current, checked.key)
+        if shared == 0:
             notes.append(
                 "The two runs share no test tickets, so no prediction can be compared one to one."
             )
         elif not checked.comparable:
             notes.append(
-                f"Changed predictions and the confusion difference use the {len(joined)} tickets "
+                f"Changed predictions and the confusion difference use the {shared} tickets "
                 f"both runs evaluated (matched by {checked.key}); {checked.only_reference} only in "
                 f"the reference and {checked.only_current} only in the current run are left out."
             )
@@ -276,6 +229,76 @@ def compare_runs(reference: RunRecord, current: RunRecord, force: bool = False) 
         comparability=checked,
         forced=force,
     )
+
+
+CHANGED_COLUMNS = ["text", "label", "reference prediction", "current prediction", "now"]
+
+
+def _metric_changes(reference: RunRecord, current: RunRecord, label: str) -> pd.DataFrame:
+    """Headline metrics of both runs and their change (labelled when not comparable)."""
+    ref_head = reference.metrics.get("headline", {})
+    cur_head = current.metrics.get("headline", {})
+    names = [k for k in cur_head if k in ref_head]
+    metrics = pd.DataFrame(
+        {
+            "reference": [ref_head[k] for k in names],
+            "current": [cur_head[k] for k in names],
+        },
+        index=pd.Index(names, name="metric"),
+    )
+    metrics["change"] = metrics["current"] - metrics["reference"]
+    if label:
+        metrics["comparable"] = label
+    return metrics
+
+
+def _per_class_changes(reference: RunRecord, current: RunRecord, label: str) -> pd.DataFrame:
+    """F1 per category in both runs and its change (NaN where a run lacks the category)."""
+    ref_f1 = reference.metrics.get("per_class_f1", {})
+    cur_f1 = current.metrics.get("per_class_f1", {})
+    categories = sorted(set(ref_f1) | set(cur_f1))
+    per_class = pd.DataFrame(
+        {
+            "reference F1": [ref_f1.get(c, np.nan) for c in categories],
+            "current F1": [cur_f1.get(c, np.nan) for c in categories],
+        },
+        index=pd.Index(categories, name="category"),
+    )
+    per_class["change"] = per_class["current F1"] - per_class["reference F1"]
+    if label and len(per_class):
+        per_class["comparable"] = label
+    return per_class
+
+
+def _prediction_changes(reference: RunRecord, current: RunRecord, key: str):
+    """Labels, the confusion difference (None without shared tickets), the changed predictions
+    (broken first, then fixed, then still wrong) and how many tickets both runs evaluated."""
+    ref_shared, cur_shared = _shared_predictions(reference, current, key)
+    labels = sorted(set(reference.predictions["label"]) | set(current.predictions["label"]))
+    difference = None
+    if len(ref_shared):
+        difference = _normalised_confusion(cur_shared, labels) - _normalised_confusion(
+            ref_shared, labels
+        )
+    joined = ref_shared[["key", "text", "label", "predicted"]].merge(
+        cur_shared[["key", "label", "predicted"]],
+        on=["key", "label"],
+        suffixes=(" ref", " cur"),
+    )
+    moved = joined[joined["predicted ref"] != joined["predicted cur"]].copy()
+    moved["now"] = np.where(
+        moved["predicted cur"] == moved["label"],
+        "fixed",
+        np.where(moved["predicted ref"] == moved["label"], "broken", "still wrong"),
+    )
+    changed = moved.rename(
+        columns={"predicted ref": "reference prediction", "predicted cur": "current prediction"}
+    )[CHANGED_COLUMNS]
+    order = {"broken": 0, "fixed": 1, "still wrong": 2}
+    changed = changed.sort_values("now", key=lambda s: s.map(order), kind="stable").reset_index(
+        drop=True
+    )
+    return labels, difference, changed, len(joined)
 
 
 def _shared_predictions(
@@ -306,8 +329,6 @@ def _normalised_confusion(predictions: pd.DataFrame, labels: list[str]) -> np.nd
 def comparison_figures(comparison: Comparison) -> list:
     """Per-class F1 change, confusion difference and category mix, as plotly figures."""
     import plotly.graph_objects as go
-
-    from workbench.figures import escape_labels, heatmap
 
     figures = []
     per_class = comparison.per_class.dropna()
@@ -391,9 +412,6 @@ def metrics_caption(comparison: Comparison) -> str:
 def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
     """A standalone offline HTML page (plotly.js embedded, text escaped)."""
     from plotly.offline import get_plotlyjs
-
-    from workbench.display import figure_html, shorten, table_html
-    from workbench.runinfo import now_iso
 
     drift = comparison.drift
     tables = {

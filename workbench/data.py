@@ -7,7 +7,6 @@ counted per reason and reported, never silently lost.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from workbench.labels import (
     read_label_descriptions,
     unknown_description_codes,
 )
+from workbench.texthash import file_sha256
 
 DEFAULT_TEXT_COLUMN = "Document"
 DEFAULT_LABEL_COLUMN = "Topic_group"
@@ -87,15 +87,6 @@ class TicketData:
     def rare_note(self) -> str:
         """One sentence for the report about merged or dropped rare categories ('' if none)."""
         return describe_rare(self.rare)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hash of the raw file, recorded with every run so results can be traced to data."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -214,6 +205,61 @@ def load_tickets(
     columns = [str(c) for c in raw.columns]
     raw.columns = columns
     names = text_columns_of(text_column, columns)
+    has_labels = _check_columns(path, raw, names, label_column, require_labels)
+    if isinstance(label_descriptions, (str, Path)):
+        label_descriptions = read_label_descriptions(label_descriptions)
+    descriptions = dict(label_descriptions or {})
+
+    frame = pd.DataFrame({"row": range(1, len(raw) + 1)})
+    frame["text"] = join_text_columns(raw, names).to_numpy()
+    if has_labels:
+        frame["label"] = codes_as_text(raw[label_column]).to_numpy()
+    frame, dropped, dropped_rows = _drop_invalid(
+        frame, path, has_labels, drop_invalid, ", ".join(names), label_column
+    )
+    if require_labels:
+        _check_two_classes(path, label_column, sorted(frame["label"].unique()))
+    rare_record = None
+    if min_class_size is None:
+        min_class_size = minimum_class_size() if require_labels else 0
+    if has_labels and min_class_size > 0:
+        frame, rare_record = _handle_rare(
+            frame, path, min_class_size, rare, label_column, dropped, dropped_rows
+        )
+
+    data = TicketData(
+        frame=frame,
+        path=path,
+        sha256=file_sha256(path),
+        rows_read=len(raw),
+        text_column=",".join(names),
+        label_column=label_column if has_labels else None,
+        dropped=dropped,
+        dropped_rows=dropped_rows,
+        text_columns=names,
+        rare=rare_record,
+        label_descriptions=descriptions,
+    )
+    if rare_record:
+        data.notes.append(describe_rare(rare_record))
+    if descriptions and has_labels:
+        data.notes.extend(_description_notes(data, descriptions, rare_record))
+    if require_labels and len(data.labels) < 2:
+        kept = ", ".join(repr(label) for label in data.labels) or "none"
+        raise BadInputError(
+            f"{path}: after handling rare categories, column '{label_column}' keeps "
+            f"{len(data.labels)} class ({kept}); {describe_rare(rare_record)} The minimum is 2 "
+            f"categories with at least {min_class_size} labelled tickets each (what the "
+            "train/validation/test split needs, see --min-class-size): add labelled tickets"
+        )
+    return data
+
+
+def _check_columns(
+    path: Path, raw: pd.DataFrame, names: list[str], label_column: str | None, require_labels: bool
+) -> bool:
+    """One line for a missing or doubly used column, or no rows; True when labels are there."""
+    columns = list(raw.columns)
     missing = [name for name in names if name not in columns]
     if missing:
         raise BadInputError(
@@ -233,16 +279,19 @@ def load_tickets(
         )
     if raw.empty:
         raise BadInputError(f"{path}: no rows below the header")
-    if isinstance(label_descriptions, (str, Path)):
-        label_descriptions = read_label_descriptions(label_descriptions)
-    descriptions = dict(label_descriptions or {})
+    return has_labels
 
-    frame = pd.DataFrame({"row": range(1, len(raw) + 1)})
-    frame["text"] = join_text_columns(raw, names).to_numpy()
-    if has_labels:
-        frame["label"] = codes_as_text(raw[label_column]).to_numpy()
 
-    text_name = ", ".join(names)
+def _drop_invalid(
+    frame: pd.DataFrame,
+    path: Path,
+    has_labels: bool,
+    drop_invalid: bool,
+    text_name: str,
+    label_column: str | None,
+) -> tuple[pd.DataFrame, dict[str, int], dict[str, list[int]]]:
+    """Rows with empty text or no label: dropped and counted (with their row numbers), or the
+    first one is an error when ``drop_invalid`` is off."""
     problems = {"empty text": frame["text"].str.strip() == ""}
     if has_labels:
         problems["missing label"] = frame["label"] == ""
@@ -266,58 +315,46 @@ def load_tickets(
     frame = frame[keep].reset_index(drop=True)
     if frame.empty:
         raise BadInputError(f"{path}: no usable rows: {_describe(dropped)} (column '{text_name}')")
+    return frame, dropped, dropped_rows
 
-    if require_labels:
-        _check_two_classes(path, label_column, sorted(frame["label"].unique()))
-    rare_record = None
-    if min_class_size is None:
-        min_class_size = minimum_class_size() if require_labels else 0
-    if has_labels and min_class_size > 0:
-        labels, keep_rare, rare_record = apply_rare(
-            frame["label"], min_class_size, rare, source=str(path), label_column=label_column or ""
+
+def _description_notes(data: TicketData, descriptions: dict[str, str], rare_record) -> list[str]:
+    """Notes on label descriptions: codes no category has, categories shown by their code."""
+    notes = []
+    warning = unknown_description_codes(descriptions, data.labels, rare_record)
+    if warning:
+        notes.append(warning)
+    undescribed = [label for label in data.labels if label not in descriptions]
+    undescribed = [label for label in undescribed if label != RARE_LABEL]
+    if undescribed:
+        notes.append(
+            f"label descriptions: {len(undescribed)} of {len(data.labels)} categories have no "
+            f"description and are shown by their code: {', '.join(undescribed[:8])}"
+            + (f" and {len(undescribed) - 8} more" if len(undescribed) > 8 else "")
         )
-        frame["label"] = labels
-        if rare_record and rare_record["dropped_rows"]:
-            dropped[RARE_REASON] = rare_record["dropped_rows"]
-            dropped_rows[RARE_REASON] = frame.loc[~keep_rare, "row"].tolist()
-            frame = frame[keep_rare].reset_index(drop=True)
+    return notes
 
-    data = TicketData(
-        frame=frame,
-        path=path,
-        sha256=file_sha256(path),
-        rows_read=len(raw),
-        text_column=",".join(names),
-        label_column=label_column if has_labels else None,
-        dropped=dropped,
-        dropped_rows=dropped_rows,
-        text_columns=names,
-        rare=rare_record,
-        label_descriptions=descriptions,
+
+def _handle_rare(
+    frame: pd.DataFrame,
+    path: Path,
+    min_class_size: int,
+    rare: str,
+    label_column: str | None,
+    dropped: dict[str, int],
+    dropped_rows: dict[str, list[int]],
+) -> tuple[pd.DataFrame, dict | None]:
+    """Merge, drop or refuse the categories below ``min_class_size`` (``workbench.labels``);
+    dropped rows are counted in ``dropped``/``dropped_rows``."""
+    labels, keep_rare, rare_record = apply_rare(
+        frame["label"], min_class_size, rare, source=str(path), label_column=label_column or ""
     )
-    if rare_record:
-        data.notes.append(describe_rare(rare_record))
-    if descriptions and has_labels:
-        warning = unknown_description_codes(descriptions, data.labels, rare_record)
-        if warning:
-            data.notes.append(warning)
-        undescribed = [label for label in data.labels if label not in descriptions]
-        undescribed = [label for label in undescribed if label != RARE_LABEL]
-        if undescribed:
-            data.notes.append(
-                f"label descriptions: {len(undescribed)} of {len(data.labels)} categories have no "
-                f"description and are shown by their code: {', '.join(undescribed[:8])}"
-                + (f" and {len(undescribed) - 8} more" if len(undescribed) > 8 else "")
-            )
-    if require_labels and len(data.labels) < 2:
-        kept = ", ".join(repr(label) for label in data.labels) or "none"
-        raise BadInputError(
-            f"{path}: after handling rare categories, column '{label_column}' keeps "
-            f"{len(data.labels)} class ({kept}); {describe_rare(rare_record)} The minimum is 2 "
-            f"categories with at least {min_class_size} labelled tickets each (what the "
-            "train/validation/test split needs, see --min-class-size): add labelled tickets"
-        )
-    return data
+    frame["label"] = labels
+    if rare_record and rare_record["dropped_rows"]:
+        dropped[RARE_REASON] = rare_record["dropped_rows"]
+        dropped_rows[RARE_REASON] = frame.loc[~keep_rare, "row"].tolist()
+        frame = frame[keep_rare].reset_index(drop=True)
+    return frame, rare_record
 
 
 def _check_two_classes(path: Path, label_column: str | None, labels: list[str]) -> None:

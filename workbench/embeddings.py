@@ -99,6 +99,9 @@ def embedding_dimension(model: SentenceTransformer) -> int:
 
 
 def text_key(text: str) -> str:
+    # Not texthash.text_hashes on purpose: the cache returns the vector of this exact string, and
+    # a cased model's vector changes with case and spacing that the prepared "seen" hash drops
+    # (the model fingerprint is the other half of the key: see EmbeddingCache).
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 

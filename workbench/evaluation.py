@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.classifier import SCORE_PREFIX
+from workbench import baselines as base
+from workbench.backends import backend_of
+from workbench.classifier import SCORE_PREFIX, load_classifier, predictions_frame
 from workbench.data import write_json
+from workbench.display import shorten
 from workbench.figures import heatmap
 
 
@@ -229,8 +232,6 @@ def metrics_payload(
 
 def predictions_table(test: pd.DataFrame, scores: np.ndarray, labels: list[str]) -> pd.DataFrame:
     """row, text, label, predicted, score, score::<category>: what run comparisons read."""
-    from workbench.classifier import predictions_frame
-
     frame = predictions_frame(test["text"].tolist(), scores, labels)
     frame.insert(0, "row", test["row"].to_numpy() if "row" in test else np.arange(1, len(test) + 1))
     if "label" in test:
@@ -365,8 +366,6 @@ def misclassified(
     table: pd.DataFrame, labels: list[str], limit: int = 20, text_limit: int = 200
 ) -> pd.DataFrame:
     """Wrong predictions, most confident first, with the score of the true category."""
-    from workbench.display import shorten
-
     wrong = table[table["label"] != table["predicted"]].copy()
     wrong["true score"] = [
         row.get(f"{SCORE_PREFIX}{row['label']}", np.nan) for _, row in wrong.iterrows()
@@ -613,10 +612,6 @@ def evaluate(
     (``Evaluation.validation_headline``, ``metrics.json`` ``validation``): choose on those,
     report the test split once.
     """
-    from workbench import baselines as base
-    from workbench.backends import backend_of
-    from workbench.classifier import load_classifier
-
     classifier = load_classifier(training_dir, inference=inference)
     labels = classifier.labels
     train_support = model_training_support(classifier.recipe, labels, train)

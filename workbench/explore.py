@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from workbench.embeddings import cache_root
 from workbench.models import DEFAULT_BASE_MODEL, resolve_model
 
 
@@ -122,8 +123,6 @@ def near_duplicates(
     exploration and the error-analysis notebooks of a run ask for the same pairs.
     """
     import hashlib
-
-    from workbench.embeddings import cache_root
 
     # In a canonical order: the notebooks hold the same tickets in different orders.
     canonical = frame[["text", "label"]].astype(str).sort_values(["text", "label"], kind="stable")

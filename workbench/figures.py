@@ -14,6 +14,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from workbench.display import shorten
+
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
 
 
@@ -37,8 +39,6 @@ def category_colors(labels: list[str]) -> dict[str, str]:
 
 def hover_text(values: pd.Series | list[str], limit: int = 160) -> list[str]:
     """Ticket text for hovers: shortened and HTML-escaped (plotly renders a subset of HTML)."""
-    from workbench.display import shorten
-
     return [escape_label(shorten(v, limit)) for v in values]
 
 

@@ -25,6 +25,7 @@ from urllib.parse import quote
 import plotly.graph_objects as go
 
 from workbench import runinfo
+from workbench.display import figure_html
 from workbench.figures import PALETTE, category_colors
 from workbench.pages import render_template
 from workbench.runs import list_runs
@@ -440,8 +441,6 @@ def series_figure(series: str, points: list[dict]) -> go.Figure:
 def write_history_index(reports_dir: str | Path) -> Path:
     """Rewrite ``reports/index.html``; offline (plotly.js embedded) and free of code."""
     from plotly.offline import get_plotlyjs
-
-    from workbench.display import figure_html
 
     reports_dir = Path(reports_dir)
     rows = history_rows(list_runs(reports_dir))

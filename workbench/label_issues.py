@@ -14,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from workbench.display import shorten
+from workbench.explore import exact_duplicates, near_duplicates
+
 
 def text_features(texts: pd.Series | list[str]):
     """Sparse TF-IDF word features (1–2-grams, seen in at least two tickets) for label checks.
@@ -89,7 +92,7 @@ def find_label_issues(
     score (probability of the given label, 0 = surely wrong) ranks them.
     """
     from cleanlab.filter import find_label_issues as cleanlab_issues
-    from cleanlab.rank import get_label_quality_scores
+    from cleanlab.rank import get_label_quality_scores  # only the label-issue section needs it
 
     y = encode_labels(frame["label"], classes)
     quality = get_label_quality_scores(y, pred_probs)
@@ -202,8 +205,6 @@ def neighbours_table(
     misclassified: pd.DataFrame, limit: int = 15, text_limit: int = 140
 ) -> pd.DataFrame:
     """One row per (misclassified ticket, neighbour): readable in a static report."""
-    from workbench.display import shorten
-
     rows = []
     for _, item in misclassified.head(limit).iterrows():
         for rank, (text, label, sim) in enumerate(item["nearest training"], start=1):
@@ -222,10 +223,41 @@ def neighbours_table(
     return pd.DataFrame(rows)
 
 
+NEIGHBOURS_NOTE = (
+    "When the nearest training tickets carry the predicted label, the model followed its training "
+    "data: the categories overlap there, or those training labels are wrong."
+)
+
+
+def misclassified_kpis(wrong: pd.DataFrame, test_tickets: int) -> dict[str, object]:
+    """The headline numbers of the misclassified-tickets section."""
+    return {
+        "misclassified test tickets": len(wrong),
+        "of test tickets": f"{len(wrong) / max(test_tickets, 1):.1%}",
+        "neighbours carry the predicted label": int(
+            (wrong["neighbours agree with"] == "predicted").sum()
+        ),
+    }
+
+
+def confusion_pairs(wrong: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """The most frequent (true, predicted) pairs among misclassified tickets."""
+    counts = wrong.groupby(["true", "predicted"]).size().rename("tickets")
+    return counts.sort_values(ascending=False).head(top).reset_index()
+
+
+def label_issue_note(tickets: int, folds: int) -> str:
+    """How the likely label errors were found (independent of both embedding models)."""
+    return (
+        f"Out-of-sample probabilities for all {tickets} tickets: {folds}-fold cross-validated "
+        "logistic regression on TF-IDF word features of the ticket text, independent of both "
+        "embedding models (the fine-tuned one learned these very labels and would vouch for "
+        "them); cleanlab's confident learning picks the issues and ranks them by self-confidence."
+    )
+
+
 def conflicting_duplicates(frame: pd.DataFrame, threshold: float = 0.9) -> pd.DataFrame:
     """Exact and near-duplicate tickets whose labels disagree (label noise by construction)."""
-    from workbench.explore import exact_duplicates, near_duplicates
-
     exact = exact_duplicates(frame)
     exact = exact[exact["conflicting"]]
     rows = [

@@ -28,6 +28,18 @@ _CODE = re.compile(r"^[A-Za-z]{0,5}[_-]?\d+$")
 _INTEGRAL = re.compile(r"^-?\d+(\.0+)?$")
 _SHOWN = 8
 
+# Short descriptions of the eight helpdesk categories, for the `label_text=description` option.
+DESCRIPTIONS = {
+    "Access": "access request: login, password reset, account, permissions, vpn, unlock",
+    "Administrative rights": "administrative rights: admin access, install software, local admin",
+    "HR Support": "hr support: employee, leave, payroll, contract, onboarding, hiring",
+    "Hardware": "hardware issue: laptop, monitor, printer, keyboard, device broken, replacement",
+    "Internal Project": "internal project: project work, development, tasks, meetings, planning",
+    "Miscellaneous": "miscellaneous request: general question, other issue, information",
+    "Purchase": "purchase order: buy, invoice, quote, supplier, licence, approval of purchase",
+    "Storage": "storage: disk space, shared drive, mailbox quota, folder, backup, files",
+}
+
 __all__ = [
     "RARE_LABEL",
     "RARE_MODES",
@@ -379,3 +391,17 @@ def unnamed_labels(labels: Iterable[str], descriptions: Mapping[str, str] | None
         for label in labels
         if label != RARE_LABEL and label not in descriptions and _CODE.match(label.strip())
     ]
+
+
+def label_texts(
+    labels: list[str], mode: str = "name", descriptions: Mapping[str, str] | None = None
+) -> list[str]:
+    """What each category is compared with: its name, or a short description when known.
+
+    ``descriptions`` (the data's ``--label-descriptions``) win in both modes: a code such as
+    ``GRP_12`` is compared with "Network team", never with the code itself.
+    """
+    given = descriptions or {}
+    if mode == "description":
+        return [given.get(label) or DESCRIPTIONS.get(label, label) for label in labels]
+    return [given.get(label, label) for label in labels]

@@ -16,8 +16,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.backends import backend_of
+from workbench.classifier import load_classifier
 from workbench.embeddings import encode
+from workbench.evaluation import support_order
 from workbench.figures import PALETTE, category_colors, escape_label, hover_text, tick_labels
+from workbench.heads import head_probabilities
+from workbench.labels import label_names
+from workbench.models import load_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -50,8 +56,6 @@ def legend_plan(support: pd.Series, limit: int = MAP_LEGEND_LIMIT) -> LegendPlan
     "other categories (N)" in grey: 50 colours cannot be told apart, a 50-line legend hides
     the map.
     """
-    from workbench.evaluation import support_order
-
     labels = sorted(str(k) for k in support.index)
     if len(labels) <= limit:
         colors = category_colors(labels)
@@ -119,7 +123,6 @@ class MapModel:
         head = getattr(self.classifier, "head", None)
         if head is None:
             return np.asarray(embeddings @ self.label_vectors().T, dtype=np.float32)
-        from workbench.classifier import head_probabilities
 
         if head.get("kind") == "fusion" and texts is None:
             raise ValueError("a fusion head needs the ticket texts as well as their embeddings")
@@ -142,9 +145,6 @@ def load_base(
 
     ``descriptions`` (of coded labels) replace the codes as the texts compared with.
     """
-    from workbench.labels import label_names
-    from workbench.models import load_model
-
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
     texts = list(label_names(labels, descriptions).values())
     return MapModel("base model", model, list(labels), source=str(base_model), label_texts=texts)
@@ -157,8 +157,6 @@ def load_finetuned(
 
     A missing folder is normal (the notebook run alone); a broken one is an error.
     """
-    from workbench.classifier import load_classifier
-
     training_dir = Path(training_dir)
     if not (training_dir / "model").exists() and not (training_dir / "labels.json").exists():
         return None
@@ -169,6 +167,29 @@ def load_finetuned(
         list(classifier.labels),
         classifier=classifier,
         source=str(training_dir),
+    )
+
+
+def models_note(
+    training_name: str, base: MapModel | None, tuned: MapModel | None, monitoring: bool
+) -> str:
+    """What notebook 03 maps: the base model only, the monitored model, or both."""
+    if tuned is None:
+        return (
+            f"No fine-tuned model in {training_name} (the fine-tuning notebook did not run before "
+            "this one): this report shows the base model only; predictions are its zero-shot "
+            "cosine to the category names."
+        )
+    if monitoring:
+        return (
+            f"Model: {training_name} (encoder backend {backend_of(tuned.model)}). Every row is "
+            "evaluated, so this page shows the model as it scores; its comparison with the base "
+            "model is on the report that trained it."
+        )
+    return (
+        f"Fine-tuned model: {training_name}. Base model: {base.source} (max_seq_length "
+        f"{base.model.max_seq_length}). Base-model predictions are zero-shot: cosine similarity "
+        "to the category names."
     )
 
 
@@ -251,7 +272,7 @@ def reduce(
     """UMAP with the cosine metric and a fixed seed: the same data gives the same map."""
     import warnings
 
-    import umap
+    import umap  # heavy (numba compile): only the maps need it
 
     n = len(embeddings)
     if n < 4:
@@ -362,141 +383,179 @@ def map_figure(
     from plotly.subplots import make_subplots
 
     labels = sorted(labels)
-    support = points["label"].value_counts().reindex(labels).fillna(0)
-    plan = legend_plan(support)
-    colors = plan.colors
-    in_legend: set[str] = set()  # legend entries already shown (grouped categories share one)
-    three_d = bool(maps) and maps[0].coords.shape[1] == 3
-    specs = [[{"type": "scene"} if three_d else {"type": "xy"} for _ in maps]]
+    style = _MapStyle.of(points, maps, labels, svg_max_points, hover_limit)
     fig = make_subplots(
         rows=1,
         cols=len(maps),
         subplot_titles=[escape_label(m.title) for m in maps],
-        specs=specs,
+        specs=[[{"type": "scene"} if style.three_d else {"type": "xy"} for _ in maps]],
         horizontal_spacing=0.04,
     )
-    n = len(points)
-    webgl = three_d or n > svg_max_points  # Scatter3d is WebGL; Scattergl only when large
-    point_trace = go.Scatter3d if three_d else (go.Scattergl if webgl else go.Scatter)
-    name_trace = go.Scatter3d if three_d else go.Scatter
-    true = points["label"].to_numpy()
-    limit = hover_limit or hover_limit_for(n)
-    texts = np.asarray([wrap(t) for t in hover_text(points["text"], limit)], dtype=object)
-    size = 3 if three_d else (4 if n > 3000 else 6)
-    name_size = 8 if three_d else 13
-
-    # per view, per trace: (colour, size, showlegend, visible)
-    view_styles: dict[str, list[tuple]] = {view: [] for view in VIEWS}
     for column, emap in enumerate(maps, start=1):
-        for label in labels:
-            in_label = true == label
-            entry = plan.entries[label]
-            first = column == 1 and entry not in in_legend
-            for predicted in sorted(set(emap.predicted[in_label])):
-                mask = in_label & (emap.predicted == predicted)
-                right = predicted == label
-                coords = emap.coords[mask]
-                xyz = {"x": coords[:, 0], "y": coords[:, 1]}
-                if three_d:
-                    xyz["z"] = coords[:, 2]
-                pair = (
-                    f"<b>{escape_label(label)}</b> → {escape_label(str(predicted))} "
-                    f"{'✓' if right else '✗'}"
-                )
-                fig.add_trace(
-                    point_trace(
-                        **xyz,
-                        mode="markers",
-                        name=entry,
-                        legendgroup=entry,
-                        legendrank=1 + plan.ranks[label],  # biggest first, "other" last
-                        showlegend=first,
-                        marker={"color": colors[label], "size": size, "opacity": 0.8},
-                        text=texts[mask].tolist(),
-                        customdata=emap.score[mask].astype(np.float32),
-                        hovertemplate=pair + " (score %{customdata:.2f})<br>%{text}<extra></extra>",
-                        hoverlabel={"align": "left"},
-                    ),
-                    row=1,
-                    col=column,
-                )
-                view_styles["true category"].append((colors[label], size, first, True))
-                if first:
-                    in_legend.add(entry)
-                view_styles["predicted category"].append(
-                    (colors.get(predicted, "#444444"), size, False, True)
-                )
-                view_styles["correct / incorrect"].append(
-                    (
-                        CORRECT_COLOR if right else INCORRECT_COLOR,
-                        size if right else size + 2,
-                        False,
-                        True,
-                    )
-                )
-                first = False
-        xyz = {"x": emap.name_coords[:, 0], "y": emap.name_coords[:, 1]}
-        if three_d:
-            xyz["z"] = emap.name_coords[:, 2]
-        name_colors = [colors.get(label, "#444444") for label in emap.names]
-        fig.add_trace(
-            name_trace(
-                **xyz,
-                mode="markers+text" if three_d else "markers",
-                name="category names",
-                legendgroup="category names",
-                showlegend=column == 1,
-                text=[f"<b>{escape_label(label)}</b>" for label in emap.names],
-                textposition="top center",
-                textfont={"size": 12, "color": "#102a43"},
-                marker={
-                    "symbol": "diamond",
-                    "size": name_size,
-                    "color": name_colors,
-                    "line": {"color": "#102a43", "width": 1.5},
-                },
-                hovertext=[f"category name: {escape_label(label)}" for label in emap.names],
-                hoverinfo="text",
-                **({} if three_d else {"cliponaxis": False}),
-            ),
-            row=1,
-            col=column,
+        _add_point_traces(fig, style, emap, column, labels)
+        _add_name_trace(fig, style, emap, column)
+    _add_view_keys(fig, style, labels)
+    _map_layout(fig, style, title, height)
+    return fig
+
+
+@dataclass
+class _MapStyle:
+    """What every trace of a map figure shares, and the per-view style of each trace so far:
+    ``views[view]`` is one (colour, size, showlegend, visible) per trace, in trace order."""
+
+    plan: LegendPlan
+    three_d: bool
+    point_trace: type
+    name_trace: type
+    true: np.ndarray
+    texts: np.ndarray
+    size: int
+    name_size: int
+    views: dict[str, list[tuple]] = field(default_factory=lambda: {view: [] for view in VIEWS})
+    in_legend: set[str] = field(default_factory=set)  # entries shown (grouped ones share one)
+
+    @classmethod
+    def of(cls, points, maps, labels, svg_max_points, hover_limit) -> _MapStyle:
+        support = points["label"].value_counts().reindex(labels).fillna(0)
+        three_d = bool(maps) and maps[0].coords.shape[1] == 3
+        n = len(points)
+        webgl = three_d or n > svg_max_points  # Scatter3d is WebGL; Scattergl only when large
+        limit = hover_limit or hover_limit_for(n)
+        return cls(
+            plan=legend_plan(support),
+            three_d=three_d,
+            point_trace=go.Scatter3d if three_d else (go.Scattergl if webgl else go.Scatter),
+            name_trace=go.Scatter3d if three_d else go.Scatter,
+            true=points["label"].to_numpy(),
+            texts=np.asarray([wrap(t) for t in hover_text(points["text"], limit)], dtype=object),
+            size=3 if three_d else (4 if n > 3000 else 6),
+            name_size=8 if three_d else 13,
         )
-        if not three_d:  # annotations stay above a WebGL canvas, trace text would not
-            axis = "" if column == 1 else str(column)
-            for label, (x, y) in zip(emap.names, emap.name_coords[:, :2], strict=True):
-                if label in plan.grouped:  # 50 overlapping names hide the map: hover names them
-                    continue
-                fig.add_annotation(
-                    x=float(x),
-                    y=float(y),
-                    xref=f"x{axis}",
-                    yref=f"y{axis}",
-                    text=f"<b>{plan.entries.get(label, escape_label(label))}</b>",
-                    showarrow=False,
-                    yshift=14,
-                    font={"size": 12, "color": "#102a43"},
-                    bgcolor="rgba(255,255,255,0.75)",
+
+    def xyz(self, coords: np.ndarray) -> dict[str, np.ndarray]:
+        xyz = {"x": coords[:, 0], "y": coords[:, 1]}
+        if self.three_d:
+            xyz["z"] = coords[:, 2]
+        return xyz
+
+
+def _add_point_traces(
+    fig: go.Figure, style: _MapStyle, emap: EmbeddingMap, column: int, labels: list[str]
+) -> None:
+    """One trace per (true, predicted) pair of this map, with its style in every view."""
+    colors, size = style.plan.colors, style.size
+    for label in labels:
+        in_label = style.true == label
+        entry = style.plan.entries[label]
+        first = column == 1 and entry not in style.in_legend
+        for predicted in sorted(set(emap.predicted[in_label])):
+            mask = in_label & (emap.predicted == predicted)
+            right = predicted == label
+            pair = (
+                f"<b>{escape_label(label)}</b> → {escape_label(str(predicted))} "
+                f"{'✓' if right else '✗'}"
+            )
+            fig.add_trace(
+                style.point_trace(
+                    **style.xyz(emap.coords[mask]),
+                    mode="markers",
+                    name=entry,
+                    legendgroup=entry,
+                    legendrank=1 + style.plan.ranks[label],  # biggest first, "other" last
+                    showlegend=first,
+                    marker={"color": colors[label], "size": size, "opacity": 0.8},
+                    text=style.texts[mask].tolist(),
+                    customdata=emap.score[mask].astype(np.float32),
+                    hovertemplate=pair + " (score %{customdata:.2f})<br>%{text}<extra></extra>",
+                    hoverlabel={"align": "left"},
+                ),
+                row=1,
+                col=column,
+            )
+            style.views["true category"].append((colors[label], size, first, True))
+            if first:
+                style.in_legend.add(entry)
+            style.views["predicted category"].append(
+                (colors.get(predicted, "#444444"), size, False, True)
+            )
+            style.views["correct / incorrect"].append(
+                (
+                    CORRECT_COLOR if right else INCORRECT_COLOR,
+                    size if right else size + 2,
+                    False,
+                    True,
                 )
-        for view in VIEWS:
-            view_styles[view].append((name_colors, name_size, column == 1, True))
-    # Legend-only keys for the recoloured views (no data: nothing is duplicated).
+            )
+            first = False
+
+
+def _add_name_trace(fig: go.Figure, style: _MapStyle, emap: EmbeddingMap, column: int) -> None:
+    """The category names of one map: diamonds (and, in 2-D, annotations above the points)."""
+    three_d = style.three_d
+    name_colors = [style.plan.colors.get(label, "#444444") for label in emap.names]
+    fig.add_trace(
+        style.name_trace(
+            **style.xyz(emap.name_coords),
+            mode="markers+text" if three_d else "markers",
+            name="category names",
+            legendgroup="category names",
+            showlegend=column == 1,
+            text=[f"<b>{escape_label(label)}</b>" for label in emap.names],
+            textposition="top center",
+            textfont={"size": 12, "color": "#102a43"},
+            marker={
+                "symbol": "diamond",
+                "size": style.name_size,
+                "color": name_colors,
+                "line": {"color": "#102a43", "width": 1.5},
+            },
+            hovertext=[f"category name: {escape_label(label)}" for label in emap.names],
+            hoverinfo="text",
+            **({} if three_d else {"cliponaxis": False}),
+        ),
+        row=1,
+        col=column,
+    )
+    if not three_d:  # annotations stay above a WebGL canvas, trace text would not
+        axis = "" if column == 1 else str(column)
+        for label, (x, y) in zip(emap.names, emap.name_coords[:, :2], strict=True):
+            if label in style.plan.grouped:  # 50 overlapping names hide the map: hover names them
+                continue
+            fig.add_annotation(
+                x=float(x),
+                y=float(y),
+                xref=f"x{axis}",
+                yref=f"y{axis}",
+                text=f"<b>{style.plan.entries.get(label, escape_label(label))}</b>",
+                showarrow=False,
+                yshift=14,
+                font={"size": 12, "color": "#102a43"},
+                bgcolor="rgba(255,255,255,0.75)",
+            )
+    for view in VIEWS:
+        style.views[view].append((name_colors, style.name_size, column == 1, True))
+
+
+def _add_view_keys(fig: go.Figure, style: _MapStyle, labels: list[str]) -> None:
+    """Legend-only keys for the recoloured views (no data: nothing is duplicated)."""
+    plan = style.plan
     keyed = [label for label in labels if label not in plan.grouped]
     keyed = sorted(keyed, key=lambda label: plan.ranks[label])
     grouped_key = (
         [(f"predicted: {plan.entries[plan.grouped[0]]}", OTHER_COLOR)] if plan.grouped else []
     )
-    key_traces = [(f"predicted: {plan.entries[label]}", colors[label]) for label in keyed] + [
+    key_traces = [(f"predicted: {plan.entries[label]}", plan.colors[label]) for label in keyed] + [
         *grouped_key,
         ("correct", CORRECT_COLOR),
         ("incorrect", INCORRECT_COLOR),
     ]
     for name, color in key_traces:
         empty = {"x": [None], "y": [None]}
-        if three_d:
+        if style.three_d:
             empty["z"] = [None]
         fig.add_trace(
-            name_trace(
+            style.name_trace(
                 **empty,
                 mode="markers",
                 name=name,
@@ -513,11 +572,14 @@ def map_figure(
             shown = (view == "predicted category" and predicted_key) or (
                 view == "correct / incorrect" and not predicted_key
             )
-            view_styles[view].append((color, 9, True, shown))
+            style.views[view].append((color, 9, True, shown))
 
+
+def _map_layout(fig: go.Figure, style: _MapStyle, title: str, height: int) -> None:
+    """Title, legend and the view buttons (each restyles every trace's colour/size/visibility)."""
     buttons = []
     for view in VIEWS:
-        styles = view_styles[view]
+        styles = style.views[view]
         buttons.append(
             {
                 "label": view,
@@ -551,10 +613,25 @@ def map_figure(
             }
         ],
     )
-    if not three_d:
+    if not style.three_d:
         fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
         fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
-    return fig
+
+
+def map_note(drawn: int, tickets: int, max_points: int, svg_max_points: int) -> str:
+    """How the map was drawn: sample or every ticket, renderer, markers, hover and legend."""
+    renderer = "WebGL" if drawn > svg_max_points else "SVG"
+    return (
+        (
+            f"All {tickets} tickets are drawn"
+            if drawn == tickets
+            else f"{drawn} of {tickets} tickets are drawn: a stratified sample (umap_max_points "
+            f"{max_points}) keeps each category's share while bounding UMAP time and page size"
+        )
+        + f"; {renderer} rendering. Diamonds are the category texts embedded by each model. "
+        f"Hover a point for true → predicted category, score and the ticket (first "
+        f"{hover_limit_for(drawn)} characters); click a legend entry to hide a category."
+    )
 
 
 def points_drawn(fig: go.Figure) -> int:
@@ -634,3 +711,13 @@ def silhouette_figure(
         legend={"orientation": "h", "y": 1.1},
     )
     return fig
+
+
+def silhouette_note(held_out: int, max_points: int) -> str:
+    """What the silhouette table measures, on which tickets."""
+    return (
+        "Silhouette from -1 to 1: how much closer a ticket is to its own category than to the "
+        f"nearest other one. Computed on held-out tickets only ({held_out}"
+        + (f", sampled to {max_points}" if held_out > max_points else "")
+        + "), since the fine-tuned model has seen the training tickets."
+    )

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from workbench import display as wb
-from workbench.modelcard import budget_sentence
+from workbench.evaluation import loss_figure
+from workbench.modelcard import budget_sentence, final_sentence
+from workbench.training import read_log, read_recipe
 
 if TYPE_CHECKING:
     from workbench.scope import Scope
@@ -21,9 +23,6 @@ if TYPE_CHECKING:
 
 def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     """Headline facts, the budget, leakage (for a given model), the loss curve and parameters."""
-    from workbench.evaluation import loss_figure
-    from workbench.training import read_log, read_recipe
-
     folder = Path(training_dir)
     record = read_recipe(folder)
     data = record.get("data", {})
@@ -55,8 +54,6 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     else:
         wb.note("Time budget: " + budget_sentence(budget) + ".")
     if record.get("final"):
-        from workbench.modelcard import final_sentence
-
         final = record["final"]
         (wb.note if final.get("same_training", True) else wb.warning)(final_sentence(final))
     if scope is not None and scope.given_model:

@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 from workbench.data import Split
+from workbench.heads import CLASS_WEIGHT_NOTE
+from workbench.routing import card_lines
 
 _LOSS_NAMES = {
     "cosine": "CosineSimilarityLoss (MSE between cosine similarity and the pair label)",
@@ -47,17 +49,16 @@ def _markdown_table(frame: pd.DataFrame, float_format: str = "{:.4f}") -> str:
 def model_card(
     record: dict[str, Any], log: pd.DataFrame, metrics: dict[str, Any], split: Split
 ) -> str:
-    """Markdown for ``DIR/README.md``."""
+    """Markdown for ``DIR/README.md``: details and usage, data, procedure, evaluation."""
+    lines = _details_lines(record, split) + _data_lines(record, split)
+    lines += _procedure_lines(record, log) + _evaluation_lines(record, metrics)
+    lines += card_lines(metrics.get("routing"))
+    return "\n".join(lines) + "\n"
+
+
+def _details_lines(record: dict[str, Any], split: Split) -> list[str]:
     params = record["params"]
-    data = record["data"]
-    examples = record["examples"]
-    pair_kind = {
-        "label": "(ticket, category text, 1.0 for its own category / 0.0 for a random other one)",
-        "ticket": "(ticket, ticket, 1.0 same category / 0.0 different) — SetFit-style",
-        "grouped": "tickets with their category, in batches grouped by category",
-        "labelled": "tickets with their category, in length-bucketed random batches",
-    }[params["pairs"]]
-    lines = [
+    return [
         f"# Ticket classifier — recipe `{record['recipe']}`",
         "",
         f"A [sentence-transformers](https://www.sbert.net) model fine-tuned from `{params['base_model']}` "
@@ -84,6 +85,19 @@ def model_card(
         "",
         "The `model/` folder alone loads with `SentenceTransformer(<this folder>/model)`.",
         "",
+    ]
+
+
+def _data_lines(record: dict[str, Any], split: Split) -> list[str]:
+    data = record["data"]
+    examples = record["examples"]
+    pair_kind = {
+        "label": "(ticket, category text, 1.0 for its own category / 0.0 for a random other one)",
+        "ticket": "(ticket, ticket, 1.0 same category / 0.0 different) — SetFit-style",
+        "grouped": "tickets with their category, in batches grouped by category",
+        "labelled": "tickets with their category, in length-bucketed random batches",
+    }[record["params"]["pairs"]]
+    return [
         "## Training data",
         "",
         f"- **File:** `{data['path']}` (SHA-256 `{data['sha256']}`), {data['rows_used']} tickets used"
@@ -99,6 +113,12 @@ def model_card(
         "",
         _markdown_table(split.table().reset_index()),
         "",
+    ]
+
+
+def _procedure_lines(record: dict[str, Any], log: pd.DataFrame) -> list[str]:
+    params = record["params"]
+    lines = [
         "## Training procedure",
         "",
         f"- **Loss:** {_LOSS_NAMES[params['loss']]}",
@@ -127,6 +147,11 @@ def model_card(
         lines.append(_markdown_table(shown[["step", "epoch", "loss"]]))
     else:
         lines.append("(no optimisation steps: epochs=0)")
+    return lines
+
+
+def _evaluation_lines(record: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     lines += ["", "## Evaluation (test split)", ""]
     if "headline" in metrics:
         rows = [{"method": f"this model ({record['recipe']})", **metrics["headline"]}]
@@ -149,10 +174,8 @@ def model_card(
         lines.append(final_sentence(record["final"], _kept_out(record)))
     else:
         lines.append("(no test split: test_size=0)")
-    from workbench.routing import card_lines
 
-    lines += card_lines(metrics.get("routing"))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _kept_out(record: dict[str, Any]) -> str:
@@ -242,7 +265,5 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
 
 
 def _class_weight_note() -> str:
-    """Where ``class_weight=balanced`` acts (the losses module owns the sentence)."""
-    from workbench.training.losses import CLASS_WEIGHT_NOTE
-
+    """Where ``class_weight=balanced`` acts (``workbench.heads`` owns the sentence)."""
     return CLASS_WEIGHT_NOTE

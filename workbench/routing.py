@@ -45,7 +45,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.classifier import COSINE_TEMPERATURE
+from workbench.data import load_tickets, write_json
 from workbench.errors import BadInputError
+from workbench.heads import softmax
+from workbench.texthash import count_seen
 
 FILE = "routing.json"
 TARGET_ERROR = 0.05
@@ -329,8 +333,6 @@ def calibrate(
 
 
 def write_routing(out_dir: str | Path, record: dict[str, Any]) -> Path:
-    from workbench.data import write_json
-
     return write_json(Path(out_dir) / FILE, record)
 
 
@@ -395,7 +397,6 @@ def confidences_from_vectors(classifier, vectors: np.ndarray, scores: np.ndarray
     """``confidences`` from embeddings already computed (Ray actors encode without the cache)."""
     if classifier.head is not None and classifier.head_kind != "prototypes":
         return np.asarray(scores)
-    from workbench.classifier import COSINE_TEMPERATURE, softmax
 
     cosines = np.asarray(vectors) @ classifier.label_vectors().T
     return softmax(cosines / (classifier.temperature or COSINE_TEMPERATURE))
@@ -649,8 +650,6 @@ def for_prediction(
             "train on, to certify a new operating point (without them the stored one is used)"
         )
     if calibration:
-        from workbench.data import load_tickets
-
         data = load_tickets(calibration, **(load_options or {}))
         stored = read_routing(classifier.path) or {}
         options = {
@@ -664,7 +663,6 @@ def for_prediction(
             raise BadInputError(
                 f"--calibration {calibration}: no ticket with a category the model knows"
             )
-        from workbench.texthash import count_seen
 
         seen = count_seen(classifier.path, rows["text"].astype(str).tolist())
         if seen:

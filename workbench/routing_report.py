@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench import routing
+from workbench.data import write_json
 from workbench.figures import escape_label
 
 
@@ -78,8 +79,6 @@ class Automation:
     def write(self, run_dir: str | Path) -> Path:
         """Add ``routing`` to the run's ``metrics.json`` (written by ``Evaluation.write``)."""
         import json
-
-        from workbench.data import write_json
 
         path = Path(run_dir) / "metrics.json"
         metrics = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -33,9 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 
-from workbench.data import SUPPORTED_SUFFIXES
+from workbench.classifier import load_classifier
+from workbench.data import SUPPORTED_SUFFIXES, load_tickets, text_columns_of
+from workbench.embeddings import encode
 from workbench.errors import BadInputError
+from workbench.evaluation import predictions_table
+from workbench.heads import head_probabilities
+from workbench.labels import map_frame_labels, rare_record_of
+from workbench.models import cpu_cores
+from workbench.routing import add_columns, confidences_from_vectors, read_routing
 
 STATS_DIR = "_shards"  # per-shard counts; "_" so Parquet readers skip it
 RECORD_FILE = "_prediction.json"
@@ -134,7 +142,6 @@ def check_columns(files: list[Path], text_columns: list[str]) -> None:
         columns = _columns_of(file)
         if columns is None:
             continue  # unreadable header: load_tickets names the problem in the read task
-        from workbench.data import text_columns_of
 
         names = text_columns_of(text_columns, columns)
         missing = [name for name in names if name not in columns]
@@ -168,7 +175,7 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
     """Connect to ``RAY_ADDRESS`` if set, else start a quiet local instance (no dashboard)."""
     import logging
 
-    import ray
+    import ray  # optional: [scale] extra
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
@@ -181,10 +188,10 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
         if address:
             ray.init(address=address, **options)
         else:
-            _start_local(cpus or os.cpu_count() or 1, options)
+            _start_local(cpus or cpu_cores(), options)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray").setLevel(logging.ERROR)
-    from ray.data import DataContext
+    from ray.data import DataContext  # optional: [scale] extra
 
     context = DataContext.get_current()
     context.enable_progress_bars = False
@@ -204,8 +211,7 @@ def _start_local(cpus: int, options: dict[str, Any], attempts: int = 3) -> None:
     not registered the node, so ``ray.shutdown`` does not know them): the processes this start
     spawned are stopped before the next attempt, or they would take CPU until the process ends.
     """
-    import psutil
-    import ray
+    import ray  # optional: [scale] extra
 
     for attempt in range(1, attempts + 1):
         before = {child.pid for child in psutil.Process().children(recursive=True)}
@@ -221,8 +227,6 @@ def _start_local(cpus: int, options: dict[str, Any], attempts: int = 3) -> None:
 
 def _stop_new_children(before: set[int]) -> int:
     """Kill this process's children that were not in ``before``; returns how many."""
-    import psutil
-
     spawned = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
     for child in spawned:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -242,9 +246,6 @@ def _read_shard(
     """Ray task: one shard read and validated as the local path reads a file, its rows yielded
     in blocks of ``chunk`` so that one large shard still feeds every actor; its counts go to
     ``stats_dir`` (the rows stream on, the shard's bookkeeping would otherwise be lost)."""
-    from workbench.data import load_tickets
-    from workbench.labels import map_frame_labels
-
     for shard, file in zip(batch["shard"], batch["path"], strict=True):
         data = load_tickets(file, require_labels=False, **options)
         frame, mapped = map_frame_labels(data.frame, labels, rare_record)
@@ -274,20 +275,12 @@ class Scorer:
     def __init__(self, model_dir: str, inference: str | None, threads: int) -> None:
         import torch
 
-        from workbench.classifier import load_classifier
-        from workbench.routing import read_routing
-
         torch.set_num_threads(max(1, threads))
         os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
         self.classifier = load_classifier(model_dir, inference=inference)
         self.routing = read_routing(model_dir)  # the stored operating point, as local predict
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from workbench.classifier import head_probabilities
-        from workbench.embeddings import encode
-        from workbench.evaluation import predictions_table
-        from workbench.routing import add_columns, confidences_from_vectors
-
         classifier = self.classifier
         texts = [str(t) for t in batch["text"]]
         vectors = encode(classifier.model, texts, cache=False, description="scoring")
@@ -317,8 +310,6 @@ def predict_ray(
     ``classifier`` is loaded by the caller (it names the model folder, its labels and recipe);
     the actors load their own copy. Returns the run's facts for the summary line and record.
     """
-    from workbench.labels import rare_record_of
-
     if actors < 1:
         raise BadInputError(f"--actors {actors}: give at least 1 actor")
     if batch_size < 1:
@@ -331,20 +322,71 @@ def predict_ray(
         raise BadInputError(f"--data {data_path}: two shards share a file name")
 
     setup = _init_ray(cpus)
-    import ray
+    actor_cpus, threads = _actor_resources(setup["cpus"], actors)
+    stats_dir = out / STATS_DIR
+    stats_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    scored = _scoring_pipeline(
+        classifier, files, options, stats_dir, batch_size, inference, actors, actor_cpus, threads
+    )
+    try:
+        scored.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": IO_TASK_CPUS})
+    except Exception as error:  # a BadInputError raised in a task arrives wrapped by Ray
+        cause = _bad_input_in(error)
+        if cause is not None:
+            raise cause from None
+        raise
+    seconds = time.perf_counter() - started
+    stats = [json.loads((stats_dir / f"{name}.json").read_text(encoding="utf-8")) for name in names]
+    record_data = ShardedData(
+        path=Path(data_path),
+        shards=stats,
+        text_columns=_text_columns(options["text_column"], files[0]),
+        labels=list(classifier.labels),
+        label_descriptions=dict(options.get("label_descriptions") or {}),
+    )
+    mapped: Counter = Counter()
+    for shard in stats:
+        mapped.update(shard["mapped"])
+    scored_rows = sum(s["rows_used"] for s in stats)
+    return {
+        "data": record_data,
+        "rows": scored_rows,
+        "input_shards": len(files),
+        "output_shards": len(sorted(out.glob("*.parquet"))),
+        "seconds": seconds,
+        "tickets_per_second": scored_rows / seconds if seconds else 0.0,
+        "actors": actors,
+        "threads_per_actor": threads,
+        "cpus": setup["cpus"],
+        "ray_address": setup["address"],
+        "mapped": dict(mapped),
+        "labelled": all(s["labelled"] for s in stats),
+        "dropped": record_data.summary()["dropped"],
+    }
 
-    cpus_total = setup["cpus"]
-    # The actors share what the reads and writes leave, and an actor cannot span machines;
-    # each encodes with as many threads as CPUs it holds, so the pool never oversubscribes.
+
+def _actor_resources(cpus_total: float, actors: int) -> tuple[float, int]:
+    """CPUs per scoring actor and its encoding threads.
+
+    The actors share what the reads and writes leave, and an actor cannot span machines;
+    each encodes with as many threads as CPUs it holds, so the pool never oversubscribes."""
+    import ray  # optional ([scale] extra)
+
     node_cpus = max(
         (n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")),
         default=cpus_total,
     )
     actor_cpus = max(0.1, min((cpus_total - 2 * IO_TASK_CPUS) / actors, node_cpus - IO_TASK_CPUS))
-    threads = max(1, int(actor_cpus + 0.5))
-    stats_dir = out / STATS_DIR
-    stats_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    return actor_cpus, max(1, int(actor_cpus + 0.5))
+
+
+def _scoring_pipeline(
+    classifier, files, options, stats_dir, batch_size, inference, actors, actor_cpus, threads
+):
+    """The Ray Data pipeline: read each shard (one task per file), score in an actor pool."""
+    import ray  # optional ([scale] extra)
+
     shards = ray.data.from_items(
         [{"shard": f.name, "path": str(f.resolve())} for f in files], override_num_blocks=len(files)
     )
@@ -361,7 +403,7 @@ def predict_ray(
         },
         num_cpus=IO_TASK_CPUS,
     )
-    scored = rows.map_batches(
+    return rows.map_batches(
         Scorer,
         batch_size=batch_size,
         batch_format="pandas",
@@ -374,47 +416,9 @@ def predict_ray(
         num_cpus=actor_cpus,
         max_restarts=0,  # a crashed actor fails the run rather than rescoring silently
     )
-    try:
-        scored.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": IO_TASK_CPUS})
-    except Exception as error:  # a BadInputError raised in a task arrives wrapped by Ray
-        cause = _bad_input_in(error)
-        if cause is not None:
-            raise cause from None
-        raise
-    seconds = time.perf_counter() - started
-    stats = [json.loads((stats_dir / f"{name}.json").read_text(encoding="utf-8")) for name in names]
-    written = sorted(out.glob("*.parquet"))
-    record_data = ShardedData(
-        path=Path(data_path),
-        shards=stats,
-        text_columns=_text_columns(options["text_column"], files[0]),
-        labels=list(classifier.labels),
-        label_descriptions=dict(options.get("label_descriptions") or {}),
-    )
-    mapped: Counter = Counter()
-    for shard in stats:
-        mapped.update(shard["mapped"])
-    scored_rows = sum(s["rows_used"] for s in stats)
-    return {
-        "data": record_data,
-        "rows": scored_rows,
-        "input_shards": len(files),
-        "output_shards": len(written),
-        "seconds": seconds,
-        "tickets_per_second": scored_rows / seconds if seconds else 0.0,
-        "actors": actors,
-        "threads_per_actor": threads,
-        "cpus": cpus_total,
-        "ray_address": setup["address"],
-        "mapped": dict(mapped),
-        "labelled": all(s["labelled"] for s in stats),
-        "dropped": record_data.summary()["dropped"],
-    }
 
 
 def _text_columns(spec: Any, file: Path) -> list[str]:
-    from workbench.data import text_columns_of
-
     return text_columns_of(spec, _columns_of(file) or [])
 
 

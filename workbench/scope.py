@@ -16,6 +16,10 @@ import pandas as pd
 
 from workbench.data import Split, TicketData, load_tickets, split_tickets
 from workbench.errors import BadInputError
+from workbench.labels import load_options_of, map_frame_labels, minimum_class_size, rare_record_of
+from workbench.maps import sample_points
+from workbench.texthash import count_seen, seen_texts_kind
+from workbench.training import read_recipe
 
 
 @dataclass
@@ -47,7 +51,6 @@ class Scope:
         frame = self.frame()
         if self.evaluate != "all" or len(frame) <= max_points:
             return frame, ""
-        from workbench.maps import sample_points
 
         note = (
             f"{max_points} of {len(frame)} tickets (a stratified sample) are analysed on this "
@@ -58,8 +61,6 @@ class Scope:
     def seen_by_model(self) -> int | None:
         """Evaluated tickets whose text, as the model sees it (``workbench.texthash``), the model
         was trained on (None: not recorded)."""
-        from workbench.texthash import count_seen
-
         return count_seen(self.training_dir, self.evaluated["text"])
 
     def leakage_note(self) -> str:
@@ -68,7 +69,6 @@ class Scope:
         total = len(self.evaluated)
         if seen is None:
             return "The model folder does not record its training texts: overlap with these tickets is unknown."
-        from workbench.texthash import seen_texts_kind
 
         exact = (
             " (counted on the exact text: this model folder predates counting re-exported "
@@ -106,9 +106,6 @@ def model_read_options(model_dir: str | Path) -> dict[str, str]:
     """The text and label columns a given model's training data was read with (its
     ``recipe.json``), as report parameters: a report that evaluates the model reads the file as
     ``predict`` does, so texts are joined as the model saw them and leakage is counted right."""
-    from workbench.labels import load_options_of
-    from workbench.training import read_recipe
-
     options = load_options_of(read_recipe(check_model_dir(model_dir)))
     read: dict[str, str] = {}
     if options.get("text_column"):
@@ -136,8 +133,6 @@ def load_report_data(
 ) -> TicketData:
     """The report's tickets: categories below ``min_class_size`` (default: the least the split
     needs; never with ``evaluate='all'``, where the model's label set rules) handled by ``rare``."""
-    from workbench.labels import minimum_class_size
-
     if min_class_size is None:
         min_class_size = 0 if evaluate == "all" else minimum_class_size(test_size, validation_size)
     return load_tickets(
@@ -171,8 +166,6 @@ def report_scope(
     with ``evaluate='all'`` nothing is merged by this file's counts: its categories are mapped
     as the model's training data was (``workbench.labels``).
     """
-    from workbench.labels import map_frame_labels, rare_record_of
-
     data = load_report_data(
         data_path,
         text_column,
@@ -185,8 +178,6 @@ def report_scope(
         label_descriptions,
     )
     if evaluate == "all" and model_dir:
-        from workbench.training import read_recipe
-
         folder = check_model_dir(model_dir)
         before = len(data.frame)
         data.frame, _ = map_frame_labels(

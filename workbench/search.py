@@ -40,7 +40,22 @@ from typing import Any
 
 import numpy as np
 
+from workbench import runinfo
+from workbench.data import load_tickets, write_json
+from workbench.display import figure_html
+from workbench.embeddings import encode
 from workbench.errors import BadInputError
+from workbench.history import write_history_index
+from workbench.labels import minimum_class_size
+from workbench.pages import render_template
+from workbench.paths import PROJECT_DIR
+from workbench.report import build_parameters, parse_assignments, read_yaml
+from workbench.report.render import write_run_index
+from workbench.runinfo import now_iso
+from workbench.runs import new_run_dir, reports_lock, safe_name
+from workbench.tracking import finish_parent, start_parent, track_training
+from workbench.training import notebook_overrides, train
+from workbench.training.recipes import RECIPES, parse_duration
 
 PRUNE_TICKETS = 1000
 FINISHED = ("COMPLETE", "PRUNED")
@@ -61,9 +76,6 @@ class SearchSpec:
 
 def read_search(path: str | Path) -> SearchSpec:
     """The search file, checked: every knob known, every range well-formed, a stop given."""
-    from workbench.report import read_yaml
-    from workbench.training.recipes import RECIPES, parse_duration
-
     loaded = read_yaml(path, "search file")
     if (
         not isinstance(loaded, dict)
@@ -186,8 +198,6 @@ def centroid_macro_f1(model, split, labels: list[str], tickets: int, seed: int) 
     what the pruner is fed during the fine-tune (any recipe, no head needed)."""
     from sklearn.metrics import f1_score
 
-    from workbench.embeddings import encode
-
     train = split.train.sample(min(tickets, len(split.train)), random_state=seed)
     validation = split.validation.sample(min(tickets, len(split.validation)), random_state=seed)
     train_vectors = encode(model, train["text"].tolist(), cache=False, description="pruning")
@@ -211,7 +221,7 @@ class SearchResult:
 
 
 def _pruner(settings: dict[str, Any]):
-    import optuna
+    import optuna  # optional: [tracking] extra
 
     kind = str(settings.get("kind", "median"))
     options = {k: v for k, v in settings.items() if k != "kind"}
@@ -235,11 +245,7 @@ def run_search(
 ) -> SearchResult:
     """Run (or resume) the search; returns its page. ``callbacks``: Optuna study callbacks,
     called after each trial (``study.optimize``'s own argument)."""
-    import optuna
-
-    from workbench.data import load_tickets
-    from workbench.labels import minimum_class_size
-    from workbench.runs import reports_lock, safe_name
+    import optuna  # optional: [tracking] extra
 
     spec = read_search(search_file)
     name = safe_name(name if name and name != "run" else Path(search_file).stem, "search")
@@ -298,7 +304,6 @@ def run_search(
             page = write_search_page(study, reports_dir, name, spec)
         if parent:
             _finish_parent(study, tracking, parent, reports_dir, page, spec)
-        from workbench.history import write_history_index
 
         write_history_index(reports_dir)
     return SearchResult(page=page, study=study, ran=ran)
@@ -306,7 +311,7 @@ def run_search(
 
 def _fail_interrupted(study) -> None:
     """Trials left running by a process that was killed: failed (the lock says none runs now)."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # optional: [tracking] extra
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
@@ -318,7 +323,6 @@ def _parent_run(study, tracking: str | None, name: str, reports_dir: Path, spec:
     known = study.user_attrs.get("mlflow_run_id")
     if known:
         return known
-    from workbench.tracking import start_parent
 
     run_id = start_parent(
         tracking,
@@ -332,8 +336,6 @@ def _parent_run(study, tracking: str | None, name: str, reports_dir: Path, spec:
 
 
 def _finish_parent(study, tracking, parent, reports_dir, page, spec) -> None:
-    from workbench.tracking import finish_parent
-
     best = _best(study)
     metrics = {"search.trials": float(len(study.trials))}
     if best is not None:
@@ -360,8 +362,6 @@ class Objective:
         self.tracking, self.parent = tracking, parent
 
     def overrides(self, chosen: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        from workbench.training import notebook_overrides
-
         p = self.params
         overrides = notebook_overrides(
             dict(p.get("training_params") or {}),
@@ -383,14 +383,7 @@ class Objective:
         return recipe, overrides
 
     def __call__(self, trial) -> float:
-        import optuna
-
-        from workbench import runinfo
-        from workbench.data import write_json
-        from workbench.paths import PROJECT_DIR
-        from workbench.report.render import write_run_index
-        from workbench.runs import new_run_dir
-        from workbench.training import train
+        import optuna  # optional: [tracking] extra
 
         chosen = suggest(trial, self.spec.space)
         recipe, overrides = self.overrides(chosen)
@@ -398,47 +391,13 @@ class Objective:
         run_dir = new_run_dir(self.reports_dir, f"{self.name}-trial-{trial.number}")
         trial.set_user_attr("run", run_dir.name)
         started = time.time()
-        search = {
-            "study": self.name,
-            "page": f"search-{self.name}.html",
-            "trial": trial.number,
-            "params": chosen,
-            "reports": [],
-        }
-        record = {
-            "name": self.name,
-            "status": "running",
-            "started": runinfo.now_iso(),
-            "parameters": {
-                **{k: v for k, v in self.params.items() if k not in {"training_params"}},
-                "recipe": recipe,
-                "training_params": overrides,
-                "run_dir": str(run_dir),
-            },
-            "data": {**self.data.summary(), "labels": list(self.data.labels)},
-            "packages": runinfo.package_versions(),
-            "environment": runinfo.environment(),
-            "git_commit": runinfo.git_commit(PROJECT_DIR),
-            "notebooks": [],
-            "search": search,
-        }
+        record = self._trial_record(trial, chosen, recipe, overrides, run_dir)
+        search = record["search"]
         write_json(run_dir / "summary.json", record)
         if self.progress:
             print(f"search {self.name}: trial {trial.number} {chosen}", flush=True)
         cost = {"seconds": 0.0}
-
-        def feed_pruner(model, split, step: int, epoch: float) -> None:
-            measured = time.perf_counter()
-            value = centroid_macro_f1(model, split, self.data.labels, self.spec.prune_tickets, seed)
-            cost["seconds"] += time.perf_counter() - measured
-            search["reports"].append(
-                {"step": step, "epoch": epoch, "validation_centroid_macro_f1": round(value, 4)}
-            )
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned at step {step} (epoch {epoch}): centroid macro-F1 {value:.3f}"
-                )
+        feed_pruner = self._pruner(trial, seed, search, cost)
 
         status = "failed"
         try:
@@ -483,10 +442,56 @@ class Objective:
             print(f"  validation macro-F1 {value:.3f} ({record['wall_seconds']:.0f} s)", flush=True)
         return float(value)
 
+    def _trial_record(self, trial, chosen, recipe, overrides, run_dir: Path) -> dict:
+        """The trial run's summary.json as it starts (``search``: its study, params, reports)."""
+        search = {
+            "study": self.name,
+            "page": f"search-{self.name}.html",
+            "trial": trial.number,
+            "params": chosen,
+            "reports": [],
+        }
+        return {
+            "name": self.name,
+            "status": "running",
+            "started": runinfo.now_iso(),
+            "parameters": {
+                **{k: v for k, v in self.params.items() if k not in {"training_params"}},
+                "recipe": recipe,
+                "training_params": overrides,
+                "run_dir": str(run_dir),
+            },
+            "data": {**self.data.summary(), "labels": list(self.data.labels)},
+            "packages": runinfo.package_versions(),
+            "environment": runinfo.environment(),
+            "git_commit": runinfo.git_commit(PROJECT_DIR),
+            "notebooks": [],
+            "search": search,
+        }
+
+    def _pruner(self, trial, seed: int, search: dict, cost: dict):
+        """``fit``'s callback: validation centroid macro-F1 reported to the pruner, which may
+        end the trial; its seconds add up in ``cost``."""
+        import optuna  # optional ([search] extra)
+
+        def feed_pruner(model, split, step: int, epoch: float) -> None:
+            measured = time.perf_counter()
+            value = centroid_macro_f1(model, split, self.data.labels, self.spec.prune_tickets, seed)
+            cost["seconds"] += time.perf_counter() - measured
+            search["reports"].append(
+                {"step": step, "epoch": epoch, "validation_centroid_macro_f1": round(value, 4)}
+            )
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at step {step} (epoch {epoch}): centroid macro-F1 {value:.3f}"
+                )
+
+        return feed_pruner
+
     def _track(self, run_dir: Path, trial, status: str, record: dict) -> None:
         if not self.tracking or not (run_dir / "training" / "recipe.json").exists():
             return
-        from workbench.tracking import track_training
 
         info = track_training(
             run_dir / "training",
@@ -536,9 +541,7 @@ def trial_rows(study) -> list[dict[str, Any]]:
 
 def search_figures(study) -> list[tuple[str, str | None, str]]:
     """Optuna's own plotly figures (title, HTML fragment or None, why not drawn)."""
-    import optuna.visualization as vis
-
-    from workbench.display import figure_html
+    import optuna.visualization as vis  # optional: [tracking] extra
 
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     makers = [
@@ -568,9 +571,6 @@ def write_search_page(study, reports_dir: Path, name: str, spec: SearchSpec) -> 
     once, Optuna's figures (plotly.js embedded: the page opens offline)."""
     from plotly.offline import get_plotlyjs
 
-    from workbench.pages import render_template
-    from workbench.runinfo import now_iso
-
     best = _best(study)
     rows = trial_rows(study)
     counts = {
@@ -598,26 +598,7 @@ def write_search_page(study, reports_dir: Path, name: str, spec: SearchSpec) -> 
     return target
 
 
-def add_search_command(commands, data_arguments, track_argument) -> None:
-    """``workbench search SEARCH.yml``: the report's parameter options, plus the search file."""
-    search = commands.add_parser(
-        "search", help="Optuna hyperparameter search (validation macro-F1)"
-    )
-    search.add_argument("search_file", metavar="SEARCH.yml", help="space, n_trials and/or timeout")
-    data_arguments(search)
-    search.add_argument("--config", help="YAML file of parameters")
-    search.add_argument("--profile", default="standard", help="parameter profile (see report)")
-    search.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    search.add_argument("--seed", type=int, default=None, help="data split and training seed")
-    search.add_argument("--name", default=None, help="study name (default: the file's name)")
-    search.add_argument("--reports-dir", default=None, help="where runs go (default: reports/)")
-    search.add_argument("--quiet", action="store_true", help="no progress output")
-    track_argument(search)
-
-
 def search_command(args: argparse.Namespace, text_column, data_options, tracking_uri) -> int:
-    from workbench.report import PROJECT_DIR, build_parameters, parse_assignments
-
     overrides = parse_assignments(args.param)
     for key, value in {
         "data_path": args.data,

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from workbench.errors import BadInputError, NotebookFailedError
+from workbench.history import write_history_index
 from workbench.pages import render_template
 from workbench.report import (
     COMPARISON,
@@ -22,7 +23,9 @@ from workbench.report import (
     run_report,
     validate_inputs,
 )
+from workbench.runinfo import now_iso
 from workbench.runs import safe_name
+from workbench.tracking import finish_parent, start_parent, track_report
 
 DATA_PARAMETERS = (
     "data_path",
@@ -100,8 +103,6 @@ def run_sweep(
             run_dir, status = result.run_dir, result.status
             seconds = sum(n.seconds for n in result.notebooks)
             if tracking:
-                from workbench.tracking import track_report
-
                 track_report(
                     run_dir,
                     tracking,
@@ -133,8 +134,6 @@ def _start_parent(tracking: str | None, name: str, reports_dir: Path, grid: dict
     """The sweep's MLflow parent run (each combination is a child run); None when off."""
     if not tracking:
         return None
-    from workbench.tracking import start_parent  # mlflow: imported only when tracking is on
-
     tags = {"workbench.kind": "sweep", "workbench.series": name, "workbench.sweep": name}
     return start_parent(tracking, f"sweep-{name}", reports_dir, tags)
 
@@ -143,8 +142,6 @@ def _finish_parent(
     tracking: str, parent: str, reports_dir: Path, grid: dict, rows: list[dict], page: Path
 ) -> None:
     """The grid, the winner chosen on validation (with its test figure) and the sweep page."""
-    from workbench.tracking import finish_parent
-
     _, best = rank_rows(rows)
     params = {f"grid.{key}": json.dumps(values) for key, values in grid.items()}
     metrics = {"sweep.runs": float(len(rows))}
@@ -180,8 +177,6 @@ def rank_rows(rows: list[dict]) -> tuple[list[dict], dict | None]:
 def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[str, list]) -> Path:
     """One row per run, ranked by validation macro-F1 with test beside it; the best highlighted."""
 
-    from workbench.runinfo import now_iso
-
     ordered, best = rank_rows(rows)
     unranked = sum(1 for r in ordered if r["rank"] is None)
     categories = sorted({c for r in rows for c in r["metrics"].get("per_class_f1", {})})
@@ -199,7 +194,6 @@ def write_sweep_page(rows: list[dict], reports_dir: Path, name: str, grid: dict[
         link=lambda run_dir: f"{run_dir.name}/index.html" if run_dir else None,
     )
     target.write_text(page, encoding="utf-8")
-    from workbench.history import write_history_index
 
     write_history_index(reports_dir)
     return target

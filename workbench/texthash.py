@@ -17,6 +17,9 @@ exact text, with a note saying so.
 Run comparison (``workbench.compare``) matches the tickets of two runs by the same hash,
 with case kept (the two models need not both be uncased).
 
+Files are hashed here too (:func:`file_sha256`: data files, exported models, weights), so
+there is one SHA-256 helper for the whole package.
+
 The embedding cache keeps its own key (SHA-1 of the exact text, ``embeddings.text_key``): it
 returns a vector for a string, and a cased model's vector does change with case and spacing.
 """
@@ -115,3 +118,19 @@ def _record(folder: Path) -> object:
     if not recipe.exists():
         return None
     return json.loads(recipe.read_text(encoding="utf-8")).get("seen_texts")
+
+
+def file_sha256(*paths: str | Path, missing_ok: bool = False) -> str:
+    """SHA-256 of the files' bytes, in order (data files, exported models and their weights).
+
+    ``missing_ok`` skips absent files (OpenVINO's ``.bin`` next to its ``.xml``; either
+    ``model.safetensors`` or ``pytorch_model.bin``); otherwise a missing file raises.
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        if missing_ok and not Path(path).exists():
+            continue
+        with open(path, "rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -25,8 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from workbench import runinfo
 from workbench.backends import warn
+from workbench.data import write_json
 from workbench.errors import BadInputError
+from workbench.history import series_of, write_history_index
+from workbench.paths import PROJECT_DIR
+from workbench.report.render import write_run_index
+from workbench.training import read_log, read_recipe
 
 URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -103,7 +109,7 @@ def reachable(uri: str) -> str | None:
 
 
 def _client(uri: str):
-    import mlflow
+    import mlflow  # optional: [tracking] extra
 
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri)
@@ -140,7 +146,7 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def log_params(client, run_id: str, params: dict[str, Any]) -> int:
     """Every resolved parameter (nested ones as ``a.b``), in batches MLflow accepts."""
-    from mlflow.entities import Param
+    from mlflow.entities import Param  # optional: [tracking] extra
 
     flat = _flatten(params)
     items = [
@@ -189,7 +195,7 @@ def log_metrics(
 ) -> int:
     """Test and validation headline, per class, baselines, timings; the training loss (and
     learning rate) at every logged step of ``training_log.csv``."""
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric  # optional: [tracking] extra
 
     now = int(time.time() * 1000)
     items = [
@@ -215,9 +221,6 @@ def run_tags(
     kind: str,
 ) -> dict[str, str]:
     """Data file name and SHA-256, label set, git commit, series, profile, smoke, run kind."""
-    from workbench import runinfo
-    from workbench.paths import PROJECT_DIR
-
     tags = {
         "workbench.kind": kind,
         "workbench.series": series,
@@ -232,7 +235,7 @@ def run_tags(
 
 
 def log_tags(client, run_id: str, tags: dict[str, str]) -> None:
-    from mlflow.entities import RunTag
+    from mlflow.entities import RunTag  # optional: [tracking] extra
 
     items = [RunTag(k, v) for k, v in tags.items()]
     for start in range(0, len(items), BATCH):
@@ -280,10 +283,8 @@ def log_models(run_id: str, training_dir: Path) -> dict[str, str]:
     artifacts; nothing is pickled. Requirements are given, not inferred (inference loads the
     model in a subprocess: slow).
     """
-    import mlflow
+    import mlflow  # optional: [tracking] extra
     from sentence_transformers import SentenceTransformer
-
-    from workbench import runinfo
 
     training_dir = Path(training_dir)
     versions = runinfo.package_versions()
@@ -383,9 +384,6 @@ def track_training(
 ) -> dict[str, Any] | None:
     """Log a ``workbench train`` folder as one MLflow run; its id goes into ``recipe.json``
     (``mlflow``). Returns that record, or None when nothing could be logged."""
-    from workbench.data import write_json
-    from workbench.training import read_log, read_recipe
-
     out_dir = Path(out_dir)
 
     def work() -> dict[str, Any] | None:
@@ -446,10 +444,6 @@ def track_report(
 ) -> dict[str, Any] | None:
     """Log a report run folder as one MLflow run (its pages, metrics, the model it trained);
     its id goes into ``summary.json`` (``mlflow``) and the run and history pages show it."""
-    from workbench.data import write_json
-    from workbench.history import series_of
-    from workbench.training import read_log, read_recipe
-
     run_dir = Path(run_dir)
 
     def work() -> dict[str, Any] | None:
@@ -522,9 +516,6 @@ def track_report(
 
 def _rewrite_pages(run_dir: Path, summary: dict[str, Any]) -> None:
     """The run page and the history index, now showing the MLflow run id."""
-    from workbench.history import write_history_index
-    from workbench.report.render import write_run_index
-
     write_run_index(run_dir, summary)
     write_history_index(run_dir.parent)
 

@@ -14,21 +14,19 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
+from workbench.classifier import load_classifier, predictions_frame
+
 
 class TicketClassifierModel(mlflow.pyfunc.PythonModel):
     """``predict`` returns what ``workbench predict`` writes: text, predicted category, its
     score and the score of every category (``score::<category>``), one row per ticket."""
 
     def load_context(self, context) -> None:
-        from workbench.classifier import load_classifier
-
         self.classifier = load_classifier(context.artifacts["classifier"])
         self.classifier.cache = False  # served tickets are scored once: not stored on disk
 
     # No type hints here: MLflow would read them as an input schema (it wants list[...]).
     def predict(self, context, model_input, params=None):  # noqa: ANN001
-        from workbench.classifier import predictions_frame
-
         texts = _texts(model_input)
         scores = self.classifier.scores(texts)
         return predictions_frame(texts, scores, self.classifier.labels)

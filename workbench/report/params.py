@@ -6,8 +6,13 @@ from pathlib import Path
 
 import yaml
 
+from workbench.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN
 from workbench.errors import BadInputError
+from workbench.labels import DEFAULT_TEST_SIZE, DEFAULT_VALIDATION_SIZE
+from workbench.models import DEFAULT_BASE_MODEL
 from workbench.paths import DEFAULT_DATA
+from workbench.scope import model_read_options
+from workbench.training.folder import replay_parameters
 
 # Profiles: named parameter sets.
 # "standard" (the default) trains the default recipe within a fine-tuning time budget, so a
@@ -61,12 +66,12 @@ def build_parameters(
         )
     params: dict[str, object] = {
         "data_path": str(DEFAULT_DATA),
-        "text_column": "Document",
-        "label_column": "Topic_group",
+        "text_column": DEFAULT_TEXT_COLUMN,
+        "label_column": DEFAULT_LABEL_COLUMN,
         "seed": 42,
-        "test_size": 0.2,
-        "validation_size": 0.1,
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "test_size": DEFAULT_TEST_SIZE,
+        "validation_size": DEFAULT_VALIDATION_SIZE,
+        "base_model": DEFAULT_BASE_MODEL,
         "reference_run": "",
         "model_dir": "",  # a trained folder to evaluate instead of training one
         "evaluate": "split",  # split: the test split; all: every row (monitoring a model)
@@ -83,14 +88,11 @@ def build_parameters(
     if params["model_dir"]:
         # A given model reads the file as its training data was read (text columns joined the
         # same way, its label column), as `predict` does, unless the run names them itself.
-        from workbench.scope import model_read_options
 
         for key, value in model_read_options(str(params["model_dir"])).items():
             if key not in given:
                 params[key] = value
     if params.get("replay"):
-        from workbench.training.folder import replay_parameters
-
         # The recorded run wins over the profile: its recipe, parameters, seed and split.
         params.update(replay_parameters(str(params["replay"])))
     if params["evaluate"] not in EVALUATE_CHOICES:

@@ -25,10 +25,13 @@ from workbench.drift import data_profile
 from workbench.errors import BadInputError, NotebookFailedError
 from workbench.history import write_history_index
 from workbench.labels import unnamed_labels
+from workbench.modelcard import budget_sentence
 from workbench.paths import NOTEBOOK_DIR, PROJECT_DIR
 from workbench.report.render import render_notebook, write_run_index
 from workbench.runs import apply_retention, new_run_dir, point_latest, reports_lock
 from workbench.scope import check_model_dir, model_labels, report_scope
+from workbench.training import read_recipe
+from workbench.training.recipes import DEFAULT_RECIPE, RECIPES, check_label_texts
 
 NOTEBOOKS = (
     "01_exploratory_analysis",
@@ -104,8 +107,6 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
     summary["rare_note"] = data.rare_note()
     summary["unnamed_labels"] = unnamed_labels(data.labels, data.label_descriptions)
     if scope.given_model:
-        from workbench.training import read_recipe
-
         record = read_recipe(scope.training_dir)
         unknown = sorted(set(scope.evaluated["label"]) - set(model_labels(scope.training_dir)))
         summary["model"] = {
@@ -129,9 +130,6 @@ def training_budget_note(run_dir: Path) -> str | None:
     recipe = run_dir / "training" / "recipe.json"
     if not recipe.exists():
         return None
-    from workbench.modelcard import budget_sentence
-    from workbench.training import read_recipe
-
     budget = read_recipe(recipe.parent).get("time_budget")
     if not budget or not (budget.get("cut") or budget.get("head_tickets_cut")):
         return None
@@ -141,8 +139,6 @@ def training_budget_note(run_dir: Path) -> str | None:
 def check_recipe_on_codes(params: dict[str, object], summary: dict[str, object]) -> None:
     """Before any notebook: a name-based recipe (``seed``, the quick profile's) on codes with no
     descriptions fails in one line here, not minutes later in the fine-tuning notebook."""
-    from workbench.training.recipes import DEFAULT_RECIPE, RECIPES, check_label_texts
-
     name = str(params.get("recipe") or DEFAULT_RECIPE)
     knobs = {**RECIPES.get(name, {}), **dict(params.get("training_params") or {})}  # type: ignore[arg-type]
     knobs.update({k: params[k] for k in ("pairs", "head") if params.get(k)})
@@ -173,35 +169,8 @@ def run_report(
     parameters (sweeps validate once for all their runs).
     """
     reports_dir = Path(reports_dir).resolve()
-    selected = notebooks or available_notebooks(notebook_dir)
-    if not params.get("reference_run"):
-        if notebooks and COMPARISON in notebooks:
-            raise BadInputError(
-                f"{COMPARISON} needs a reference run: add --param reference_run=latest (or a run folder)"
-            )
-        selected = [n for n in selected if n != COMPARISON]
-    else:
-        params = {
-            **params,
-            "reference_run": str(
-                resolve_run(str(params["reference_run"]), Path(reports_dir).resolve())
-            ),
-        }
-    missing = [n for n in selected if not (notebook_dir / f"{n}.ipynb").exists()]
-    if missing:
-        raise BadInputError(
-            f"no notebook {missing[0]}.ipynb in {notebook_dir}; available: {', '.join(available_notebooks(notebook_dir))}"
-        )
-    params = dict(params)
-    params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
-    if params.get("label_descriptions"):  # notebooks run in another folder
-        params["label_descriptions"] = str(
-            Path(str(params["label_descriptions"])).expanduser().resolve()
-        )
-    if params.get("model_dir"):
-        params["model_dir"] = str(check_model_dir(str(params["model_dir"])))
-        for knob in TRAINING_KNOBS:  # nothing is trained: the page must not list training settings
-            params.pop(knob, None)
+    selected, params = _selected_notebooks(params, notebooks, notebook_dir, reports_dir)
+    params = _absolute_paths(params)
     data_summary = validated if validated is not None else validate_inputs(params)
     if "02_fine_tuning" in selected and not params.get("model_dir"):
         check_recipe_on_codes(params, data_summary)
@@ -210,27 +179,7 @@ def run_report(
         run_dir = new_run_dir(reports_dir, name)
         params["run_dir"] = str(run_dir)
         started = time.time()
-        record = {
-            "name": name,
-            "status": "running",
-            "started": runinfo.now_iso(),
-            "pid": os.getpid(),
-            "parameters": params,
-            "data": data_summary,
-            "packages": runinfo.package_versions(),
-            "environment": runinfo.environment(),
-            "git_commit": runinfo.git_commit(PROJECT_DIR),
-            "notebooks": [],
-        }
-        (run_dir / "parameters.yaml").write_text(
-            yaml.safe_dump(params, sort_keys=True), encoding="utf-8"
-        )
-        # The overview page first: once summary.json exists, a running run can be looked at.
-        record["notebooks"] = [
-            {"name": n, "seconds": 0.0, "status": "pending", "error": None} for n in selected
-        ]
-        write_run_index(run_dir, record)
-        write_json(run_dir / "summary.json", record)
+        record = _start_record(run_dir, name, params, data_summary, selected)
         result = RunResult(
             run_dir=run_dir, status="running", notebooks=[NotebookRun(n) for n in selected]
         )
@@ -253,20 +202,96 @@ def run_report(
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            record["status"] = result.status
-            record["finished"] = runinfo.now_iso()
-            record["wall_seconds"] = round(time.time() - started, 1)
-            record["notebooks"] = [vars(n) for n in result.notebooks]
-            record["metrics"] = read_metrics(run_dir)
-            record["training_budget"] = training_budget_note(run_dir)
-            write_json(run_dir / "summary.json", record)
-            write_run_index(run_dir, record)
+            _finish_record(record, result, started)
             if result.status == "succeeded":
                 point_latest(reports_dir, run_dir)
                 if keep:
                     apply_retention(reports_dir, keep)
             write_history_index(reports_dir)
     return result
+
+
+def _selected_notebooks(
+    params: dict[str, object], notebooks: list[str] | None, notebook_dir: Path, reports_dir: Path
+) -> tuple[list[str], dict[str, object]]:
+    """The notebooks to run (05 only with a reference run, which is resolved to its folder)."""
+    selected = notebooks or available_notebooks(notebook_dir)
+    if not params.get("reference_run"):
+        if notebooks and COMPARISON in notebooks:
+            raise BadInputError(
+                f"{COMPARISON} needs a reference run: add --param reference_run=latest (or a run folder)"
+            )
+        selected = [n for n in selected if n != COMPARISON]
+    else:
+        params = {
+            **params,
+            "reference_run": str(
+                resolve_run(str(params["reference_run"]), Path(reports_dir).resolve())
+            ),
+        }
+    missing = [n for n in selected if not (notebook_dir / f"{n}.ipynb").exists()]
+    if missing:
+        raise BadInputError(
+            f"no notebook {missing[0]}.ipynb in {notebook_dir}; available: {', '.join(available_notebooks(notebook_dir))}"
+        )
+    return selected, params
+
+
+def _absolute_paths(params: dict[str, object]) -> dict[str, object]:
+    """Paths made absolute (notebooks run in another folder); an evaluated model folder is
+    checked, and the training settings it makes meaningless are dropped."""
+    params = dict(params)
+    params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
+    if params.get("label_descriptions"):  # notebooks run in another folder
+        params["label_descriptions"] = str(
+            Path(str(params["label_descriptions"])).expanduser().resolve()
+        )
+    if params.get("model_dir"):
+        params["model_dir"] = str(check_model_dir(str(params["model_dir"])))
+        for knob in TRAINING_KNOBS:  # nothing is trained: the page must not list training settings
+            params.pop(knob, None)
+    return params
+
+
+def _start_record(
+    run_dir: Path, name: str, params: dict, data_summary: dict, selected: list[str]
+) -> dict[str, object]:
+    """summary.json of a starting run, written with parameters.yaml and the overview page."""
+    record = {
+        "name": name,
+        "status": "running",
+        "started": runinfo.now_iso(),
+        "pid": os.getpid(),
+        "parameters": params,
+        "data": data_summary,
+        "packages": runinfo.package_versions(),
+        "environment": runinfo.environment(),
+        "git_commit": runinfo.git_commit(PROJECT_DIR),
+        "notebooks": [],
+    }
+    (run_dir / "parameters.yaml").write_text(
+        yaml.safe_dump(params, sort_keys=True), encoding="utf-8"
+    )
+    # The overview page first: once summary.json exists, a running run can be looked at.
+    record["notebooks"] = [
+        {"name": n, "seconds": 0.0, "status": "pending", "error": None} for n in selected
+    ]
+    write_run_index(run_dir, record)
+    write_json(run_dir / "summary.json", record)
+    return record
+
+
+def _finish_record(record: dict, result: RunResult, started: float) -> None:
+    """summary.json and the overview page of a finished (or failed) run."""
+    run_dir = result.run_dir
+    record["status"] = result.status
+    record["finished"] = runinfo.now_iso()
+    record["wall_seconds"] = round(time.time() - started, 1)
+    record["notebooks"] = [vars(n) for n in result.notebooks]
+    record["metrics"] = read_metrics(run_dir)
+    record["training_budget"] = training_budget_note(run_dir)
+    write_json(run_dir / "summary.json", record)
+    write_run_index(run_dir, record)
 
 
 def _execute_all(

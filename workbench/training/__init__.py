@@ -1,10 +1,14 @@
-"""Fine-tuning: recipes, pairs and batches, losses, the loop, heads and the training folder.
+"""Fine-tuning: recipes, pairs and batches, losses, the loop and the training folder.
 
 One module per concept, as in sentence-transformers: ``recipes`` (parameters and their
-validation), ``pairs`` (examples and batch order), ``losses``, ``loop`` (``fit``), ``heads``
-(``fit_head``) and ``folder`` (``train``: the whole training folder).
+validation), ``pairs`` (examples and batch order), ``losses``, ``loop`` (``fit``) and ``folder``
+(``train``: the whole training folder). The heads (``fit_head``) live one layer down in
+``workbench.heads``, the category texts in ``workbench.labels``; both are re-exported here for
+notebooks (see workbench/ARCHITECTURE.md).
 """
 
+from workbench.heads import SOFTMAX_SCALE, fit_head
+from workbench.labels import DESCRIPTIONS, label_texts
 from workbench.training.folder import (
     TrainingResult,
     read_log,
@@ -12,7 +16,6 @@ from workbench.training.folder import (
     train,
     train_file,
 )
-from workbench.training.heads import fit_head
 from workbench.training.loop import (
     FitResult,
     TokenCache,
@@ -26,7 +29,6 @@ from workbench.training.pairs import build_pairs, grouped_batches, length_batche
 from workbench.training.recipes import (
     CHOICES,
     DEFAULT_RECIPE,
-    DESCRIPTIONS,
     GROUPED_LOSSES,
     LABEL_ID_LOSSES,
     LABEL_ID_PAIRS,
@@ -34,8 +36,6 @@ from workbench.training.recipes import (
     PAIR_LOSSES,
     PROTOTYPE_LR_FACTOR,
     RECIPES,
-    SOFTMAX_SCALE,
-    label_texts,
     notebook_overrides,
     resolve_recipe,
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,23 +11,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench import runinfo
-from workbench.backends import warn
+from workbench import evaluation, modelcard, routing, runinfo
+from workbench.backends import export_backends, warn
+from workbench.baselines import cheap_baselines
 from workbench.calibration import fit_model_temperature
+from workbench.classifier import classifier_scorer, load_classifier
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
+from workbench.embeddings import encode
 from workbench.errors import BadInputError
+from workbench.evaluation import loss_figure
+from workbench.explore import sample_rows
+from workbench.heads import check_head_fits, fit_fusion, fit_head, head_ticket_count
 from workbench.heads_io import save_head
-from workbench.labels import load_options_of, minimum_class_size
-from workbench.models import load_model
+from workbench.labels import label_texts, load_options_of, minimum_class_size
+from workbench.models import load_model, torch_threads
 from workbench.paths import PROJECT_DIR
 from workbench.texthash import seen_texts_record, write_seen_texts
-from workbench.training.heads import check_head_fits, fit_head, head_ticket_count
 from workbench.training.loop import fit, seed_everything
 from workbench.training.pairs import build_pairs
 from workbench.training.recipes import (
     DEFAULT_RECIPE,
     check_label_texts,
-    label_texts,
     resolve_recipe,
 )
 
@@ -77,9 +80,81 @@ def train(
     ``out_dir`` gets model/, labels.json, head.skops (if any), recipe.json, training_log.csv,
     README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
     """
-    from workbench import evaluation, modelcard, routing
-    from workbench.baselines import cheap_baselines
+    job = _prepare(
+        data, out_dir, recipe, overrides, seed, test_size, validation_size, replay, started_at
+    )
+    tuned = _fine_tune(job, progress, fit_callback, fit_callback_every)
+    result, out_dir = tuned.result, job.out_dir
+    if not result.main_process:
+        # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits
+        # the head, evaluates and writes the folder (no duplicate or half-written files).
+        return TrainingResult(out_dir=out_dir, recipe={}, metrics={}, log=result.log, written=False)
+    replayed_export = not job.replay or job.replay.get("export", True)
+    export = job.params["inference"] != "torch" and replayed_export
+    if tuned.reserve:
+        deadline = job.command_started + tuned.reserve["total_seconds"]
+        job.params, export = fit_after_fine_tune(
+            tuned.model, job.params, job.split, tuned.reserve, deadline, export
+        )
+    # Validation is split once by seed: the probabilities are calibrated on one part, the
+    # routing operating point certified on the other, which nothing was fitted on (routing.py).
+    temperature_part, routing_part = routing.split_validation(job.split.validation, seed)
+    head, temperature = _fit_head_and_temperature(job, tuned, temperature_part)
+    training_seconds = time.perf_counter() - tuned.started
+    budget = result.budget if tuned.reserve is None else {**(result.budget or {}), **tuned.reserve}
 
+    _write_model(out_dir, tuned.model, job.labels, head, result.log)
+    parts = (temperature_part, routing_part)
+    record = _training_record(job, tuned, round(training_seconds, 2), budget, temperature, parts)
+    if final_from is not None:
+        record["final"] = final_from
+    write_json(out_dir / "recipe.json", record)
+    _export_and_replay(job, record, export, result)
+    # Hashes of every text the model or its head learned from: a later evaluation on other data
+    # can count how many of its tickets the model has already seen (leakage).
+    write_seen_texts(out_dir, job.learned_texts(), record["seen_texts"])
+
+    metrics = _evaluate_folder(job, record, routing_part, temperature_part, baselines)
+    write_json(out_dir / "metrics.json", metrics)
+    if budget:
+        # The budget's own check: what the whole call took against what it was given.
+        spent = time.perf_counter() - job.command_started
+        record["time_budget"]["command_seconds"] = round(spent, 1)
+        write_json(out_dir / "recipe.json", record)
+
+    _write_pages(out_dir, record, result.log, metrics, job.split)
+    return TrainingResult(out_dir=out_dir, recipe=record, metrics=metrics, log=result.log)
+
+
+@dataclass
+class _Job:
+    """One ``train`` call's inputs, resolved: the recipe, the split, the category texts."""
+
+    name: str
+    params: dict[str, Any]
+    seed: int
+    data: TicketData
+    split: Any  # data.Split
+    sizes: dict[str, float]  # test_size, validation_size
+    descriptions: dict[str, str]
+    routing_options: dict[str, Any]
+    replay: dict[str, Any] | None
+    out_dir: Path
+    command_started: float  # perf_counter: the time budget bounds the whole call from here
+
+    @property
+    def labels(self) -> list[str]:
+        return self.data.labels
+
+    def learned_texts(self) -> pd.Series:
+        """Every text the model or its head learned from (training and validation tickets)."""
+        return pd.concat([self.split.train["text"], self.split.validation["text"]])
+
+
+def _prepare(
+    data, out_dir, recipe, overrides, seed, test_size, validation_size, replay, started_at
+) -> _Job:
+    """Resolve the recipe (and a replay), check the output folder, split the tickets."""
     command_started = time.perf_counter() if started_at is None else started_at
     if isinstance(replay, str | Path):
         replay = replay_settings(replay)[3] if str(replay) else None
@@ -96,16 +171,47 @@ def train(
             f"--out {out_dir} exists and is not a training folder; choose a new or empty folder"
         )
     split = split_tickets(data, test_size=test_size, validation_size=validation_size, seed=seed)
-    labels = data.labels
+    sizes = {"test_size": test_size, "validation_size": validation_size}
+    return _Job(
+        name,
+        params,
+        seed,
+        data,
+        split,
+        sizes,
+        descriptions,
+        routing_options,
+        replay,
+        out_dir,
+        command_started,
+    )
+
+
+@dataclass
+class _FineTune:
+    """What ``train``'s fine-tune leaves for the head, the evaluation and the folder."""
+
+    model: Any
+    examples: pd.DataFrame
+    result: Any  # FitResult
+    reserve: dict[str, Any] | None  # the time budget's plan for after the fine-tune
+    started: float  # perf_counter at the start of training (for training_seconds)
+
+
+def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int) -> _FineTune:
+    """Load the base model, build the examples, plan the time budget and fine-tune.
+
+    A time budget that cuts the head's sample changes ``job.params["head_tickets"]``."""
+    params, split, seed = job.params, job.split, job.seed
     seed_everything(seed)
     model = load_model(params["base_model"], max_seq_length=int(params["max_seq_length"]))
-    examples = build_pairs(split.train, labels, params, seed, descriptions)
+    examples = build_pairs(split.train, job.labels, params, seed, job.descriptions)
     started = time.perf_counter()
     fine_tune_params, reserve = plan_time_budget(
-        model, params, split, seed, spent=started - command_started
+        model, params, split, seed, spent=started - job.command_started
     )
     if reserve and reserve.get("head_tickets_cut"):
-        params = {**params, "head_tickets": reserve["head_tickets_cut"]["to"]}
+        job.params = params = {**params, "head_tickets": reserve["head_tickets_cut"]["to"]}
     check_head_fits(params, len(split.train))  # before the fine-tune's hours, not after
     result = fit(
         model,
@@ -113,53 +219,70 @@ def train(
         fine_tune_params,
         seed,
         progress=progress,
-        labels=labels,
-        descriptions=descriptions,
-        replay=replay["replans"] if replay else None,
+        labels=job.labels,
+        descriptions=job.descriptions,
+        replay=job.replay["replans"] if job.replay else None,
         callback=None
         if fit_callback is None
         else (lambda step, epoch: fit_callback(model, split, step, epoch)),
         callback_every=fit_callback_every,
     )
-    if not result.main_process:
-        # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits
-        # the head, evaluates and writes the folder (no duplicate or half-written files).
-        return TrainingResult(out_dir=out_dir, recipe={}, metrics={}, log=result.log, written=False)
-    export = params["inference"] != "torch" and (not replay or replay.get("export", True))
-    if reserve:
-        params, export = fit_after_fine_tune(
-            model, params, split, reserve, command_started + reserve["total_seconds"], export
-        )
-    # Validation is split once by seed: the probabilities are calibrated on one part, the
-    # routing operating point certified on the other, which nothing was fitted on (routing.py).
-    temperature_part, routing_part = routing.split_validation(split.validation, seed)
+    return _FineTune(model, examples, result, reserve, started)
+
+
+def _fit_head_and_temperature(job: _Job, tuned: _FineTune, temperature_part: pd.DataFrame):
+    """The head (calibrated on ``temperature_part``) and the cosine classifiers' temperature."""
+    model, prototypes = tuned.model, tuned.result.prototypes
     head = fit_head(
-        model, split.train, labels, params, seed, result.prototypes, validation=temperature_part
+        model,
+        job.split.train,
+        job.labels,
+        job.params,
+        job.seed,
+        prototypes,
+        validation=temperature_part,
     )
     temperature = fit_model_temperature(
-        model, temperature_part, labels, params, result.prototypes, descriptions
+        model, temperature_part, job.labels, job.params, prototypes, job.descriptions
     )
-    training_seconds = time.perf_counter() - started
-    budget = result.budget if reserve is None else {**(result.budget or {}), **reserve}
+    return head, temperature
 
+
+def _write_pages(out_dir: Path, record: dict, log: pd.DataFrame, metrics: dict, split) -> None:
+    """The folder's loss curve and model card (README.md)."""
+    loss_figure(log).write_html(out_dir / "loss_curve.html", include_plotlyjs=True, full_html=True)
+    (out_dir / "README.md").write_text(
+        modelcard.model_card(record, log, metrics, split), encoding="utf-8"
+    )
+
+
+def _write_model(out_dir: Path, model, labels: list[str], head, log: pd.DataFrame) -> None:
+    """The model itself: encoder, labels, head (skops + JSON, never a pickle) and its log."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir / "model"), create_model_card=False)
     write_json(out_dir / "labels.json", labels)
     save_head(head, out_dir)  # skops + JSON: opening a model folder never runs its code
-    result.log.to_csv(out_dir / "training_log.csv", index=False)
-    record = {
-        "recipe": name,
+    log.to_csv(out_dir / "training_log.csv", index=False)
+
+
+def _training_record(
+    job: _Job, tuned: _FineTune, training_seconds: float, budget, temperature, parts
+) -> dict[str, Any]:
+    """recipe.json (``train`` adds the export and the replay record); ``parts``: the
+    validation tickets for the temperature and for routing."""
+    params, split, result, examples = job.params, job.split, tuned.result, tuned.examples
+    return {
+        "recipe": job.name,
         "params": params,
-        "seed": seed,
-        "label_texts": label_texts(labels, params["label_text"], descriptions),
+        "seed": job.seed,
+        "label_texts": label_texts(job.labels, params["label_text"], job.descriptions),
         "data": {
-            **data.summary(),
-            "text_column": data.text_column,
-            "label_column": data.label_column,
+            **job.data.summary(),
+            "text_column": job.data.text_column,
+            "label_column": job.data.label_column,
         },
         "split": {
-            "test_size": test_size,
-            "validation_size": validation_size,
+            **job.sizes,
             **{part: len(frame) for part, frame in split.parts().items()},
             # the model's own training counts: monitoring pages cut head/middle/tail by them
             "train_per_category": {
@@ -170,52 +293,53 @@ def train(
             "count": len(examples),
             "positive_share": float(examples["score"].mean()) if "score" in examples else None,
         },
-        "training_seconds": round(training_seconds, 2),
+        "training_seconds": training_seconds,
         "fine_tune_seconds": round(result.seconds, 2),
         "steps": result.steps,
         "device": result.device,
         "processes": result.processes,
         "devices": result.devices or [result.device],
         "precision": result.precision,
-        "threads": _threads(),
+        "threads": torch_threads(),
         "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
         "routing_split": {
-            "temperature_tickets": len(temperature_part),
-            "routing_tickets": len(routing_part),
-            "seed": seed,
+            "temperature_tickets": len(parts[0]),
+            "routing_tickets": len(parts[1]),
+            "seed": job.seed,
         },
-        "seen_texts": seen_texts_record(out_dir / "model"),
+        "seen_texts": seen_texts_record(job.out_dir / "model"),
         "packages": runinfo.package_versions(),
         "environment": runinfo.environment(),
         "git_commit": runinfo.git_commit(PROJECT_DIR),
     }
-    if final_from is not None:
-        record["final"] = final_from
-    write_json(out_dir / "recipe.json", record)
+
+
+def _export_and_replay(job: _Job, record: dict, export: bool, result) -> None:
+    """Export the inference backends (when the budget left time) and record the replay."""
     if export:
         exported = time.perf_counter()
-        record["backends"] = export_inference_backends(out_dir, split, seed)
+        record["backends"] = export_inference_backends(job.out_dir, job.split, job.seed)
         record["export_seconds"] = round(time.perf_counter() - exported, 2)
-    elif params["inference"] != "torch":
+    elif job.params["inference"] != "torch":
         record["backends"] = {}
-        record["export_skipped"] = "replayed run" if replay else "no time left in the budget"
-    record["replay"] = replay_record(result, params, export, replay)
-    write_json(out_dir / "recipe.json", record)
-    # Hashes of every text the model or its head learned from: a later evaluation on other data
-    # can count how many of its tickets the model has already seen (leakage).
-    learned = pd.concat([split.train["text"], split.validation["text"]])
-    write_seen_texts(out_dir, learned, record["seen_texts"])
+        record["export_skipped"] = "replayed run" if job.replay else "no time left in the budget"
+    record["replay"] = replay_record(result, job.params, export, job.replay)
+    write_json(job.out_dir / "recipe.json", record)
 
-    metrics: dict[str, Any] = {"recipe": name, "training_seconds": record["training_seconds"]}
+
+def _evaluate_folder(
+    job: _Job, record: dict, routing_part, temperature_part, baselines: bool
+) -> dict[str, Any]:
+    """metrics.json of the written folder: test metrics, routing, baselines; predictions.csv."""
+    split, labels, out_dir = job.split, job.labels, job.out_dir
+    metrics: dict[str, Any] = {"recipe": job.name, "training_seconds": record["training_seconds"]}
     routed = None
     if len(routing_part) or len(split.test):
-        from workbench.classifier import load_classifier
-
         classifier = load_classifier(out_dir)
     if len(routing_part):
         routed = routing.fit_routing(
-            out_dir, classifier, routing_part, routing_options, ordering=temperature_part
+            out_dir, classifier, routing_part, job.routing_options, ordering=temperature_part
         )
     if len(split.test):
         scores = classifier.scores(split.test["text"].tolist())
@@ -229,7 +353,7 @@ def train(
                 split.test["label"],
                 scores,
                 labels,
-                name,
+                job.name,
                 validation_true=split.validation["label"],
                 validation_scores=validation_scores,
             )
@@ -242,20 +366,32 @@ def train(
         if baselines:
             metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
     metrics["routing"] = routing.summary(routed)
-    write_json(out_dir / "metrics.json", metrics)
-    if budget:
-        # The budget's own check: what the whole call took against what it was given.
-        record["time_budget"]["command_seconds"] = round(time.perf_counter() - command_started, 1)
-        write_json(out_dir / "recipe.json", record)
-    from workbench.evaluation import loss_figure
+    return metrics
 
-    loss_figure(result.log).write_html(
-        out_dir / "loss_curve.html", include_plotlyjs=True, full_html=True
+
+def _final_refit(final, overrides, given_validation, options, text_column, label_column):
+    """``--final``: the evaluated run's recipe, settings and seed, its validation share, and its
+    reading options (``options`` is updated); returns recipe, seed, final record, overrides and
+    the validation size."""
+    recipe, settings, seed, final_from = final_settings(final)
+    changed = sorted(k for k, v in overrides.items() if settings.get(k) != v)
+    if changed:
+        # Trained another way than the evaluated run: its quality is not this model's.
+        final_from["same_training"] = False
+        final_from["sized"] = f"changed by --param {', '.join(changed)}"
+    overrides = {**settings, **overrides}
+    # A refit on every row has no held-out tickets left to certify routing on: the evaluated
+    # run's validation share (stratified, same seed) is kept out of the refit for the
+    # probabilities' calibration and routing.json; --param validation_size=0 refits on all.
+    validation_size = float(
+        given_validation if given_validation is not None else final_from.get("validation_size", 0.1)
     )
-    (out_dir / "README.md").write_text(
-        modelcard.model_card(record, result.log, metrics, split), encoding="utf-8"
-    )
-    return TrainingResult(out_dir=out_dir, recipe=record, metrics=metrics, log=result.log)
+    # Read the file as the evaluated run read its data; columns given here still win.
+    evaluated = load_options_of(read_recipe(final_from["folder"]))
+    given = {"text_column": text_column, "label_column": label_column}
+    options["min_class_size"] = 0  # unless the evaluated run merged rare categories
+    options.update({k: v for k, v in evaluated.items() if not given.get(k)})
+    return recipe, seed, final_from, overrides, validation_size
 
 
 def train_file(
@@ -306,27 +442,10 @@ def train_file(
         "label_descriptions": label_descriptions,
     }
     if final:
-        recipe, settings, seed, final_from = final_settings(final)
-        changed = sorted(k for k, v in overrides.items() if settings.get(k) != v)
-        if changed:
-            # Trained another way than the evaluated run: its quality is not this model's.
-            final_from["same_training"] = False
-            final_from["sized"] = f"changed by --param {', '.join(changed)}"
-        overrides = {**settings, **overrides}
-        test_size = 0.0
-        # A refit on every row has no held-out tickets left to certify routing on: the evaluated
-        # run's validation share (stratified, same seed) is kept out of the refit for the
-        # probabilities' calibration and routing.json; --param validation_size=0 refits on all.
-        validation_size = float(
-            given_validation
-            if given_validation is not None
-            else final_from.get("validation_size", 0.1)
+        recipe, seed, final_from, overrides, validation_size = _final_refit(
+            final, overrides, given_validation, options, text_column, label_column
         )
-        # Read the file as the evaluated run read its data; columns given here still win.
-        evaluated = load_options_of(read_recipe(final_from["folder"]))
-        given = {"text_column": text_column, "label_column": label_column}
-        options["min_class_size"] = 0  # unless the evaluated run merged rare categories
-        options.update({k: v for k, v in evaluated.items() if not given.get(k)})
+        test_size = 0.0
     if replay:
         recorded = load_options_of(read_recipe(_training_folder(replay)))
         given = {"text_column": text_column, "label_column": label_column}
@@ -386,8 +505,6 @@ def plan_time_budget(
     Returns the fine-tune's parameters and the plan (``fit_after_fine_tune`` re-decides the
     head and export from the time really left once the fine-tune is over).
     """
-    from workbench.embeddings import encode
-
     total = float(params.get("time_budget", 0) or 0)
     if total <= 0 or not len(split.train):
         return params, None
@@ -445,8 +562,6 @@ def plan_time_budget(
 def _encode_seconds_per_ticket(model, texts: list[str]) -> float:
     """Wall-clock seconds per ticket, encoded as the head will be (small length-sorted batches:
     a few random tickets in big batches are padded to the longest and overstate it 2.4x)."""
-    from workbench.embeddings import encode
-
     started = time.perf_counter()
     encode(model, texts, batch_size=16, cache=False)
     return (time.perf_counter() - started) / max(len(texts), 1)
@@ -460,8 +575,6 @@ def head_fit_seconds_per_ticket(train: pd.DataFrame, params: dict[str, Any], see
     larger sample's per-ticket cost is extrapolated by the growth seen between the two
     (between linear and ^1.5), so a head on 27k tickets is not under-reserved.
     """
-    from workbench.explore import sample_rows
-
     times = []
     sizes = [min(n, len(train)) for n in HEAD_PROBE_TICKETS]
     for size in sizes:
@@ -478,8 +591,6 @@ def head_fit_seconds_per_ticket(train: pd.DataFrame, params: dict[str, Any], see
 
 
 def _fit_head_estimator(rows: pd.DataFrame, params: dict[str, Any], seed: int) -> None:
-    from workbench.training.heads import fit_fusion
-
     y = pd.factorize(rows["label"])[0]
     if len(np.unique(y)) < 2:
         return
@@ -585,8 +696,6 @@ def replay_settings(folder: str | Path) -> tuple[str, dict[str, Any], int, dict[
 def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]:
     """Export ONNX/OpenVINO encoders into ``model/`` and check each against PyTorch on held-out
     tickets (validation, else training); returns the summary recorded in ``recipe.json``."""
-    from workbench.backends import classifier_scorer, export_backends
-
     # Held-out tickets with their true categories, none of which calibrated OpenVINO int8 (it is
     # calibrated on training tickets): the check is paired (agreement with PyTorch and the
     # bootstrap interval of the macro-F1 difference, see backends.MAX_MACRO_F1_DROP). Without
@@ -595,8 +704,6 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
     if len(pool) <= EXPORT_CHECK_TICKETS:
         sample = pool
     else:
-        from workbench.explore import sample_rows
-
         sample = sample_rows(pool, EXPORT_CHECK_TICKETS, seed)
     calibration = split.train.sample(
         min(OPENVINO_CALIBRATION_TICKETS, len(split.train)), random_state=seed
@@ -699,9 +806,3 @@ def read_log(out_dir: str | Path) -> pd.DataFrame:
 
 def read_recipe(out_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(out_dir) / "recipe.json").read_text(encoding="utf-8"))
-
-
-def _threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads()) or (os.cpu_count() or 1)

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from workbench.labels import unnamed_labels
-from workbench.models import pick_device
+from workbench.embeddings import progress_stream
+from workbench.labels import label_texts, unnamed_labels
+from workbench.models import cpu_cores, pick_device
 from workbench.training.losses import loss_class_weights, make_loss
 from workbench.training.pairs import grouped_batches, length_batches
-from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR, label_texts
+from workbench.training.recipes import LABEL_ID_PAIRS, PROTOTYPE_LR_FACTOR
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -314,118 +315,38 @@ def fit(
     process only; its cost is whatever the callback does.
     """
     import torch
-    from tqdm.auto import tqdm
-
-    from workbench.embeddings import progress_stream
 
     started = clock()
     seed_everything(seed)
-    device = pick_device(None if params["device"] == "auto" else params["device"])
-    accelerator = make_accelerator(device)
+    device, accelerator = _place(model, params)
     world, rank = accelerator.num_processes, accelerator.process_index
-    if world > 1:
-        device = str(accelerator.device)
-        device = "cpu" if device.startswith("cpu") else device
-    if int(params["threads"]) > 0:
-        torch.set_num_threads(int(params["threads"]))
-    elif world > 1 and device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # N processes on one machine share its cores instead of each taking all of them.
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, _cores() // local))
-    model.to(device)
-    model.max_seq_length = int(params["max_seq_length"])
-    loss_module = make_loss(
-        model,
-        params["loss"],
-        label_texts(labels, params["label_text"], descriptions) if labels else None,
-        examples=examples,
-        unnamed=[labels.index(label) for label in unnamed_labels(labels or [], descriptions)],
-        class_weights=loss_class_weights(
-            params,
-            examples["label_id"].to_numpy() if "label_id" in examples else None,
-            len(labels or []),
-        ),
-    )
-    by_label = params["pairs"] in LABEL_ID_PAIRS
-    texts_a = examples["a"].tolist()
-    tokens = TokenCache(
-        model, texts_a + ([] if by_label else examples["b"].tolist()), int(params["max_seq_length"])
-    )
-    pos_a = np.array([tokens.index[t] for t in texts_a])
-    pos_b = None if by_label else np.array([tokens.index[t] for t in examples["b"]])
-    targets = examples["label_id" if by_label else "score"].to_numpy()
-
-    rng = np.random.default_rng(seed)
-    batch_size = int(params["batch_size"])
-    epochs = float(params["epochs"])
-    whole_epochs = math.ceil(epochs)
-
-    def epoch_batches() -> list[np.ndarray]:
-        if params["pairs"] == "grouped":
-            return grouped_batches(targets.astype(int), batch_size, rng)
-        lengths = tokens.lengths[pos_a]
-        return length_batches(lengths, batch_size, rng, bool(params["length_bucketing"]))
-
-    plan = [epoch_batches() for _ in range(whole_epochs)]
-    if world > 1:
-        # Every rank has the same plan; a tail batch smaller than the process count is dropped
-        # so that every rank takes every step (a rank without data would hang the others).
-        plan = [[b for b in batches if len(b) >= world] for batches in plan]
+    data = _FitData.of(model, examples, params, labels, descriptions)
+    plan = _step_plan(params, data, seed, world)
     per_epoch = len(plan[0]) if plan else 0
-    total_steps = min(sum(len(p) for p in plan), math.ceil(epochs * per_epoch))
-    optimizer, scheduler = make_optimizer(model, params, total_steps, loss_module)
-    if replay is not None:
-        budget = ReplayedBudget([list(r) for r in replay], total_steps)
-    else:
-        budget = TimeBudget(float(params.get("time_budget", 0) or 0), total_steps)
+    total_steps = min(sum(len(p) for p in plan), math.ceil(float(params["epochs"]) * per_epoch))
+    optimizer, scheduler = make_optimizer(model, params, total_steps, data.loss_module)
+    budget = _budget(params, replay, total_steps)
     device_type = torch.device(device).type
     use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    if world > 1:
-        batch_loss = accelerator.prepare_model(
-            _BatchLossModule(model, loss_module, tokens, pos_a, pos_b, targets, device),
-            device_placement=False,
-        )
-    else:
-
-        def batch_loss(batch):
-            return _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device)
-
-    rows, running, counted = [], 0.0, 0
+    batch_loss = _batch_loss_function(model, data, device, accelerator)
     # Short runs log more often, so their loss curve has more than one point.
-    log_every = max(1, min(int(params["log_every"]), total_steps // 20))
-    fine_tune_started = time.perf_counter()
+    losses = _LossLog(max(1, min(int(params["log_every"]), total_steps // 20)))
     budget.begin(clock() - started)
     model.train()
     step = 0
-    bar = tqdm(
-        total=total_steps,
-        desc="training",
-        unit="step",
-        file=progress_stream(),
-        leave=False,
-        disable=not progress or not accelerator.is_main_process,
-    )
+    bar = _progress_bar(total_steps, progress and accelerator.is_main_process)
+    calls = callback is not None and world == 1
     try:
         for epoch_index, batches in enumerate(plan):
             for batch_number, batch in enumerate(batches, start=1):
                 if step >= total_steps:
                     break
-                if world > 1:
-                    batch = shard(batch, rank, world)
                 with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
-                    loss = batch_loss(batch)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                if params["max_grad_norm"] > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), params["max_grad_norm"])
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                    loss = batch_loss(shard(batch, rank, world) if world > 1 else batch)
+                _optimizer_step(model, loss, optimizer, scheduler, scaler, params)
                 step += 1
-                running += float(loss.detach())
-                counted += 1
+                losses.add(loss)
                 bar.update(1)
                 cut = shared_budget_check(budget, step, clock() - started, accelerator, total_steps)
                 if cut is not None:
@@ -434,56 +355,225 @@ def fit(
                         scheduler = make_scheduler(optimizer, params, total_steps, step)
                     bar.total = total_steps
                     bar.refresh()
-                if step % log_every == 0 or step == total_steps:
-                    if world > 1:  # the log shows the loss of the global batch
-                        mean = torch.tensor([running / counted], device=device)
-                        running, counted = float(accelerator.reduce(mean, "mean")[0]), 1
-                    rows.append(
-                        {
-                            "step": step,
-                            "epoch": round(epoch_index + batch_number / max(len(batches), 1), 4),
-                            "loss": running / counted,
-                            "learning_rate": scheduler.get_last_lr()[0],
-                            "seconds": round(time.perf_counter() - fine_tune_started, 2),
-                        }
-                    )
-                    bar.set_postfix(loss=f"{running / counted:.4f}")
-                    running, counted = 0.0, 0
-                if callback is not None and world == 1:
-                    due = (
-                        step % callback_every == 0
-                        if callback_every
-                        else batch_number == len(batches)
-                    )
-                    if due or step == total_steps:
-                        model.eval()
-                        callback(step, round(epoch_index + batch_number / max(len(batches), 1), 4))
-                        model.train()
+                epoch = round(epoch_index + batch_number / max(len(batches), 1), 4)
+                if step % losses.every == 0 or step == total_steps:
+                    lr = scheduler.get_last_lr()[0]
+                    mean = losses.write(step, epoch, lr, accelerator, device)
+                    bar.set_postfix(loss=f"{mean:.4f}")
+                last = batch_number == len(batches)  # of this epoch
+                if calls and _callback_due(step, total_steps, last, callback_every):
+                    model.eval()
+                    callback(step, epoch)
+                    model.train()
     finally:
         bar.close()
         model.eval()
-    log = pd.DataFrame(rows, columns=["step", "epoch", "loss", "learning_rate", "seconds"])
     precision = str(amp_dtype).replace("torch.", "") if use_amp else "fp32"
-    devices = [device]
-    if world > 1:
-        from accelerate.utils import gather_object
+    return _fit_result(losses, step, device, precision, data, budget, per_epoch, accelerator)
 
-        devices = [str(d) for d in gather_object([device])]
-    prototypes = None
-    if hasattr(loss_module, "normalized_prototypes"):
-        prototypes = loss_module.normalized_prototypes().detach().float().cpu().numpy()
+
+def _budget(params: dict[str, Any], replay, total_steps: int):
+    """The time budget of this fine-tune, or the replay of a budgeted run's plan changes."""
+    if replay is not None:
+        return ReplayedBudget([list(r) for r in replay], total_steps)
+    return TimeBudget(float(params.get("time_budget", 0) or 0), total_steps)
+
+
+def _progress_bar(total_steps: int, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total_steps,
+        desc="training",
+        unit="step",
+        file=progress_stream(),
+        leave=False,
+        disable=not show,
+    )
+
+
+def _fit_result(losses, step, device, precision, data, budget, per_epoch, accelerator) -> FitResult:
+    world = accelerator.num_processes
     return FitResult(
-        log=log,
-        seconds=time.perf_counter() - fine_tune_started,
+        log=losses.frame(),
+        seconds=time.perf_counter() - losses.started,
         steps=step,
         device=str(device),
         precision=precision,
-        prototypes=prototypes,
+        prototypes=data.prototypes(),
         budget=budget_record(budget, per_epoch, step),
         processes=world,
-        devices=devices,
+        devices=_all_devices(device, world),
         main_process=accelerator.is_main_process,
     )
+
+
+def _callback_due(step: int, total_steps: int, epoch_end: bool, every: int) -> bool:
+    """Every ``every`` steps (0: at the end of each epoch), and at the last step."""
+    due = step % every == 0 if every else epoch_end
+    return due or step == total_steps
+
+
+@dataclass
+class _LossLog:
+    """The loss curve: the mean loss of every ``every`` steps (of the global batch when
+    several processes train), with the learning rate and the seconds since the first step."""
+
+    every: int
+    started: float = field(default_factory=time.perf_counter)
+    rows: list[dict[str, float]] = field(default_factory=list)
+    running: float = 0.0
+    counted: int = 0
+
+    def add(self, loss) -> None:
+        self.running += float(loss.detach())
+        self.counted += 1
+
+    def write(self, step: int, epoch: float, learning_rate: float, accelerator, device) -> float:
+        """Add a row with the mean loss since the last one; returns that mean."""
+        if accelerator.num_processes > 1:  # the log shows the loss of the global batch
+            import torch
+
+            mean = torch.tensor([self.running / self.counted], device=device)
+            self.running, self.counted = float(accelerator.reduce(mean, "mean")[0]), 1
+        mean = self.running / self.counted
+        self.rows.append(
+            {
+                "step": step,
+                "epoch": epoch,
+                "loss": mean,
+                "learning_rate": learning_rate,
+                "seconds": round(time.perf_counter() - self.started, 2),
+            }
+        )
+        self.running, self.counted = 0.0, 0
+        return mean
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            self.rows, columns=["step", "epoch", "loss", "learning_rate", "seconds"]
+        )
+
+
+def _place(model: SentenceTransformer, params: dict[str, Any]):
+    """Put the model on this process's device (returned with the Accelerate handle), with the
+    CPU threads it may use and the recipe's truncation length."""
+    import torch
+
+    device = pick_device(None if params["device"] == "auto" else params["device"])
+    accelerator = make_accelerator(device)
+    world = accelerator.num_processes
+    if world > 1:
+        device = str(accelerator.device)
+        device = "cpu" if device.startswith("cpu") else device
+    if int(params["threads"]) > 0:
+        torch.set_num_threads(int(params["threads"]))
+    elif world > 1 and device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # N processes on one machine share its cores instead of each taking all of them.
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, cpu_cores() // local))
+    model.to(device)
+    model.max_seq_length = int(params["max_seq_length"])
+    return device, accelerator
+
+
+@dataclass
+class _FitData:
+    """The loss and the tokenised examples: token rows of each side, and the targets."""
+
+    loss_module: Any
+    tokens: TokenCache
+    pos_a: np.ndarray
+    pos_b: np.ndarray | None  # None: single texts with label ids (labelled/grouped pairs)
+    targets: np.ndarray
+
+    @classmethod
+    def of(cls, model, examples, params, labels, descriptions) -> _FitData:
+        loss_module = make_loss(
+            model,
+            params["loss"],
+            label_texts(labels, params["label_text"], descriptions) if labels else None,
+            examples=examples,
+            unnamed=[labels.index(label) for label in unnamed_labels(labels or [], descriptions)],
+            class_weights=loss_class_weights(
+                params,
+                examples["label_id"].to_numpy() if "label_id" in examples else None,
+                len(labels or []),
+            ),
+        )
+        by_label = params["pairs"] in LABEL_ID_PAIRS
+        texts_a = examples["a"].tolist()
+        tokens = TokenCache(
+            model,
+            texts_a + ([] if by_label else examples["b"].tolist()),
+            int(params["max_seq_length"]),
+        )
+        pos_a = np.array([tokens.index[t] for t in texts_a])
+        pos_b = None if by_label else np.array([tokens.index[t] for t in examples["b"]])
+        targets = examples["label_id" if by_label else "score"].to_numpy()
+        return cls(loss_module, tokens, pos_a, pos_b, targets)
+
+    def prototypes(self) -> np.ndarray | None:
+        """The learned category prototypes (``loss=softmax``), else None."""
+        if not hasattr(self.loss_module, "normalized_prototypes"):
+            return None
+        return self.loss_module.normalized_prototypes().detach().float().cpu().numpy()
+
+
+def _step_plan(params: dict[str, Any], data: _FitData, seed: int, world: int) -> list:
+    """The batches of every (whole) epoch, drawn up front from the seed."""
+    rng = np.random.default_rng(seed)
+    batch_size = int(params["batch_size"])
+
+    def epoch_batches() -> list[np.ndarray]:
+        if params["pairs"] == "grouped":
+            return grouped_batches(data.targets.astype(int), batch_size, rng)
+        lengths = data.tokens.lengths[data.pos_a]
+        return length_batches(lengths, batch_size, rng, bool(params["length_bucketing"]))
+
+    plan = [epoch_batches() for _ in range(math.ceil(float(params["epochs"])))]
+    if world > 1:
+        # Every rank has the same plan; a tail batch smaller than the process count is dropped
+        # so that every rank takes every step (a rank without data would hang the others).
+        plan = [[b for b in batches if len(b) >= world] for batches in plan]
+    return plan
+
+
+def _batch_loss_function(model, data: _FitData, device: str, accelerator):
+    """``batch -> loss``: one process calls the loss directly; several go through DDP."""
+    parts = (data.loss_module, data.tokens, data.pos_a, data.pos_b, data.targets)
+    if accelerator.num_processes > 1:
+        return accelerator.prepare_model(
+            _BatchLossModule(model, *parts, device), device_placement=False
+        )
+
+    def batch_loss(batch):
+        return _batch_loss(model, *parts, batch, device)
+
+    return batch_loss
+
+
+def _optimizer_step(model, loss, optimizer, scheduler, scaler, params: dict[str, Any]) -> None:
+    """Backward, gradient clipping, the optimizer and the schedule: one training step."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    if params["max_grad_norm"] > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), params["max_grad_norm"])
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+
+
+def _all_devices(device: str, world: int) -> list[str]:
+    """Every process's device (one entry per rank)."""
+    if world == 1:
+        return [device]
+    from accelerate.utils import gather_object  # accelerate: only multi-process runs need it
+
+    return [str(d) for d in gather_object([device])]
 
 
 def make_accelerator(device: str):
@@ -491,7 +581,7 @@ def make_accelerator(device: str):
     several (``accelerate launch``/``workbench train --processes``): then gloo on CPUs, NCCL on
     GPUs. Mixed precision stays ours (``mixed_precision``), so ``precision=fp16`` keeps its
     gradient scaler."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator  # heavy (torch.distributed): only fit needs it
     from accelerate.utils import DistributedDataParallelKwargs
 
     # The encoder's unused pooler has no gradient: DDP must not wait for it.
@@ -528,7 +618,7 @@ def shared_budget_check(
     if budget.seconds <= 0:
         return None
     import torch
-    from accelerate.utils import broadcast
+    from accelerate.utils import broadcast  # heavy (torch.distributed): only fit needs it
 
     cut = budget.check(step, elapsed, total) if accelerator.is_main_process else None
     state = torch.tensor(
@@ -547,13 +637,6 @@ def shared_budget_check(
         if cut_to >= 0:
             budget.replans.append([int(step), int(cut_to)])
     return None if cut_to < 0 else int(cut_to)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _batch_loss_module():

@@ -7,19 +7,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from workbench.embeddings import encode
 from workbench.errors import BadInputError
-from workbench.training.recipes import SOFTMAX_SCALE
+from workbench.heads import SOFTMAX_SCALE
 
 if TYPE_CHECKING:
     import pandas as pd
     from sentence_transformers import SentenceTransformer
-
-
-# Where ``class_weight=balanced`` acts; the model card repeats it.
-CLASS_WEIGHT_NOTE = (
-    "class_weight=balanced weights the softmax (cross-entropy) loss and the logreg/fusion heads; "
-    "it is not applied to pair losses (cosine, contrastive, CoSENT) or triplet losses"
-)
 
 
 def balanced_class_weights(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
@@ -65,8 +59,6 @@ def prototype_starts(
     class's training tickets (``examples`` columns ``a``, ``label_id``); a class with no
     training ticket falls back to its text.
     """
-    from workbench.embeddings import encode
-
     start = np.asarray(encode(model, list(label_texts), cache=False), np.float32)
     if examples is None or "label_id" not in examples:
         return start
@@ -135,7 +127,7 @@ def make_loss(
 
     ``unnamed`` class ids (codes without a description) start their softmax prototype at the
     centroid of their training tickets in ``examples``, not at the embedding of the code.
-    ``class_weights`` apply to ``softmax`` only (see ``CLASS_WEIGHT_NOTE``).
+    ``class_weights`` apply to ``softmax`` only (see ``workbench.heads.CLASS_WEIGHT_NOTE``).
     """
     from sentence_transformers.sentence_transformer import losses
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.training.recipes import LABEL_ID_PAIRS, label_texts
+from workbench.labels import label_texts
+from workbench.training.recipes import LABEL_ID_PAIRS
 
 
 def build_pairs(

@@ -1,4 +1,4 @@
-"""Recipes: named parameter sets, their validation, and what each category is compared with.
+"""Recipes: named parameter sets and their validation (category texts: ``workbench.labels``).
 
 Every knob is a parameter of a recipe; ``resolve_recipe`` validates overrides.
 """
@@ -9,19 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from workbench.errors import BadInputError
+from workbench.labels import unnamed_labels
 from workbench.models import DEFAULT_BASE_MODEL
-
-# Short descriptions of the eight helpdesk categories, for the `label_text=description` option.
-DESCRIPTIONS = {
-    "Access": "access request: login, password reset, account, permissions, vpn, unlock",
-    "Administrative rights": "administrative rights: admin access, install software, local admin",
-    "HR Support": "hr support: employee, leave, payroll, contract, onboarding, hiring",
-    "Hardware": "hardware issue: laptop, monitor, printer, keyboard, device broken, replacement",
-    "Internal Project": "internal project: project work, development, tasks, meetings, planning",
-    "Miscellaneous": "miscellaneous request: general question, other issue, information",
-    "Purchase": "purchase order: buy, invoice, quote, supplier, licence, approval of purchase",
-    "Storage": "storage: disk space, shared drive, mailbox quota, folder, backup, files",
-}
 
 _SEED_PARAMS: dict[str, Any] = {
     "base_model": DEFAULT_BASE_MODEL,
@@ -112,7 +101,6 @@ GROUPED_LOSSES = {"batch_hard_triplet", "batch_all_triplet", "batch_semi_hard_tr
 LABEL_ID_LOSSES = GROUPED_LOSSES | {"softmax"}
 LABEL_ID_PAIRS = {"grouped", "labelled"}
 # Cross-entropy over cosine similarities times this scale (NormFace); prototypes learn faster.
-SOFTMAX_SCALE = 20.0
 PROTOTYPE_LR_FACTOR = 20.0
 CHOICES = {
     "precision": {"auto", "fp32", "bf16", "fp16"},
@@ -214,20 +202,6 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
     return params
 
 
-def label_texts(
-    labels: list[str], mode: str = "name", descriptions: Mapping[str, str] | None = None
-) -> list[str]:
-    """What each category is compared with: its name, or a short description when known.
-
-    ``descriptions`` (the data's ``--label-descriptions``) win in both modes: a code such as
-    ``GRP_12`` is compared with "Network team", never with the code itself.
-    """
-    given = descriptions or {}
-    if mode == "description":
-        return [given.get(label) or DESCRIPTIONS.get(label, label) for label in labels]
-    return [given.get(label, label) for label in labels]
-
-
 def uses_label_texts(params: Mapping[str, Any]) -> bool:
     """True when the recipe compares tickets with category texts (label pairs or cosine head)."""
     return params.get("pairs") == "label" or params.get("head") == "cosine"
@@ -240,8 +214,6 @@ def check_label_texts(
     descriptions: Mapping[str, str] | None = None,
 ) -> None:
     """One line when a name-based recipe meets coded categories that have no description."""
-    from workbench.labels import unnamed_labels
-
     if not uses_label_texts(params):
         return
     missing = unnamed_labels(labels, descriptions)

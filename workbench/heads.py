@@ -1,4 +1,9 @@
-"""Classification heads on top of the fine-tuned encoder.
+"""Classification heads on top of the encoder: their features, fitting and probabilities.
+
+Layer: above ``embeddings`` and ``explore`` (it never loads a model), below ``classifier``
+(which loads a folder's head with ``heads_io`` and scores with :func:`head_probabilities`) and
+``training``. It owns the fusion head's TF-IDF (:func:`word_char_vectorizer`, shared with the baselines) and the softmax
+scale of the learned prototypes (:data:`SOFTMAX_SCALE`, shared with the training loss).
 
 The encoder was fine-tuned on the training tickets, so their embeddings are separated better
 than any new ticket's: a head fitted and calibrated on them over-trusts the embeddings and its
@@ -16,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.embeddings import encode
 from workbench.errors import BadInputError
-from workbench.training.recipes import SOFTMAX_SCALE
+from workbench.explore import sample_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -28,6 +34,15 @@ if TYPE_CHECKING:
 # ~1000 rows per class, and Platt scaling ("sigmoid", 2 parameters per class, one-vs-rest then
 # renormalised) was less calibrated than temperature on 150 validation tickets (bench_head.py).
 CALIBRATION_METHOD = "temperature"
+# Scale of the cosines to the learned prototypes: the softmax loss trains with it and the
+# prototype head predicts with it (head.skops stores it as ``scale``).
+SOFTMAX_SCALE = 20.0
+HEAD_CHUNK = 10_000  # tickets scored at once (the fusion features take ~40 KB per ticket)
+# Where ``class_weight=balanced`` acts; the model card repeats it.
+CLASS_WEIGHT_NOTE = (
+    "class_weight=balanced weights the softmax (cross-entropy) loss and the logreg/fusion heads; "
+    "it is not applied to pair losses (cosine, contrastive, CoSENT) or triplet losses"
+)
 
 
 def fit_head(
@@ -56,12 +71,8 @@ def fit_head(
         if prototypes is None:
             raise BadInputError("head=prototypes needs loss=softmax")
         return {"kind": "prototypes", **learned}
-    from workbench.embeddings import encode
-
     frame = train
     if head_ticket_count(params, len(train)) < len(train):
-        from workbench.explore import sample_rows
-
         frame = sample_rows(train, int(params["head_tickets"]), seed)
     texts = frame["text"].tolist()
     y = frame["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
@@ -101,9 +112,6 @@ def fit_fusion(
     """The fusion head from encoded tickets: a linear SVM on word+char TF-IDF ⊕ embeddings,
     calibrated on ``held`` (texts, vectors, classes) or, without it, by cross-validation."""
     from sklearn.svm import LinearSVC
-
-    from workbench.baselines import word_char_vectorizer
-    from workbench.classifier import head_features
 
     weight = float(params["embedding_weight"])
     svm = LinearSVC(
@@ -200,8 +208,6 @@ def fusion_pipeline(svm: Any, weight: float):
     from sklearn.compose import ColumnTransformer, make_column_selector
     from sklearn.pipeline import Pipeline
 
-    from workbench.baselines import word_char_vectorizer
-
     features = ColumnTransformer(
         [
             ("tfidf", word_char_vectorizer(), "text"),
@@ -258,3 +264,84 @@ def _held_out(
     rows = validation[validation["label"].isin(labels)]
     seen = {labels.index(label) for label in rows["label"].unique()}
     return rows if seen >= classes and len(rows) else None
+
+
+# --------------------------------------------------------------------------- features
+
+
+def tfidf_vectorizer():
+    """The baseline's TF-IDF: word 1–2-grams, sublinear (the issue's reference baseline)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+
+
+def word_char_vectorizer():
+    """Word 1–2-grams plus character 2–5-grams within words, for the fusion head.
+
+    Character n-grams survive the misspellings, truncated words and glued tokens of flattened
+    e-mail threads; on the real tickets they add about 0.8 macro-F1 points to word TF-IDF.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    return FeatureUnion(
+        [
+            ("word", tfidf_vectorizer()),
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=(2, 5),
+                    sublinear_tf=True,
+                    min_df=2,
+                    max_features=300_000,
+                ),
+            ),
+        ]
+    )
+
+
+def softmax(values: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (scipy's, numerically stable)."""
+    from scipy.special import softmax as scipy_softmax
+
+    return scipy_softmax(values, axis=1)
+
+
+def head_features(head: dict[str, Any], vectors: np.ndarray, texts: list[str]):
+    """The head's input: embeddings, or TF-IDF ⊕ weighted embeddings for the fusion head."""
+    if head["kind"] == "fusion" and "vectorizer" not in head:  # cross-validated: one pipeline
+        return fusion_frame(vectors, texts)
+    if head["kind"] == "fusion":
+        from scipy import sparse
+
+        tfidf = head["vectorizer"].transform(texts)
+        weighted = sparse.csr_matrix(vectors * float(head.get("embedding_weight", 1.0)))
+        return sparse.hstack([tfidf, weighted], format="csr")
+    return vectors
+
+
+def prototype_probabilities(head: dict[str, Any], vectors: np.ndarray) -> np.ndarray:
+    """The softmax-loss classifier: softmax of scaled cosines to the learned prototypes."""
+    cosines = vectors @ np.asarray(head["prototypes"]).T
+    return softmax(float(head["scale"]) * cosines).astype(np.float32)
+
+
+def head_probabilities(
+    head: dict[str, Any], vectors: np.ndarray, texts: list[str], n_labels: int
+) -> np.ndarray:
+    """Class probabilities in label order; classes absent from training get 0."""
+    if head["kind"] == "prototypes":
+        return prototype_probabilities(head, vectors)
+    estimator = head["estimator"]
+    full = np.zeros((len(texts), n_labels), dtype=np.float32)
+    columns = np.asarray(estimator.classes_, dtype=int)
+    # In chunks: the fusion features (TF-IDF ⊕ embeddings as one sparse matrix) take ~40 KB per
+    # ticket with their copies, which at a million tickets would not fit in memory at once.
+    for start in range(0, len(texts), HEAD_CHUNK):
+        part = slice(start, start + HEAD_CHUNK)
+        full[part, columns] = estimator.predict_proba(
+            head_features(head, vectors[part], texts[part])
+        )
+    return full
