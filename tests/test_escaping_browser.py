@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # the end-to-end tier: make test-slow
 
 CATEGORY = (
     '<a href="https://evil.example/cat">Cat</a><br><span style="font-size:77px">Big</span>'

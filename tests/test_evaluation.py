@@ -219,6 +219,7 @@ def test_notebooks_train_and_evaluate(small_sample, tmp_path):
     assert "Training loss" in training_page and "Traceback" not in training_page
 
 
+@pytest.mark.slow  # the end-to-end tier (make test-slow): the default recipe through 02-04
 def test_default_recipe_through_the_notebooks(small_sample, tmp_path):
     """`fusion` (cross-entropy fine-tune + TF-IDF fusion head) in 02 → 03 → 04, tiny but real."""
     from workbench.heads_io import load_head

@@ -323,7 +323,7 @@ def test_bf16_path_trains_on_any_cpu(tmp_path, small_sample, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert mixed_precision("auto", "cpu")[0] is False  # AVX2 only: fp32
     out = tmp_path / "bf16"
-    params = {"epochs": 2, "batch_size": 16, "max_seq_length": 32, "num_pairs": 64}
+    params = {"epochs": 2, "batch_size": 16, "max_seq_length": 16, "num_pairs": 48}
     result = train(
         load_tickets(small_sample),
         out,
