@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--experiments",
+        default="balance,noise,long,ensemble",
+        help="which to run (comma-separated); the choice is made among those run and the default",
+    )
     args = parser.parse_args(argv)
+    run = set(args.experiments.split(","))
     if not args.data.exists():
         print(f"data not found: {args.data}", file=sys.stderr)
         return 2
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     record(f"default fusion (weight {default_weight:g})", default_val, 0.0)
 
     # 1. The fusion balance.
-    for weight in WEIGHTS:
+    for weight in WEIGHTS if "balance" in run else ():
         if weight == default_weight:
             continue
         t0 = time.perf_counter()
@@ -173,112 +179,120 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # 2. Noisy labels: the workbench's own out-of-fold label-issue search on the training tickets.
-    t0 = time.perf_counter()
-    probs = out_of_sample_probabilities(
-        text_features(texts["train"]), parts["train"]["label"], labels
-    )
-    issues = find_label_issues(parts["train"].reset_index(drop=True), probs, labels)
-    flagged = np.zeros(len(y["train"]), dtype=bool)
-    flagged[issues["position"].to_numpy()] = True
-    search_seconds = time.perf_counter() - t0
-    emit(
-        step="label issues",
-        flagged=int(flagged.sum()),
-        share=round(flagged.mean(), 4),
-        seconds=round(search_seconds),
-    )
-    t0 = time.perf_counter()
-    kept = ~flagged
-    svm = fit_svm(fusion("train", default_weight)[kept], y["train"][kept])
-    record(
-        "fusion without flagged tickets",
-        svm.predict(fusion("validation", default_weight)),
-        search_seconds + time.perf_counter() - t0,
-    )
-    t0 = time.perf_counter()
-    weights = np.where(flagged, DOWN_WEIGHT, 1.0)
-    svm = fit_svm(fusion("train", default_weight), y["train"], sample_weight=weights)
-    record(
-        f"fusion, flagged weighted {DOWN_WEIGHT:g}",
-        svm.predict(fusion("validation", default_weight)),
-        search_seconds + time.perf_counter() - t0,
-    )
+    if "noise" in run:
+        t0 = time.perf_counter()
+        probs = out_of_sample_probabilities(
+            text_features(texts["train"]), parts["train"]["label"], labels
+        )
+        issues = find_label_issues(parts["train"].reset_index(drop=True), probs, labels)
+        flagged = np.zeros(len(y["train"]), dtype=bool)
+        flagged[issues["position"].to_numpy()] = True
+        search_seconds = time.perf_counter() - t0
+        emit(
+            step="label issues",
+            flagged=int(flagged.sum()),
+            share=round(flagged.mean(), 4),
+            seconds=round(search_seconds),
+        )
+        t0 = time.perf_counter()
+        kept = ~flagged
+        svm = fit_svm(fusion("train", default_weight)[kept], y["train"][kept])
+        record(
+            "fusion without flagged tickets",
+            svm.predict(fusion("validation", default_weight)),
+            search_seconds + time.perf_counter() - t0,
+        )
+        t0 = time.perf_counter()
+        weights = np.where(flagged, DOWN_WEIGHT, 1.0)
+        svm = fit_svm(fusion("train", default_weight), y["train"], sample_weight=weights)
+        record(
+            f"fusion, flagged weighted {DOWN_WEIGHT:g}",
+            svm.predict(fusion("validation", default_weight)),
+            search_seconds + time.perf_counter() - t0,
+        )
 
     # 3. Long tickets: re-encode only those over the encoder's limit.
-    model = classifier.model
-    limit = int(model.max_seq_length)
-    long_vectors = {}
-    for variant in ("256 tokens", "head + tail"):
-        t0 = time.perf_counter()
-        changed = {name: v.copy() for name, v in vectors.items()}
-        counts = {}
-        for name in parts:
-            positions, shortened = long_ticket_texts(model.tokenizer, texts[name], limit)
-            counts[name] = len(positions)
-            if not positions:
-                continue
-            if variant == "256 tokens":
-                model.max_seq_length = 256
-                batch = [texts[name][i] for i in positions]
-            else:
-                batch = shortened
-            changed[name][positions] = model.encode(batch, batch_size=32, normalize_embeddings=True)
-            model.max_seq_length = limit
-        svm = fit_svm(fusion("train", default_weight, changed), y["train"])
-        long_vectors[variant] = changed
-        record(
-            f"long tickets: {variant}",
-            svm.predict(fusion("validation", default_weight, changed)),
-            time.perf_counter() - t0,
-            long_tickets=counts,
-        )
+    if "long" in run:
+        model = classifier.model
+        limit = int(model.max_seq_length)
+        long_vectors = {}
+        for variant in ("256 tokens", "head + tail"):
+            t0 = time.perf_counter()
+            changed = {name: v.copy() for name, v in vectors.items()}
+            counts = {}
+            for name in parts:
+                positions, shortened = long_ticket_texts(model.tokenizer, texts[name], limit)
+                counts[name] = len(positions)
+                if not positions:
+                    continue
+                if variant == "256 tokens":
+                    model.max_seq_length = 256
+                    batch = [texts[name][i] for i in positions]
+                else:
+                    batch = shortened
+                changed[name][positions] = model.encode(
+                    batch, batch_size=32, normalize_embeddings=True
+                )
+                model.max_seq_length = limit
+            svm = fit_svm(fusion("train", default_weight, changed), y["train"])
+            long_vectors[variant] = changed
+            record(
+                f"long tickets: {variant}",
+                svm.predict(fusion("validation", default_weight, changed)),
+                time.perf_counter() - t0,
+                long_tickets=counts,
+            )
+
+    tfidf_svm = fit_svm(tfidf["train"], y["train"])  # a member below, and the test baseline
 
     # 4. Ensembles, cross-fitted on the two halves of validation.
-    t0 = time.perf_counter()
-    tfidf_svm = fit_svm(tfidf["train"], y["train"])
-    embedding_lr = LogisticRegression(C=10.0, max_iter=2000).fit(vectors["train"], y["train"])
-    members = {
-        "fusion": (default_svm, lambda name: fusion(name, default_weight)),
-        "tfidf": (tfidf_svm, lambda name: tfidf[name]),
-        "embedding logreg": (embedding_lr, lambda name: vectors[name]),
-    }
-    half = np.random.default_rng(42).permutation(len(y["validation"])) < len(y["validation"]) // 2
-    grid = [
-        w
-        for w in itertools.product(np.arange(0, 1 + 1e-9, ENSEMBLE_STEP), repeat=len(members))
-        if abs(sum(w) - 1) < 1e-9
-    ]
-
-    def member_probabilities(fit_rows, score_x_name=None, score_rows=None):
-        out = []
-        for estimator, features in members.values():
-            validation = features("validation")
-            score_x = features(score_x_name) if score_x_name else validation[score_rows]
-            out.append(
-                temperature_probabilities(
-                    estimator, validation[fit_rows], y["validation"][fit_rows], score_x, k
-                )
-            )
-        return out
-
-    crossfit = np.zeros(len(y["validation"]), dtype=int)
-    chosen_weights = []
-    for fit_rows in (half, ~half):
-        on_fit = member_probabilities(fit_rows, score_rows=fit_rows)
-        best = max(
-            grid,
-            key=lambda w: macro_f1(y["validation"][fit_rows], blend(w, on_fit).argmax(1)),
+    if "ensemble" in run:
+        t0 = time.perf_counter()
+        embedding_lr = LogisticRegression(C=10.0, max_iter=2000).fit(vectors["train"], y["train"])
+        members = {
+            "fusion": (default_svm, lambda name: fusion(name, default_weight)),
+            "tfidf": (tfidf_svm, lambda name: tfidf[name]),
+            "embedding logreg": (embedding_lr, lambda name: vectors[name]),
+        }
+        half = (
+            np.random.default_rng(42).permutation(len(y["validation"])) < len(y["validation"]) // 2
         )
-        chosen_weights.append([round(float(w), 2) for w in best])
-        held = member_probabilities(fit_rows, score_rows=~fit_rows)
-        crossfit[~fit_rows] = blend(best, held).argmax(1)
-    record(
-        "ensemble fusion + TF-IDF + embedding logreg",
-        crossfit,
-        time.perf_counter() - t0,
-        weights_per_half=chosen_weights,
-        members=list(members),
-    )
+        grid = [
+            w
+            for w in itertools.product(np.arange(0, 1 + 1e-9, ENSEMBLE_STEP), repeat=len(members))
+            if abs(sum(w) - 1) < 1e-9
+        ]
+
+        def member_probabilities(fit_rows, score_x_name=None, score_rows=None):
+            out = []
+            for estimator, features in members.values():
+                validation = features("validation")
+                score_x = features(score_x_name) if score_x_name else validation[score_rows]
+                out.append(
+                    temperature_probabilities(
+                        estimator, validation[fit_rows], y["validation"][fit_rows], score_x, k
+                    )
+                )
+            return out
+
+        crossfit = np.zeros(len(y["validation"]), dtype=int)
+        chosen_weights = []
+        for fit_rows in (half, ~half):
+            on_fit = member_probabilities(fit_rows, score_rows=fit_rows)
+            best = max(
+                grid,
+                key=lambda w: macro_f1(y["validation"][fit_rows], blend(w, on_fit).argmax(1)),
+            )
+            chosen_weights.append([round(float(w), 2) for w in best])
+            held = member_probabilities(fit_rows, score_rows=~fit_rows)
+            crossfit[~fit_rows] = blend(best, held).argmax(1)
+        record(
+            "ensemble fusion + TF-IDF + embedding logreg",
+            crossfit,
+            time.perf_counter() - t0,
+            weights_per_half=chosen_weights,
+            members=list(members),
+        )
 
     # The choice, on validation only; then test, once.
     chosen = max(results, key=lambda name: results[name]["validation_macro_f1"])
