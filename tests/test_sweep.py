@@ -178,10 +178,14 @@ def test_sweep_is_one_mlflow_parent_run_with_a_child_per_combination(sweep):
     assert len(children) == 2 and parent.info.status == "FINISHED"
     assert json.loads(parent.data.params["grid.recipe"]) == ["seed", "seed_logreg"]
     assert parent.data.metrics["sweep.runs"] == 2
-    best = max(children, key=lambda r: r.data.metrics.get("validation.macro-F1", -1))
-    assert parent.data.metrics["best.validation.macro-F1"] == pytest.approx(
-        best.data.metrics["validation.macro-F1"], abs=1e-9
-    )
-    assert parent.data.params["best.recipe"] == best.data.params["recipe"]
+    top = max(r.data.metrics.get("validation.macro-F1", -1) for r in children)
+    assert parent.data.metrics["best.validation.macro-F1"] == pytest.approx(top, abs=1e-9)
+    # Two combinations can tie on a tiny validation split: the winner is one of the best.
+    best_recipes = {
+        r.data.params["recipe"]
+        for r in children
+        if r.data.metrics.get("validation.macro-F1", -1) == pytest.approx(top, abs=1e-9)
+    }
+    assert parent.data.params["best.recipe"] in best_recipes
     pages = {a.path for a in client.list_artifacts(parent.info.run_id, "pages")}
     assert f"pages/{page.name}" in pages
