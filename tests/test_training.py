@@ -436,6 +436,36 @@ def test_after_the_fine_tune_the_time_left_decides_the_head_and_export(small_sam
     assert kept is True and roomy["head_tickets"] == fusion["head_tickets"]
 
 
+def test_a_head_sample_cut_up_front_grows_back_when_the_fine_tune_leaves_time(
+    small_sample, monkeypatch
+):
+    """The plan held the head to its share of the budget; the fine-tune then ended early (few
+    epochs, none, a faster machine than measured), so the head learns from every training
+    ticket again and the record no longer claims a sample (a search trial with epochs=0 and 1,177
+    of its 1,200 s left had learned from 21,501 of 26,788 real tickets)."""
+    import time
+
+    from workbench.data import load_tickets, split_tickets
+    from workbench.models import load_model
+    from workbench.training import folder
+
+    monkeypatch.setattr(folder, "MIN_HEAD_TICKETS", 10)
+    split = split_tickets(load_tickets(small_sample), seed=42)
+    model = load_model(max_seq_length=24)
+    fusion = resolve_recipe("fusion", {"time_budget": "1s", "inference": "torch"})
+    _, plan = folder.plan_time_budget(model, fusion, split, seed=42)
+    cut = plan["head_tickets_cut"]
+    assert cut["to"] < len(split.train)
+    during = {**fusion, "head_tickets": cut["to"]}  # what the fine-tune runs with
+    params, _ = folder.fit_after_fine_tune(
+        model, during, split, plan, time.perf_counter() + 3600, export=False
+    )
+    assert params["head_tickets"] == 0  # every training ticket
+    assert "head_tickets_cut" not in plan
+    after = plan["after_fine_tune"]
+    assert after["head_tickets"] == len(split.train) and after["planned_head_tickets"] == cut["to"]
+
+
 def test_fusion_head_that_cannot_fit_stops_before_training(
     small_sample, tmp_path, monkeypatch, capsys
 ):

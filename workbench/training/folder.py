@@ -210,9 +210,11 @@ def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int)
     fine_tune_params, reserve = plan_time_budget(
         model, params, split, seed, spent=started - job.command_started
     )
+    # Before the fine-tune's hours, not after; with every ticket the head may learn from, since
+    # a fine-tune that ends early gives the head back the tickets the plan cut.
+    check_head_fits(params, len(split.train))
     if reserve and reserve.get("head_tickets_cut"):
         job.params = params = {**params, "head_tickets": reserve["head_tickets_cut"]["to"]}
-    check_head_fits(params, len(split.train))  # before the fine-tune's hours, not after
     result = fit(
         model,
         examples,
@@ -618,9 +620,11 @@ def fit_after_fine_tune(
     whether the backends are exported; recorded in ``plan["after_fine_tune"]``.
 
     The encoding speed is measured again on validation tickets (cached: the head's calibration
-    encodes them anyway), since the machine may have become busier during the fine-tune. What
-    gives way first is the export (speed only: PyTorch then serves predictions), then the
-    head's sample (never below ``MIN_HEAD_TICKETS``).
+    encodes them anyway), since the machine may have become busier during the fine-tune. The
+    head is sized again from every ticket it would learn from without a clock: a sample the
+    plan cut up front grows back when the fine-tune left the time (it ended early, or the
+    machine got faster). What gives way first is the export (speed only: PyTorch then serves
+    predictions), then the head's sample (never below ``MIN_HEAD_TICKETS``).
     """
     left = deadline - time.perf_counter()
     probe = split.validation if len(split.validation) else split.train
@@ -633,6 +637,9 @@ def fit_after_fine_tune(
     )
     head_tickets = 0
     fit_per_ticket = plan["head_fit_seconds_per_ticket"] * slower
+    planned = plan.pop("head_tickets_cut", None)
+    if planned:  # only a head_tickets left at 0 (every ticket) is ever cut
+        params = {**params, "head_tickets": 0}
     if params["head"] in HEADS_THAT_ENCODE:
         head_tickets = head_ticket_count(params, len(split.train))
     head_seconds = (per_ticket + fit_per_ticket) * head_tickets + per_ticket * len(split.validation)
@@ -649,6 +656,7 @@ def fit_after_fine_tune(
         "seconds_left": round(left, 1),
         "encode_seconds_per_ticket": round(per_ticket, 5),
         "head_tickets": head_tickets,
+        "planned_head_tickets": planned["to"] if planned else head_tickets,
         "export": export,
     }
     return params, export
