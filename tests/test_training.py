@@ -483,3 +483,22 @@ def test_fusion_head_that_cannot_fit_stops_before_training(
     monkeypatch.setattr(heads, "FUSION_MIB_PER_TICKET", 0.05)
     heads.check_head_fits(resolve_recipe("fusion"), 1000)  # a small head fits: no error
     heads.check_head_fits(resolve_recipe("seed"), 10**9)  # no fusion head: nothing to check
+
+
+def test_model_card_of_an_encoder_left_as_it_is_does_not_say_fine_tuned(small_sample):
+    """epochs=0 (the advice for slow CPUs) trains no step: the card names the base encoder as
+    used unchanged instead of calling it fine-tuned."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.modelcard import _details_lines
+
+    split = split_tickets(load_tickets(small_sample), seed=42)
+    record = {
+        "recipe": "fusion",
+        "params": resolve_recipe("fusion", {"epochs": 0}),
+        "label_texts": sorted(split.train["label"].unique()),
+        "device": "cpu",
+        "threads": 2,
+    }
+    assert "fine-tuned from" in _details_lines({**record, "steps": 12}, split)[2]
+    untouched = _details_lines({**record, "steps": 0}, split)[2]
+    assert "used as it is (no fine-tune step)" in untouched and "fine-tuned" not in untouched

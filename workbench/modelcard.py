@@ -58,10 +58,16 @@ def model_card(
 
 def _details_lines(record: dict[str, Any], split: Split) -> list[str]:
     params = record["params"]
+    # epochs=0 (or a budget that left no step) keeps the base encoder as it is: say so.
+    encoder = (
+        f"fine-tuned from `{params['base_model']}`"
+        if record.get("steps", 1)
+        else f"`{params['base_model']}` used as it is (no fine-tune step)"
+    )
     return [
         f"# Ticket classifier — recipe `{record['recipe']}`",
         "",
-        f"A [sentence-transformers](https://www.sbert.net) model fine-tuned from `{params['base_model']}` "
+        f"A [sentence-transformers](https://www.sbert.net) model {encoder} "
         "to classify IT helpdesk tickets into "
         f"{len(record['label_texts'])} categories.",
         "",
