@@ -552,9 +552,13 @@ def search_figures(study) -> list[tuple[str, str | None, str]]:
         ("Parallel coordinates", vis.plot_parallel_coordinate, 2),
     ]
     figures = []
+    reported = any(t.intermediate_values for t in study.trials)
     for title, maker, needed in makers:
         if len(complete) < needed:
             figures.append((title, None, f"needs {needed} completed trials"))
+            continue
+        if maker is vis.plot_intermediate_values and not reported:  # it would draw empty axes
+            figures.append((title, None, "no trial fed the pruner (no fine-tune step: epochs 0)"))
             continue
         try:
             figure = maker(study)
