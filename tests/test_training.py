@@ -383,19 +383,29 @@ def test_time_budget_bounds_the_whole_training(small_sample):
     assert none is None and no_budget["time_budget"] == 0
 
 
-def test_time_budget_samples_the_heads_tickets(small_sample, monkeypatch):
-    """When encoding every training ticket for the head would not fit the budget, the head
-    learns from a stratified sample that does; a head_tickets set by the user is kept."""
+def _planned_budget(small_sample, monkeypatch, **overrides):
+    """The budget plan of a fusion head on ``small_sample`` (head floor lowered to 10 tickets):
+    ``(folder module, split, model, params, plan)``."""
     from workbench.data import load_tickets, split_tickets
-    from workbench.modelcard import budget_sentence
     from workbench.models import load_model
     from workbench.training import folder
 
     monkeypatch.setattr(folder, "MIN_HEAD_TICKETS", 10)
     split = split_tickets(load_tickets(small_sample), seed=42)
     model = load_model(max_seq_length=24)
-    fusion = resolve_recipe("fusion", {"time_budget": "1s", "inference": "torch"})
-    _, plan = folder.plan_time_budget(model, fusion, split, seed=42)
+    params = resolve_recipe("fusion", overrides)
+    _, plan = folder.plan_time_budget(model, params, split, seed=42)
+    return folder, split, model, params, plan
+
+
+def test_time_budget_samples_the_heads_tickets(small_sample, monkeypatch):
+    """When encoding every training ticket for the head would not fit the budget, the head
+    learns from a stratified sample that does; a head_tickets set by the user is kept."""
+    from workbench.modelcard import budget_sentence
+
+    folder, split, model, _, plan = _planned_budget(
+        small_sample, monkeypatch, time_budget="1s", inference="torch"
+    )
     cut = plan["head_tickets_cut"]
     assert cut["from"] == len(split.train) and 10 <= cut["to"] < len(split.train)
     assert plan["tickets_encoded_after"] == len(split.validation) + cut["to"]
@@ -415,15 +425,9 @@ def test_after_the_fine_tune_the_time_left_decides_the_head_and_export(small_sam
     gives way first, then the head's sample, and the plan records why."""
     import time
 
-    from workbench.data import load_tickets, split_tickets
-    from workbench.models import load_model
-    from workbench.training import folder
-
-    monkeypatch.setattr(folder, "MIN_HEAD_TICKETS", 10)
-    split = split_tickets(load_tickets(small_sample), seed=42)
-    model = load_model(max_seq_length=24)
-    fusion = resolve_recipe("fusion", {"time_budget": "10m", "inference": "auto"})
-    _, plan = folder.plan_time_budget(model, fusion, split, seed=42)
+    folder, split, model, fusion, plan = _planned_budget(
+        small_sample, monkeypatch, time_budget="10m", inference="auto"
+    )
     params, export = folder.fit_after_fine_tune(
         model, fusion, split, plan, time.perf_counter() - 1, export=True
     )
@@ -445,15 +449,9 @@ def test_a_head_sample_cut_up_front_grows_back_when_the_fine_tune_leaves_time(
     of its 1,200 s left had learned from 21,501 of 26,788 real tickets)."""
     import time
 
-    from workbench.data import load_tickets, split_tickets
-    from workbench.models import load_model
-    from workbench.training import folder
-
-    monkeypatch.setattr(folder, "MIN_HEAD_TICKETS", 10)
-    split = split_tickets(load_tickets(small_sample), seed=42)
-    model = load_model(max_seq_length=24)
-    fusion = resolve_recipe("fusion", {"time_budget": "1s", "inference": "torch"})
-    _, plan = folder.plan_time_budget(model, fusion, split, seed=42)
+    folder, split, model, fusion, plan = _planned_budget(
+        small_sample, monkeypatch, time_budget="1s", inference="torch"
+    )
     cut = plan["head_tickets_cut"]
     assert cut["to"] < len(split.train)
     during = {**fusion, "head_tickets": cut["to"]}  # what the fine-tune runs with
