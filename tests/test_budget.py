@@ -47,6 +47,33 @@ def test_budget_replans_when_the_machine_slows_down():
     assert record["cut"] and record["planned_epochs"] == 4.0 and record["replans"] == budget.replans
 
 
+def test_a_slower_machine_moves_the_deadline_for_the_work_after_the_fine_tune():
+    """20 s of work follow the fine-tune at the speed measured before it. Steps go from 0.2 s
+    to 0.6 s at step 150 (3x): that work will take 60 s, so the fine-tune must end 40 s early,
+    at 60 s instead of 100 s, and records the slowdown for the card."""
+    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20, after_seconds=20.0)
+    steps, elapsed = _drive(budget, lambda step: 0.2 if step <= 150 else 0.6)
+    assert budget.slowdown == pytest.approx(3.0, abs=0.05)
+    assert elapsed <= 60.0 + 0.6
+    from workbench.modelcard import budget_sentence
+
+    sentence = budget_sentence(budget.record(per_epoch=250, steps=steps))
+    assert "3.0x slower than measured at the start" in sentence, sentence
+    blind = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)  # nothing after it
+    blind_steps, blind_elapsed = _drive(blind, lambda step: 0.2 if step <= 150 else 0.6)
+    assert blind_elapsed > 90.0 and blind_steps > steps + 40
+
+
+def test_batch_length_noise_is_not_a_slowdown():
+    """Steps that vary by +-15 % around one speed (batches of different lengths) leave the
+    deadline where it was: the same steps as a budget with nothing after the fine-tune."""
+    noise = np.random.default_rng(0).uniform(0.17, 0.23, size=2000)
+    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20, after_seconds=50.0)
+    steps, _ = _drive(budget, lambda step: float(noise[step]))
+    alone = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
+    assert budget.slowdown == 1.0 and steps == _drive(alone, lambda step: float(noise[step]))[0]
+
+
 def test_budget_stops_at_the_deadline_when_the_estimate_is_wrong():
     """One step suddenly takes 40 s: no plan can see it coming, the deadline stops training."""
     budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)

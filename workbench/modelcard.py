@@ -258,6 +258,11 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
     if not budget["cut"]:
         return f"{limit}; not reached (all {budget['planned_steps']} planned steps trained)"
     stopped = " and stopped at its deadline" if budget.get("stopped_at_deadline") else ""
+    if budget.get("slowdown", 1.0) > 1.0:
+        stopped += (
+            f"; its steps became {budget['slowdown']:.1f}x slower than measured at the start (the "
+            "machine got busier), so it ended earlier to leave the work after it the time"
+        )
     per_step = budget.get("seconds_per_step")
     return (
         f"{limit}; cut by the time budget on this machine: the fine-tune trained "

@@ -558,7 +558,9 @@ def plan_time_budget(
             f"{reserved / 60:.0f} min here; raise time_budget or lower validation_size / "
             "head_tickets"
         )
-    return {**params, "time_budget": fine_tune}, plan
+    # The fine-tune moves its deadline earlier when its steps slow down (TimeBudget), by this
+    # much times the slowdown: what comes after it slows down with them.
+    return {**params, "time_budget": fine_tune, "time_budget_after": reserved}, plan
 
 
 def _encode_seconds_per_ticket(model, texts: list[str]) -> float:

@@ -156,6 +156,12 @@ class TimeBudget:
     deadline comes anyway the fine-tune stops there. Every change of plan is recorded
     (``replans``: [step, new total]) so that ``ReplayedBudget`` can redo the same run on any
     machine without a clock.
+
+    ``after_seconds`` is what the plan reserved for the work that follows the fine-tune (the
+    head's encoding and fit, the export, scoring), at the speed measured before it. When the
+    steps become ``s`` times slower than at the first estimate (beyond ``slowdown_tolerance``:
+    batch lengths alone move a window's speed by a few percent), that work will be slower too,
+    so the deadline moves ``after_seconds * (s - 1)`` earlier to leave it the time.
     """
 
     seconds: float
@@ -170,6 +176,10 @@ class TimeBudget:
     # Seconds already spent when the first step starts (tokenising): they count against the
     # budget but are not a step's cost, so the first estimate of the step time leaves them out.
     offset: float = 0.0
+    after_seconds: float = 0.0
+    slowdown_tolerance: float = 1.25
+    reference_per_step: float | None = None
+    slowdown: float = 1.0  # the largest seen, beyond the tolerance (1.0: none)
     _times: list[float] = field(default_factory=list)
 
     def begin(self, elapsed: float) -> None:
@@ -191,7 +201,7 @@ class TimeBudget:
             return None
         total = self.planned_steps if total is None else total
         self._times.append(elapsed)
-        if elapsed >= self.seconds:
+        if elapsed >= self.deadline:
             self.stopped_at_deadline = step < total
             return self._replan(step, step, total)
         if step < min(self.probe_steps, total) and elapsed - self.offset < 0.05 * self.seconds:
@@ -202,10 +212,27 @@ class TimeBudget:
         else:
             per_step = (elapsed - self.offset) / max(step, 1)
         self.seconds_per_step = per_step
-        fits = step + int((self.seconds - elapsed) / max(per_step, 1e-9))
+        self._note_slowdown(per_step)
+        if elapsed >= self.deadline:
+            self.stopped_at_deadline = step < total
+            return self._replan(step, step, total)
+        fits = step + int((self.deadline - elapsed) / max(per_step, 1e-9))
         if fits >= total or total - fits < max(1, self.min_cut_share * (total - step)):
             return None
         return self._replan(step, max(step, fits), total)
+
+    @property
+    def deadline(self) -> float:
+        """Seconds into the fine-tune at which it must end: earlier on a machine that slowed."""
+        return self.seconds - self.after_seconds * (self.slowdown - 1.0)
+
+    def _note_slowdown(self, per_step: float) -> None:
+        if self.reference_per_step is None:
+            self.reference_per_step = per_step
+            return
+        ratio = per_step / max(self.reference_per_step, 1e-9)
+        if ratio >= self.slowdown_tolerance:
+            self.slowdown = max(self.slowdown, ratio)
 
     def _replan(self, step: int, new_total: int, total: int) -> int | None:
         if new_total >= total:
@@ -224,6 +251,7 @@ class TimeBudget:
             "cut": steps < self.planned_steps,
             "replans": [list(r) for r in self.replans],
             "stopped_at_deadline": self.stopped_at_deadline,
+            "slowdown": round(self.slowdown, 2),
             "seconds_per_step": None
             if self.seconds_per_step is None
             else round(self.seconds_per_step, 4),
@@ -376,7 +404,11 @@ def _budget(params: dict[str, Any], replay, total_steps: int):
     """The time budget of this fine-tune, or the replay of a budgeted run's plan changes."""
     if replay is not None:
         return ReplayedBudget([list(r) for r in replay], total_steps)
-    return TimeBudget(float(params.get("time_budget", 0) or 0), total_steps)
+    return TimeBudget(
+        float(params.get("time_budget", 0) or 0),
+        total_steps,
+        after_seconds=float(params.get("time_budget_after", 0) or 0),
+    )
 
 
 def _progress_bar(total_steps: int, show: bool):
@@ -626,11 +658,12 @@ def shared_budget_check(
             -1.0 if cut is None else float(cut),
             budget.seconds_per_step or 0.0,
             float(budget.stopped_at_deadline),
+            budget.slowdown,
         ],
         dtype=torch.float64,
         device=accelerator.device,
     )
-    cut_to, per_step, stopped = broadcast(state, from_process=0).tolist()
+    cut_to, per_step, stopped, budget.slowdown = broadcast(state, from_process=0).tolist()
     if not accelerator.is_main_process:
         budget.seconds_per_step = per_step or None
         budget.stopped_at_deadline = bool(stopped)
