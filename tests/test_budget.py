@@ -64,14 +64,22 @@ def test_a_slower_machine_moves_the_deadline_for_the_work_after_the_fine_tune():
     assert blind_elapsed > 90.0 and blind_steps > steps + 40
 
 
-def test_batch_length_noise_is_not_a_slowdown():
-    """Steps that vary by +-15 % around one speed (batches of different lengths) leave the
-    deadline where it was: the same steps as a budget with nothing after the fine-tune."""
-    noise = np.random.default_rng(0).uniform(0.17, 0.23, size=2000)
-    budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20, after_seconds=50.0)
-    steps, _ = _drive(budget, lambda step: float(noise[step]))
-    alone = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20)
-    assert budget.slowdown == 1.0 and steps == _drive(alone, lambda step: float(noise[step]))[0]
+def test_long_batches_are_not_a_slower_machine():
+    """Length-bucketed batches: 40 short ones (16 tokens), then long ones (128), each step
+    costing its padded tokens at one speed (+-5 %). Per step that reads as 8x slower; per
+    token it is the same machine, so the deadline stays put and the plan counts the cost of
+    the batches that are left: the fine-tune uses its 100 s, without overrunning them."""
+    lengths = np.array([16] * 40 + [128] * 2000)
+    noise = np.random.default_rng(0).uniform(0.95, 1.05, size=len(lengths))
+    seconds = lambda step: 1e-4 * 32 * lengths[step - 1] * noise[step - 1]  # noqa: E731
+    costs = (32 * lengths[:1000]).tolist()
+    budget = TimeBudget(100.0, 1000, after_seconds=50.0, step_costs=costs)
+    steps, elapsed = _drive(budget, seconds)
+    long_step = 1e-4 * 32 * 128 * 1.05
+    assert budget.slowdown == 1.0 and 100.0 - 3 * long_step < elapsed <= 100.0 + long_step
+    per_step = TimeBudget(100.0, 1000, after_seconds=50.0)  # the same steps counted alike
+    _, per_step_elapsed = _drive(per_step, seconds)
+    assert per_step.slowdown > 2 and per_step_elapsed < 10.0  # stopped almost at once
 
 
 def test_budget_stops_at_the_deadline_when_the_estimate_is_wrong():

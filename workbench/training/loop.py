@@ -157,10 +157,15 @@ class TimeBudget:
     (``replans``: [step, new total]) so that ``ReplayedBudget`` can redo the same run on any
     machine without a clock.
 
+    ``step_costs`` (one per planned step: the batch's padded tokens) make the speed a speed
+    per token: length-bucketed batches differ several-fold in cost, so seconds per step alone
+    would read a run of long batches as a slower machine, and how many steps fit depends on
+    which batches are left. Without them every step costs the same.
+
     ``after_seconds`` is what the plan reserved for the work that follows the fine-tune (the
     head's encoding and fit, the export, scoring), at the speed measured before it. When the
-    steps become ``s`` times slower than at the first estimate (beyond ``slowdown_tolerance``:
-    batch lengths alone move a window's speed by a few percent), that work will be slower too,
+    steps become ``s`` times slower per token than at the first estimate (beyond
+    ``slowdown_tolerance``, which a window's noise stays under), that work will be slower too,
     so the deadline moves ``after_seconds * (s - 1)`` earlier to leave it the time.
     """
 
@@ -176,11 +181,17 @@ class TimeBudget:
     # Seconds already spent when the first step starts (tokenising): they count against the
     # budget but are not a step's cost, so the first estimate of the step time leaves them out.
     offset: float = 0.0
+    step_costs: list[float] | None = None
     after_seconds: float = 0.0
     slowdown_tolerance: float = 1.25
-    reference_per_step: float | None = None
+    reference_per_cost: float | None = None
     slowdown: float = 1.0  # the largest seen, beyond the tolerance (1.0: none)
     _times: list[float] = field(default_factory=list)
+    _cumulative: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.step_costs is not None:
+            self._cumulative = np.concatenate([[0.0], np.cumsum(self.step_costs, dtype=float)])
 
     def begin(self, elapsed: float) -> None:
         """Called as the first step starts, ``elapsed`` seconds into the fine-tune."""
@@ -208,29 +219,45 @@ class TimeBudget:
             return None
         recent = self._times[-(self.window + 1) :]
         if len(recent) > self.window:
-            per_step = (recent[-1] - recent[0]) / self.window
+            per_cost = (recent[-1] - recent[0]) / max(self._cost(step - self.window, step), 1e-9)
         else:
-            per_step = (elapsed - self.offset) / max(step, 1)
-        self.seconds_per_step = per_step
-        self._note_slowdown(per_step)
+            per_cost = (elapsed - self.offset) / max(self._cost(0, step), 1e-9)
+        self.seconds_per_step = per_cost * self._cost(0, step) / max(step, 1)
+        self._note_slowdown(per_cost)
         if elapsed >= self.deadline:
             self.stopped_at_deadline = step < total
             return self._replan(step, step, total)
-        fits = step + int((self.deadline - elapsed) / max(per_step, 1e-9))
+        fits = step + self._steps_within((self.deadline - elapsed) / max(per_cost, 1e-12), step)
         if fits >= total or total - fits < max(1, self.min_cut_share * (total - step)):
             return None
         return self._replan(step, max(step, fits), total)
+
+    def _cost(self, start: int, stop: int) -> float:
+        """The cost of steps ``start+1 .. stop`` (1 each without ``step_costs``)."""
+        if self.step_costs is None:
+            return float(stop - start)
+        return float(self._cumulative[stop] - self._cumulative[start])
+
+    def _steps_within(self, cost: float, step: int) -> int:
+        """How many steps after ``step`` cost at most ``cost`` together."""
+        if self.step_costs is None:
+            return int(cost)
+        return (
+            int(np.searchsorted(self._cumulative, self._cumulative[step] + cost, "right"))
+            - 1
+            - step
+        )
 
     @property
     def deadline(self) -> float:
         """Seconds into the fine-tune at which it must end: earlier on a machine that slowed."""
         return self.seconds - self.after_seconds * (self.slowdown - 1.0)
 
-    def _note_slowdown(self, per_step: float) -> None:
-        if self.reference_per_step is None:
-            self.reference_per_step = per_step
+    def _note_slowdown(self, per_cost: float) -> None:
+        if self.reference_per_cost is None:
+            self.reference_per_cost = per_cost
             return
-        ratio = per_step / max(self.reference_per_step, 1e-9)
+        ratio = per_cost / max(self.reference_per_cost, 1e-12)
         if ratio >= self.slowdown_tolerance:
             self.slowdown = max(self.slowdown, ratio)
 
@@ -353,7 +380,7 @@ def fit(
     per_epoch = len(plan[0]) if plan else 0
     total_steps = min(sum(len(p) for p in plan), math.ceil(float(params["epochs"]) * per_epoch))
     optimizer, scheduler = make_optimizer(model, params, total_steps, data.loss_module)
-    budget = _budget(params, replay, total_steps)
+    budget = _budget(params, replay, total_steps, [data.cost(b) for e in plan for b in e])
     device_type = torch.device(device).type
     use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -400,13 +427,14 @@ def fit(
     return _fit_result(losses, step, device, precision, data, budget, per_epoch, accelerator)
 
 
-def _budget(params: dict[str, Any], replay, total_steps: int):
+def _budget(params: dict[str, Any], replay, total_steps: int, step_costs: list[float]):
     """The time budget of this fine-tune, or the replay of a budgeted run's plan changes."""
     if replay is not None:
         return ReplayedBudget([list(r) for r in replay], total_steps)
     return TimeBudget(
         float(params.get("time_budget", 0) or 0),
         total_steps,
+        step_costs=step_costs[:total_steps],
         after_seconds=float(params.get("time_budget_after", 0) or 0),
     )
 
@@ -544,6 +572,13 @@ class _FitData:
         pos_b = None if by_label else np.array([tokens.index[t] for t in examples["b"]])
         targets = examples["label_id" if by_label else "score"].to_numpy()
         return cls(loss_module, tokens, pos_a, pos_b, targets)
+
+    def cost(self, batch: np.ndarray) -> float:
+        """A step's relative cost: the padded tokens of its batch (texts b included)."""
+        cost = len(batch) * int(self.tokens.lengths[self.pos_a[batch]].max(initial=1))
+        if self.pos_b is not None:
+            cost += len(batch) * int(self.tokens.lengths[self.pos_b[batch]].max(initial=1))
+        return float(cost)
 
     def prototypes(self) -> np.ndarray | None:
         """The learned category prototypes (``loss=softmax``), else None."""
