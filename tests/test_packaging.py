@@ -46,7 +46,9 @@ def test_unknown_model_paths_fail_with_one_line(tmp_path):
     from workbench.errors import BadInputError
     from workbench.models import load_model
 
-    with pytest.raises(BadInputError, match="does not exist; check the --model path"):
+    with pytest.raises(
+        BadInputError, match="does not exist; check the --model path or the base_model parameter"
+    ):
         load_model(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadInputError, match="is not a sentence-transformers folder"):

@@ -86,7 +86,10 @@ def check_model_path(name_or_path: str | os.PathLike) -> str:
         # The classes modules.json names are imported by sentence-transformers: allow-listed first.
         check_modules_json(local)
     elif resolved.startswith((".", "/", "~")) or resolved.count("/") > 1:
-        raise BadInputError(f"model not found: {resolved} does not exist; check the --model path")
+        raise BadInputError(
+            f"model not found: {resolved} does not exist; "
+            "check the --model path or the base_model parameter"
+        )
     return resolved
 
 
