@@ -53,7 +53,7 @@ def test_a_slower_machine_moves_the_deadline_for_the_work_after_the_fine_tune():
     at 60 s instead of 100 s, and records the slowdown for the card."""
     budget = TimeBudget(seconds=100.0, planned_steps=1000, probe_steps=20, after_seconds=20.0)
     steps, elapsed = _drive(budget, lambda step: 0.2 if step <= 150 else 0.6)
-    assert budget.slowdown == pytest.approx(3.0, abs=0.05)
+    assert budget.largest_slowdown == pytest.approx(3.0, abs=0.05)
     assert elapsed <= 60.0 + 0.6
     from workbench.modelcard import budget_sentence
 
@@ -76,10 +76,27 @@ def test_long_batches_are_not_a_slower_machine():
     budget = TimeBudget(100.0, 1000, after_seconds=50.0, step_costs=costs)
     steps, elapsed = _drive(budget, seconds)
     long_step = 1e-4 * 32 * 128 * 1.05
-    assert budget.slowdown == 1.0 and 100.0 - 3 * long_step < elapsed <= 100.0 + long_step
+    assert budget.largest_slowdown == 1.0 and 100.0 - 3 * long_step < elapsed <= 100.0 + long_step
     per_step = TimeBudget(100.0, 1000, after_seconds=50.0)  # the same steps counted alike
     _, per_step_elapsed = _drive(per_step, seconds)
     assert per_step.slowdown > 2 and per_step_elapsed < 10.0  # stopped almost at once
+
+
+def test_a_plan_cut_by_slow_first_steps_grows_back():
+    """The first 20 steps take 1 s each (one-time costs: kernels built per new shape), then
+    0.1 s: the first plan (at 5 s, 5 % of the budget) fits 95 more steps, the next ones see the real speed and grow the
+    plan back, so the fine-tune uses its budget instead of stopping at a fifth of it."""
+    budget = TimeBudget(seconds=100.0, planned_steps=5000, probe_steps=20)
+    steps, elapsed = _drive(budget, lambda step: 1.0 if step <= 20 else 0.1)
+    assert budget.replans[0] == [5, 100]  # 5 % of the budget gone: the first estimate
+    assert max(total for _, total in budget.replans) > 700 and 99.0 < elapsed <= 100.1
+    assert steps == budget.replans[-1][1] and budget.largest_slowdown == 1.0
+    replay = ReplayedBudget(budget.replans, 5000)
+    total, step = 5000, 0
+    while step < total:
+        step += 1
+        total = replay.check(step, 0.0, total) or total
+    assert step == steps
 
 
 def test_budget_stops_at_the_deadline_when_the_estimate_is_wrong():

@@ -150,10 +150,11 @@ class TimeBudget:
     """Keep the fine-tune inside ``seconds`` of wall clock, re-planned as training runs.
 
     After ``probe_steps`` steps (or 5 % of the budget), and at every step after, the speed of
-    the last ``window`` steps says how many steps still fit before the deadline; when fewer
-    than planned, the plan is cut to them (the caller refits the learning-rate schedule to the
-    new total). A machine that gets busy half-way is seen within ``window`` steps, and if the
-    deadline comes anyway the fine-tune stops there. Every change of plan is recorded
+    the last ``window`` steps says how many steps still fit before the deadline; when that
+    differs from the plan (fewer, or more up to ``planned_steps``: the first steps pay one-time
+    costs and overstate a step), the plan changes to them (the caller refits the learning-rate
+    schedule to the new total). A machine that gets busy half-way is seen within ``window``
+    steps, and if the deadline comes anyway the fine-tune stops there. Every change of plan is recorded
     (``replans``: [step, new total]) so that ``ReplayedBudget`` can redo the same run on any
     machine without a clock.
 
@@ -164,7 +165,7 @@ class TimeBudget:
 
     ``after_seconds`` is what the plan reserved for the work that follows the fine-tune (the
     head's encoding and fit, the export, scoring), at the speed measured before it. When the
-    steps become ``s`` times slower per token than at the first estimate (beyond
+    steps become ``s`` times slower per token than the fastest window seen (beyond
     ``slowdown_tolerance``, which a window's noise stays under), that work will be slower too,
     so the deadline moves ``after_seconds * (s - 1)`` earlier to leave it the time.
     """
@@ -173,7 +174,7 @@ class TimeBudget:
     planned_steps: int
     probe_steps: int = 20
     window: int = 20
-    # A new plan must cut at least this share of the steps left: no schedule rebuild per step.
+    # A new plan must change at least this share of the steps left: no schedule rebuild per step.
     min_cut_share: float = 0.01
     replans: list[list[int]] = field(default_factory=list)
     stopped_at_deadline: bool = False
@@ -184,8 +185,9 @@ class TimeBudget:
     step_costs: list[float] | None = None
     after_seconds: float = 0.0
     slowdown_tolerance: float = 1.25
-    reference_per_cost: float | None = None
-    slowdown: float = 1.0  # the largest seen, beyond the tolerance (1.0: none)
+    fastest_per_cost: float | None = None
+    slowdown: float = 1.0  # now, against the fastest window (1.0: within the tolerance)
+    largest_slowdown: float = 1.0
     _times: list[float] = field(default_factory=list)
     _cumulative: np.ndarray | None = field(default=None, repr=False)
 
@@ -228,9 +230,10 @@ class TimeBudget:
             self.stopped_at_deadline = step < total
             return self._replan(step, step, total)
         fits = step + self._steps_within((self.deadline - elapsed) / max(per_cost, 1e-12), step)
-        if fits >= total or total - fits < max(1, self.min_cut_share * (total - step)):
+        fits = min(max(step, fits), self.planned_steps)
+        if abs(fits - total) < max(1, self.min_cut_share * (total - step)):
             return None
-        return self._replan(step, max(step, fits), total)
+        return self._replan(step, fits, total)
 
     def _cost(self, start: int, stop: int) -> float:
         """The cost of steps ``start+1 .. stop`` (1 each without ``step_costs``)."""
@@ -254,15 +257,13 @@ class TimeBudget:
         return self.seconds - self.after_seconds * (self.slowdown - 1.0)
 
     def _note_slowdown(self, per_cost: float) -> None:
-        if self.reference_per_cost is None:
-            self.reference_per_cost = per_cost
-            return
-        ratio = per_cost / max(self.reference_per_cost, 1e-12)
-        if ratio >= self.slowdown_tolerance:
-            self.slowdown = max(self.slowdown, ratio)
+        self.fastest_per_cost = min(per_cost, self.fastest_per_cost or per_cost)
+        ratio = per_cost / max(self.fastest_per_cost, 1e-12)
+        self.slowdown = ratio if ratio >= self.slowdown_tolerance else 1.0
+        self.largest_slowdown = max(self.largest_slowdown, self.slowdown)
 
     def _replan(self, step: int, new_total: int, total: int) -> int | None:
-        if new_total >= total:
+        if new_total == total:
             return None
         self.replans.append([int(step), int(new_total)])
         return new_total
@@ -278,7 +279,7 @@ class TimeBudget:
             "cut": steps < self.planned_steps,
             "replans": [list(r) for r in self.replans],
             "stopped_at_deadline": self.stopped_at_deadline,
-            "slowdown": round(self.slowdown, 2),
+            "slowdown": round(self.largest_slowdown, 2),
             "seconds_per_step": None
             if self.seconds_per_step is None
             else round(self.seconds_per_step, 4),
@@ -693,12 +694,12 @@ def shared_budget_check(
             -1.0 if cut is None else float(cut),
             budget.seconds_per_step or 0.0,
             float(budget.stopped_at_deadline),
-            budget.slowdown,
+            budget.largest_slowdown,
         ],
         dtype=torch.float64,
         device=accelerator.device,
     )
-    cut_to, per_step, stopped, budget.slowdown = broadcast(state, from_process=0).tolist()
+    cut_to, per_step, stopped, budget.largest_slowdown = broadcast(state, from_process=0).tolist()
     if not accelerator.is_main_process:
         budget.seconds_per_step = per_step or None
         budget.stopped_at_deadline = bool(stopped)
