@@ -16,6 +16,9 @@ dict records which (``calibration``: ``validation``, ``cv`` or ``none``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +26,6 @@ import pandas as pd
 
 from workbench.embeddings import encode
 from workbench.errors import BadInputError
-from workbench.explore import sample_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -45,6 +47,69 @@ CLASS_WEIGHT_NOTE = (
 )
 
 
+@dataclass
+class EncodingDeadline:
+    """When the head must stop encoding its training tickets, so that what follows still fits.
+
+    ``at`` is a ``time.perf_counter()`` value; ``seconds_after(per_ticket, encoded)`` is what
+    must still run after the encoding (the head's fit, calibration, scoring), at the speed the
+    encoding itself shows. The tickets are encoded in ``chunk``-sized parts of a stratified
+    order (``stratified_order``), so a head stopped early learns from a stratified sample that
+    ``head_tickets=<encoded>`` redoes exactly; never fewer than ``floor``.
+    """
+
+    at: float
+    seconds_after: Callable[[float, int], float]
+    floor: int = 1000
+    chunk: int = 1024
+    encoded: int | None = None  # set when it stopped the encoding early
+    per_ticket: float | None = None  # seconds per ticket of the last part encoded
+
+
+def stratified_order(frame: pd.DataFrame, seed: int) -> np.ndarray:
+    """Positions of ``frame``'s rows in a seeded order whose every prefix has the categories in
+    the proportions of the whole (each category's shuffled rows spread evenly over the order)."""
+    rng = np.random.default_rng(seed)
+    labels = frame["label"].to_numpy()
+    keys = np.empty(len(frame))
+    for label in pd.unique(labels):
+        where = np.flatnonzero(labels == label)
+        keys[rng.permutation(where)] = (np.arange(len(where)) + rng.random()) / len(where)
+    return np.lexsort((rng.random(len(frame)), keys))
+
+
+def head_positions(train: pd.DataFrame, params: dict[str, Any], seed: int) -> np.ndarray:
+    """Positions in ``train`` of the tickets the head learns from (``head_tickets`` of them, 0 =
+    all), in ``stratified_order``: a shorter prefix of it is a smaller stratified sample."""
+    return stratified_order(train, seed)[: head_ticket_count(params, len(train))]
+
+
+def _encode_head_rows(model, train: pd.DataFrame, positions, deadline: EncodingDeadline | None):
+    """The head's rows and their embeddings, or those of the prefix of ``positions`` encoded
+    before ``deadline``; both in ``train``'s order (the fit's cross-validation folds follow it)."""
+    texts = train["text"].iloc[positions].tolist()
+    if deadline is None or len(texts) <= deadline.floor:
+        vectors = encode(model, texts, description="encoding training tickets")
+    else:
+        parts, done = [], 0
+        while done < len(texts):
+            started = time.perf_counter()
+            part = texts[done : done + deadline.chunk]
+            parts.append(encode(model, part, description="encoding training tickets"))
+            done += len(part)
+            deadline.per_ticket = per_ticket = (time.perf_counter() - started) / len(part)
+            upcoming = min(deadline.chunk, len(texts) - done)
+            needed = per_ticket * upcoming + deadline.seconds_after(per_ticket, done + upcoming)
+            late = time.perf_counter() + needed > deadline.at
+            if done < len(texts) and done >= deadline.floor and late:
+                deadline.encoded = done
+                break
+        vectors = np.concatenate(parts)
+        positions = positions[: len(vectors)]
+    in_order = np.argsort(positions, kind="stable")
+    return train.iloc[positions[in_order]], vectors[in_order]
+
+
 def fit_head(
     model: SentenceTransformer,
     train: pd.DataFrame,
@@ -54,6 +119,7 @@ def fit_head(
     prototypes: np.ndarray | None = None,
     validation: pd.DataFrame | None = None,
     method: str = CALIBRATION_METHOD,
+    deadline: EncodingDeadline | None = None,
 ) -> dict[str, Any] | None:
     """The classifier on top of the fine-tuned model.
 
@@ -61,7 +127,8 @@ def fit_head(
     ``loss=softmax``; ``logreg``: logistic regression on the embeddings; ``fusion``: a linear SVM
     on word+char TF-IDF ⊕ the embeddings. ``logreg`` and ``fusion`` are fitted on ``train`` and
     calibrated on ``validation`` (see the module docstring); the temperature of the cosine heads
-    is fitted by ``workbench.calibration.fit_model_temperature``.
+    is fitted by ``workbench.calibration.fit_model_temperature``. Under a time budget,
+    ``deadline`` may stop the encoding of the training tickets early (see ``EncodingDeadline``).
     """
     # Learned prototypes travel with any head: they place the categories on the maps.
     learned = {} if prototypes is None else {"prototypes": prototypes, "scale": SOFTMAX_SCALE}
@@ -71,13 +138,11 @@ def fit_head(
         if prototypes is None:
             raise BadInputError("head=prototypes needs loss=softmax")
         return {"kind": "prototypes", **learned}
-    frame = train
-    if head_ticket_count(params, len(train)) < len(train):
-        frame = sample_rows(train, int(params["head_tickets"]), seed)
+    # Cached under the fine-tuned model's fingerprint: notebooks 03/04 ask for them again.
+    positions = head_positions(train, params, seed)
+    frame, vectors = _encode_head_rows(model, train, positions, deadline)
     texts = frame["text"].tolist()
     y = frame["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
-    # Cached under the fine-tuned model's fingerprint: notebooks 03/04 ask for them again.
-    vectors = encode(model, texts, description="encoding training tickets")
     held_out = _held_out(validation, labels, set(np.unique(y)))
     if held_out is not None:
         held_texts = held_out["text"].tolist()

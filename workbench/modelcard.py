@@ -253,16 +253,13 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
             f"; to fit the budget the head learned from a stratified sample of "
             f"{head['to']:,} of the {head['from']:,} training tickets"
         )
+        if head.get("at_deadline"):
+            limit += " (the machine slowed down after the fine-tune: its encoding stopped there)"
     if budget.get("command_seconds"):
         limit += f"; the whole training took {budget['command_seconds'] / 60:.1f} min"
     if not budget["cut"]:
         return f"{limit}; not reached (all {budget['planned_steps']} planned steps trained)"
     stopped = " and stopped at its deadline" if budget.get("stopped_at_deadline") else ""
-    if budget.get("slowdown", 1.0) > 1.0:
-        stopped += (
-            f"; its steps became {budget['slowdown']:.1f}x slower than measured at the start (the "
-            "machine got busier), so it ended earlier to leave the work after it the time"
-        )
     per_step = budget.get("seconds_per_step")
     return (
         f"{limit}; cut by the time budget on this machine: the fine-tune trained "

@@ -21,7 +21,13 @@ from workbench.embeddings import encode
 from workbench.errors import BadInputError
 from workbench.evaluation import loss_figure
 from workbench.explore import sample_rows
-from workbench.heads import check_head_fits, fit_fusion, fit_head, head_ticket_count
+from workbench.heads import (
+    EncodingDeadline,
+    check_head_fits,
+    fit_fusion,
+    fit_head,
+    head_ticket_count,
+)
 from workbench.heads_io import save_head
 from workbench.labels import label_texts, load_options_of, minimum_class_size
 from workbench.models import load_model, torch_threads
@@ -89,17 +95,10 @@ def train(
         # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits
         # the head, evaluates and writes the folder (no duplicate or half-written files).
         return TrainingResult(out_dir=out_dir, recipe={}, metrics={}, log=result.log, written=False)
-    replayed_export = not job.replay or job.replay.get("export", True)
-    export = job.params["inference"] != "torch" and replayed_export
-    if tuned.reserve:
-        deadline = job.command_started + tuned.reserve["total_seconds"]
-        job.params, export = fit_after_fine_tune(
-            tuned.model, job.params, job.split, tuned.reserve, deadline, export
-        )
     # Validation is split once by seed: the probabilities are calibrated on one part, the
     # routing operating point certified on the other, which nothing was fitted on (routing.py).
     temperature_part, routing_part = routing.split_validation(job.split.validation, seed)
-    head, temperature = _fit_head_and_temperature(job, tuned, temperature_part)
+    head, temperature, export = _head_within_budget(job, tuned, temperature_part)
     training_seconds = time.perf_counter() - tuned.started
     budget = result.budget if tuned.reserve is None else {**(result.budget or {}), **tuned.reserve}
 
@@ -232,8 +231,29 @@ def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int)
     return _FineTune(model, examples, result, reserve, started)
 
 
-def _fit_head_and_temperature(job: _Job, tuned: _FineTune, temperature_part: pd.DataFrame):
-    """The head (calibrated on ``temperature_part``) and the cosine classifiers' temperature."""
+def _head_within_budget(job: _Job, tuned: _FineTune, temperature_part: pd.DataFrame):
+    """The head and temperature, and whether to export, with what the time budget left: the
+    head's sample and the export re-decided from the time really left after the fine-tune,
+    and again after the head's encoding (which may stop at the deadline)."""
+    replayed_export = not job.replay or job.replay.get("export", True)
+    export = job.params["inference"] != "torch" and replayed_export
+    if not tuned.reserve:
+        return (*_fit_head_and_temperature(job, tuned, temperature_part), export)
+    deadline = job.command_started + tuned.reserve["total_seconds"]
+    job.params, export = fit_after_fine_tune(
+        tuned.model, job.params, job.split, tuned.reserve, deadline, export
+    )
+    encoding = head_encoding_deadline(tuned.reserve, job.split, deadline)
+    head, temperature = _fit_head_and_temperature(job, tuned, temperature_part, encoding)
+    job.params, export = after_head_encoding(tuned.reserve, job.params, job.split, encoding, export)
+    return head, temperature, export
+
+
+def _fit_head_and_temperature(
+    job: _Job, tuned: _FineTune, temperature_part: pd.DataFrame, deadline=None
+):
+    """The head (calibrated on ``temperature_part``) and the cosine classifiers' temperature;
+    ``deadline`` (an ``EncodingDeadline``) may stop the head's encoding early."""
     model, prototypes = tuned.model, tuned.result.prototypes
     head = fit_head(
         model,
@@ -243,6 +263,7 @@ def _fit_head_and_temperature(job: _Job, tuned: _FineTune, temperature_part: pd.
         job.seed,
         prototypes,
         validation=temperature_part,
+        deadline=deadline,
     )
     temperature = fit_model_temperature(
         model, temperature_part, job.labels, job.params, prototypes, job.descriptions
@@ -489,6 +510,9 @@ EXPORT_SCALE = (0.5, 3.0)
 # the head learns from a stratified sample of the training tickets (never fewer than the floor).
 HEAD_SHARE_OF_BUDGET = 0.5
 MIN_HEAD_TICKETS = 5000
+# A machine that slows down after the head was sized stops its encoding at the deadline; the
+# head keeps at least this many tickets (125 per category for eight) even if that overruns.
+HEAD_TICKETS_AT_DEADLINE = 1000
 EXPORT_ENCODES_PER_CHECK_TICKET = 3  # PyTorch reference + four backends, int8 ones faster
 HEADS_THAT_ENCODE = {"logreg", "fusion"}
 HEAD_PROBE_TICKETS = (400, 800)
@@ -558,9 +582,7 @@ def plan_time_budget(
             f"{reserved / 60:.0f} min here; raise time_budget or lower validation_size / "
             "head_tickets"
         )
-    # The fine-tune moves its deadline earlier when its steps slow down (TimeBudget), by this
-    # much times the slowdown: what comes after it slows down with them.
-    return {**params, "time_budget": fine_tune, "time_budget_after": reserved}, plan
+    return {**params, "time_budget": fine_tune}, plan
 
 
 def _encode_seconds_per_ticket(model, texts: list[str]) -> float:
@@ -634,9 +656,7 @@ def fit_after_fine_tune(
     per_ticket = _encode_seconds_per_ticket(model, probe)
     slower = per_ticket / max(plan["encode_seconds_per_ticket"], 1e-9)
     scoring = per_ticket * plan["scoring_tickets"]
-    export_seconds = plan["export_seconds"] * float(np.clip(slower, *EXPORT_SCALE)) + per_ticket * (
-        EXPORT_ENCODES_PER_CHECK_TICKET * min(EXPORT_CHECK_TICKETS, len(split.validation))
-    )
+    export_seconds = _export_seconds(plan, per_ticket, len(split.validation))
     head_tickets = 0
     fit_per_ticket = plan["head_fit_seconds_per_ticket"] * slower
     planned = plan.pop("head_tickets_cut", None)
@@ -661,6 +681,50 @@ def fit_after_fine_tune(
         "planned_head_tickets": planned["to"] if planned else head_tickets,
         "export": export,
     }
+    return params, export
+
+
+def _export_seconds(plan: dict[str, Any], per_ticket: float, validation_tickets: int) -> float:
+    """The export and its checks at ``per_ticket`` seconds per encoded ticket."""
+    slower = per_ticket / max(plan["encode_seconds_per_ticket"], 1e-9)
+    checked = EXPORT_ENCODES_PER_CHECK_TICKET * min(EXPORT_CHECK_TICKETS, validation_tickets)
+    return plan["export_seconds"] * float(np.clip(slower, *EXPORT_SCALE)) + per_ticket * checked
+
+
+def head_encoding_deadline(plan: dict[str, Any], split, deadline: float) -> EncodingDeadline:
+    """Stop the head's encoding early if the machine slows down after ``fit_after_fine_tune``
+    sized it: the head's fit, its calibration and scoring validation and test must still end
+    before ``deadline`` at the speed the encoding shows. The export gives way first (it is
+    re-decided after the head, ``after_head_encoding``), so it is not counted here."""
+
+    def seconds_after(per_ticket: float, encoded: int) -> float:
+        slower = per_ticket / max(plan["encode_seconds_per_ticket"], 1e-9)
+        fit = plan["head_fit_seconds_per_ticket"] * slower * encoded
+        return fit + per_ticket * (len(split.validation) + plan["scoring_tickets"])
+
+    return EncodingDeadline(
+        at=deadline, seconds_after=seconds_after, floor=HEAD_TICKETS_AT_DEADLINE
+    )
+
+
+def after_head_encoding(
+    plan: dict[str, Any], params: dict[str, Any], split, deadline: EncodingDeadline, export: bool
+) -> tuple[dict[str, Any], bool]:
+    """Record a head whose encoding stopped at the deadline (``head_tickets`` = what it learned
+    from, so a replay redoes it) and drop the export if the speed now says it no longer fits."""
+    after = plan.setdefault("after_fine_tune", {})
+    if deadline.encoded is not None:
+        planned = head_ticket_count(params, len(split.train))
+        plan["head_tickets_cut"] = {"from": planned, "to": deadline.encoded, "at_deadline": True}
+        params = {**params, "head_tickets": deadline.encoded}
+        after["head_tickets"] = deadline.encoded
+    if export and deadline.per_ticket is not None:
+        needed = _export_seconds(plan, deadline.per_ticket, len(split.validation))
+        needed += deadline.per_ticket * plan["scoring_tickets"]
+        if time.perf_counter() + needed > deadline.at:
+            export = False
+            after["export"] = False
+            after["export_dropped_after_head"] = True
     return params, export
 
 

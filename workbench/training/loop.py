@@ -163,19 +163,16 @@ class TimeBudget:
     would read a run of long batches as a slower machine, and how many steps fit depends on
     which batches are left. Without them every step costs the same.
 
-    ``after_seconds`` is what the plan reserved for the work that follows the fine-tune (the
-    head's encoding and fit, the export, scoring), at the speed measured before it. When the
-    steps become ``s`` times slower per token than the fastest window seen (beyond
-    ``slowdown_tolerance``, which a window's noise stays under), that work will be slower too,
-    so the deadline moves ``after_seconds * (s - 1)`` earlier to leave it the time.
     """
 
     seconds: float
     planned_steps: int
     probe_steps: int = 20
     window: int = 20
-    # A new plan must change at least this share of the steps left: no schedule rebuild per step.
+    # A new plan must cut at least this share of the steps left, or add at least
+    # ``min_growth_share``: no schedule rebuild per step for a window's noise.
     min_cut_share: float = 0.01
+    min_growth_share: float = 0.05
     replans: list[list[int]] = field(default_factory=list)
     stopped_at_deadline: bool = False
     seconds_per_step: float | None = None
@@ -183,11 +180,6 @@ class TimeBudget:
     # budget but are not a step's cost, so the first estimate of the step time leaves them out.
     offset: float = 0.0
     step_costs: list[float] | None = None
-    after_seconds: float = 0.0
-    slowdown_tolerance: float = 1.25
-    fastest_per_cost: float | None = None
-    slowdown: float = 1.0  # now, against the fastest window (1.0: within the tolerance)
-    largest_slowdown: float = 1.0
     _times: list[float] = field(default_factory=list)
     _cumulative: np.ndarray | None = field(default=None, repr=False)
 
@@ -214,7 +206,7 @@ class TimeBudget:
             return None
         total = self.planned_steps if total is None else total
         self._times.append(elapsed)
-        if elapsed >= self.deadline:
+        if elapsed >= self.seconds:
             self.stopped_at_deadline = step < total
             return self._replan(step, step, total)
         if step < min(self.probe_steps, total) and elapsed - self.offset < 0.05 * self.seconds:
@@ -225,13 +217,12 @@ class TimeBudget:
         else:
             per_cost = (elapsed - self.offset) / max(self._cost(0, step), 1e-9)
         self.seconds_per_step = per_cost * self._cost(0, step) / max(step, 1)
-        self._note_slowdown(per_cost)
-        if elapsed >= self.deadline:
-            self.stopped_at_deadline = step < total
-            return self._replan(step, step, total)
-        fits = step + self._steps_within((self.deadline - elapsed) / max(per_cost, 1e-12), step)
+        fits = step + self._steps_within((self.seconds - elapsed) / max(per_cost, 1e-12), step)
         fits = min(max(step, fits), self.planned_steps)
-        if abs(fits - total) < max(1, self.min_cut_share * (total - step)):
+        left = total - step
+        if total - fits < max(1, self.min_cut_share * left) and fits - total < max(
+            1, self.min_growth_share * left
+        ):
             return None
         return self._replan(step, fits, total)
 
@@ -251,17 +242,6 @@ class TimeBudget:
             - step
         )
 
-    @property
-    def deadline(self) -> float:
-        """Seconds into the fine-tune at which it must end: earlier on a machine that slowed."""
-        return self.seconds - self.after_seconds * (self.slowdown - 1.0)
-
-    def _note_slowdown(self, per_cost: float) -> None:
-        self.fastest_per_cost = min(per_cost, self.fastest_per_cost or per_cost)
-        ratio = per_cost / max(self.fastest_per_cost, 1e-12)
-        self.slowdown = ratio if ratio >= self.slowdown_tolerance else 1.0
-        self.largest_slowdown = max(self.largest_slowdown, self.slowdown)
-
     def _replan(self, step: int, new_total: int, total: int) -> int | None:
         if new_total == total:
             return None
@@ -279,7 +259,6 @@ class TimeBudget:
             "cut": steps < self.planned_steps,
             "replans": [list(r) for r in self.replans],
             "stopped_at_deadline": self.stopped_at_deadline,
-            "slowdown": round(self.largest_slowdown, 2),
             "seconds_per_step": None
             if self.seconds_per_step is None
             else round(self.seconds_per_step, 4),
@@ -436,7 +415,6 @@ def _budget(params: dict[str, Any], replay, total_steps: int, step_costs: list[f
         float(params.get("time_budget", 0) or 0),
         total_steps,
         step_costs=step_costs[:total_steps],
-        after_seconds=float(params.get("time_budget_after", 0) or 0),
     )
 
 
@@ -694,12 +672,11 @@ def shared_budget_check(
             -1.0 if cut is None else float(cut),
             budget.seconds_per_step or 0.0,
             float(budget.stopped_at_deadline),
-            budget.largest_slowdown,
         ],
         dtype=torch.float64,
         device=accelerator.device,
     )
-    cut_to, per_step, stopped, budget.largest_slowdown = broadcast(state, from_process=0).tolist()
+    cut_to, per_step, stopped = broadcast(state, from_process=0).tolist()
     if not accelerator.is_main_process:
         budget.seconds_per_step = per_step or None
         budget.stopped_at_deadline = bool(stopped)
