@@ -203,8 +203,8 @@ def test_every_prefix_of_the_heads_order_is_a_stratified_sample():
 def test_a_head_stopped_at_the_deadline_is_recorded_and_replayed(
     small_sample, tmp_path, monkeypatch
 ):
-    """The machine slows down after the fine-tune (here: the head's deadline is already past):
-    the head's encoding stops after its floor, the head learns from that stratified prefix,
+    """The machine slows down after the fine-tune (here: the head, cut to 150 tickets after the
+    fine-tune, finds its deadline already past): the head's encoding stops after its floor, the head learns from that stratified prefix,
     the export gives way, the card says so, and --replay redoes the same head."""
     from workbench.cli import main
     from workbench.data import load_tickets
@@ -218,6 +218,15 @@ def test_a_head_stopped_at_the_deadline_is_recorded_and_replayed(
         return late
 
     monkeypatch.setattr(folder, "head_encoding_deadline", already_late)
+    sized = folder.fit_after_fine_tune
+
+    def sized_to_150(model, params, split, plan, deadline, export):
+        # As on a busy machine: the head was already cut after the fine-tune, from all 224.
+        params, export = sized(model, params, split, plan, deadline, export)
+        plan["head_tickets_cut"] = {"from": 224, "to": 150, "after_fine_tune": True}
+        return {**params, "head_tickets": 150}, export
+
+    monkeypatch.setattr(folder, "fit_after_fine_tune", sized_to_150)
     _simulated_clock(monkeypatch)
     overrides = {"epochs": 0.2, "batch_size": 8, "max_seq_length": 16, "time_budget": "10m"}
     data = load_tickets(small_sample)

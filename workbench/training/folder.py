@@ -714,7 +714,9 @@ def after_head_encoding(
     from, so a replay redoes it) and drop the export if the speed now says it no longer fits."""
     after = plan.setdefault("after_fine_tune", {})
     if deadline.encoded is not None:
-        planned = head_ticket_count(params, len(split.train))
+        # "from": what the head would learn from without a clock (an earlier cut's own "from").
+        earlier = plan.get("head_tickets_cut") or {}
+        planned = earlier.get("from", head_ticket_count(params, len(split.train)))
         plan["head_tickets_cut"] = {"from": planned, "to": deadline.encoded, "at_deadline": True}
         params = {**params, "head_tickets": deadline.encoded}
         after["head_tickets"] = deadline.encoded
