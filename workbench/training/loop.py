@@ -154,15 +154,14 @@ class TimeBudget:
     differs from the plan (fewer, or more up to ``planned_steps``: the first steps pay one-time
     costs and overstate a step), the plan changes to them (the caller refits the learning-rate
     schedule to the new total). A machine that gets busy half-way is seen within ``window``
-    steps, and if the deadline comes anyway the fine-tune stops there. Every change of plan is recorded
-    (``replans``: [step, new total]) so that ``ReplayedBudget`` can redo the same run on any
-    machine without a clock.
+    steps, and if the deadline comes anyway the fine-tune stops there. Every change of plan is
+    recorded (``replans``: [step, new total]) so that ``ReplayedBudget`` can redo the same run
+    on any machine without a clock.
 
     ``step_costs`` (one per planned step: the batch's padded tokens) make the speed a speed
     per token: length-bucketed batches differ several-fold in cost, so seconds per step alone
     would read a run of long batches as a slower machine, and how many steps fit depends on
     which batches are left. Without them every step costs the same.
-
     """
 
     seconds: float
