@@ -500,3 +500,34 @@ def test_model_card_of_an_encoder_left_as_it_is_does_not_say_fine_tuned(small_sa
     assert "fine-tuned from" in _details_lines({**record, "steps": 12}, split)[2]
     untouched = _details_lines({**record, "steps": 0}, split)[2]
     assert "used as it is (no fine-tune step)" in untouched and "fine-tuned" not in untouched
+
+
+def test_training_seeds_on_one_split(tmp_path, small_sample, trained_dir):
+    """``--param split_seed`` keeps the split while ``--seed`` changes the fine-tune: two seeds'
+    models are scored on the same tickets, and ``--replay`` keeps both seeds."""
+    from conftest import TINY_TRAINING
+
+    from workbench.cli import main
+    from workbench.training.folder import replay_settings
+
+    out = tmp_path / "seed7"
+    args = ["train", "--data", str(small_sample), "--recipe", "seed", "--out", str(out)]
+    assert main([*args, *TINY_TRAINING, "--seed", "7", "--param", "split_seed=42"]) == 0
+    record = json.loads((out / "recipe.json").read_text())
+    reference = json.loads((trained_dir / "recipe.json").read_text())
+    assert record["seed"] == 7 and record["split"]["seed"] == 42 == reference["split"]["seed"]
+    assert record["routing_split"]["seed"] == 42
+    first = pd.read_csv(trained_dir / "predictions.csv")
+    second = pd.read_csv(out / "predictions.csv")
+    assert sorted(first["text"]) == sorted(second["text"])  # the same test tickets
+    # ...and another fine-tune: seed 7 drew other training pairs.
+    losses = [pd.read_csv(d / "training_log.csv")["loss"].tolist() for d in (trained_dir, out)]
+    assert losses[0] != losses[1]
+    _recipe, _params, seed, _replay, sizes = replay_settings(out)
+    assert seed == 7 and sizes["split_seed"] == 42
+
+    other = tmp_path / "seed7-own-split"
+    assert main([*args[:-1], str(other), *TINY_TRAINING, "--seed", "7"]) == 0
+    own = pd.read_csv(other / "predictions.csv")
+    assert json.loads((other / "recipe.json").read_text())["split"]["seed"] == 7
+    assert sorted(own["text"]) != sorted(first["text"])

@@ -132,7 +132,8 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a recipe parameter, e.g. epochs=2 (also test_size, validation_size)",
+        help="override a recipe parameter, e.g. epochs=2 (also test_size, validation_size, and "
+        "split_seed: the split's own seed, default --seed)",
     )
     train.add_argument("--out", required=True, help="training folder to write")
     train.add_argument("--seed", type=int, default=42)
@@ -488,7 +489,7 @@ def _launch_processes(args: argparse.Namespace) -> int:
     return code
 
 
-SPLIT_KEYS = {"test_size", "validation_size"}
+SPLIT_KEYS = {"test_size", "validation_size", "split_seed"}
 
 
 def _without_processes(argv: list[str]) -> list[str]:

@@ -108,7 +108,7 @@ def _data_lines(record: dict[str, Any], split: Split) -> list[str]:
         "",
         f"- **File:** `{data['path']}` (SHA-256 `{data['sha256']}`), {data['rows_used']} tickets used"
         + (f", dropped: {data['dropped']}" if data.get("dropped") else ""),
-        f"- **Split (seed {record['seed']}):** train {record['split']['train']}, validation "
+        f"- **Split (seed {record['split'].get('seed', record['seed'])}):** train {record['split']['train']}, validation "
         f"{record['split']['validation']}, test {record['split']['test']}",
         f"- **Training examples:** {examples['count']} {pair_kind}"
         + (

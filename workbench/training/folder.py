@@ -66,8 +66,13 @@ def train(
     started_at: float | None = None,
     fit_callback=None,
     fit_callback_every: int = 0,
+    split_seed: int | None = None,
 ) -> TrainingResult:
     """Fine-tune on the training split and write the whole training folder.
+
+    ``split_seed`` (default: ``seed``) draws the split and validation's two parts; ``seed`` the
+    fine-tune. Several seeds on one split measure the fine-tune's own spread, and their models
+    are scored on the same tickets (an ensemble of them is too).
 
     ``time_budget`` bounds the whole call from ``started_at`` (a ``time.perf_counter()`` value;
     default: now), see ``plan_time_budget`` and ``fit_after_fine_tune``. ``replay`` (a budgeted
@@ -86,18 +91,21 @@ def train(
     ``out_dir`` gets model/, labels.json, head.skops (if any), recipe.json, training_log.csv,
     README.md (model card), metrics.json, predictions.csv (test split) and loss_curve.html.
     """
-    job = _prepare(
-        data, out_dir, recipe, overrides, seed, test_size, validation_size, replay, started_at
-    )
+    sizes = {
+        "test_size": test_size,
+        "validation_size": validation_size,
+        "seed": seed if split_seed is None else split_seed,
+    }
+    job = _prepare(data, out_dir, recipe, overrides, seed, sizes, replay, started_at)
     tuned = _fine_tune(job, progress, fit_callback, fit_callback_every)
     result, out_dir = tuned.result, job.out_dir
     if not result.main_process:
         # The other ranks of a multi-process run only shared the fine-tune; rank 0 alone fits
         # the head, evaluates and writes the folder (no duplicate or half-written files).
         return TrainingResult(out_dir=out_dir, recipe={}, metrics={}, log=result.log, written=False)
-    # Validation is split once by seed: the probabilities are calibrated on one part, the
-    # routing operating point certified on the other, which nothing was fitted on (routing.py).
-    temperature_part, routing_part = routing.split_validation(job.split.validation, seed)
+    # Validation is split once by the split's seed: the probabilities are calibrated on one
+    # part, the routing operating point certified on the other, which nothing was fitted on.
+    temperature_part, routing_part = routing.split_validation(job.split.validation, job.split.seed)
     head, temperature, export = _head_within_budget(job, tuned, temperature_part)
     training_seconds = time.perf_counter() - tuned.started
     budget = result.budget if tuned.reserve is None else {**(result.budget or {}), **tuned.reserve}
@@ -134,7 +142,7 @@ class _Job:
     seed: int
     data: TicketData
     split: Any  # data.Split
-    sizes: dict[str, float]  # test_size, validation_size
+    sizes: dict[str, float]  # test_size, validation_size, seed (of the split)
     descriptions: dict[str, str]
     routing_options: dict[str, Any]
     replay: dict[str, Any] | None
@@ -150,9 +158,7 @@ class _Job:
         return pd.concat([self.split.train["text"], self.split.validation["text"]])
 
 
-def _prepare(
-    data, out_dir, recipe, overrides, seed, test_size, validation_size, replay, started_at
-) -> _Job:
+def _prepare(data, out_dir, recipe, overrides, seed, sizes, replay, started_at) -> _Job:
     """Resolve the recipe (and a replay), check the output folder, split the tickets."""
     command_started = time.perf_counter() if started_at is None else started_at
     if isinstance(replay, str | Path):
@@ -169,8 +175,7 @@ def _prepare(
         raise BadInputError(
             f"--out {out_dir} exists and is not a training folder; choose a new or empty folder"
         )
-    split = split_tickets(data, test_size=test_size, validation_size=validation_size, seed=seed)
-    sizes = {"test_size": test_size, "validation_size": validation_size}
+    split = split_tickets(data, **sizes)
     return _Job(
         name,
         params,
@@ -329,7 +334,7 @@ def _training_record(
         "routing_split": {
             "temperature_tickets": len(parts[0]),
             "routing_tickets": len(parts[1]),
-            "seed": job.seed,
+            "seed": job.split.seed,
         },
         "seen_texts": seen_texts_record(job.out_dir / "model"),
         "packages": runinfo.package_versions(),
@@ -454,6 +459,7 @@ def train_file(
     test_size = float(overrides.pop("test_size", 0.2))
     given_validation = overrides.get("validation_size")
     validation_size = float(overrides.pop("validation_size", 0.1))
+    split_seed = overrides.pop("split_seed", None)
     final_from = None
     options: dict[str, Any] = {
         "text_column": text_column or "Document",
@@ -490,6 +496,7 @@ def train_file(
         final_from=final_from,
         replay=replayed,
         started_at=started_at,
+        split_seed=None if split_seed is None or final else int(split_seed),
     )
 
 
@@ -764,6 +771,7 @@ def replay_settings(folder: str | Path) -> tuple[str, dict[str, Any], int, dict[
     sizes = {
         "test_size": float(split.get("test_size", 0.2)),
         "validation_size": float(split.get("validation_size", 0.1)),
+        "split_seed": int(split.get("seed", record.get("seed", 42))),
     }
     params = {k: v for k, v in record["params"].items() if k != "time_budget"}
     return str(record["recipe"]), params, int(record.get("seed", 42)), replay, sizes
