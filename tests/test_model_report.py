@@ -124,6 +124,7 @@ def test_final_refit_uses_every_row_and_records_the_expected_quality(
     assert record["split"] == {
         "test_size": 0.0,
         "validation_size": 0.1,
+        "seed": 42,  # the evaluated run's split seed: the same validation share stays out
         "train": 288,
         "validation": 32,
         "test": 0,
