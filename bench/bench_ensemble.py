@@ -81,13 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.classifier import load_classifier
     from workbench.data import load_tickets, split_tickets
     from workbench.heads import word_char_vectorizer
+    from workbench.runinfo import cpu_flags
 
     started = time.perf_counter()
-    text = Path("/proc/cpuinfo").read_text()
-    emit(
-        cpu_flags=" ".join(f for f in ("avx512_bf16", "avx2") if f in text.split()),
-        load=os.getloadavg()[0],
-    )
+    emit(cpu_flags=cpu_flags(), load=os.getloadavg()[0])
     data = load_tickets(args.data)
     if data.sha256 != splits[0]["sha256"]:
         print(f"{args.data}: not the file the members trained on (SHA-256)", file=sys.stderr)

@@ -115,13 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.data import load_tickets, split_tickets
     from workbench.heads import word_char_vectorizer
     from workbench.label_issues import find_label_issues, out_of_sample_probabilities, text_features
+    from workbench.runinfo import cpu_flags
 
     started = time.perf_counter()
-    text = Path("/proc/cpuinfo").read_text()
-    emit(
-        cpu_flags=" ".join(f for f in ("avx512_bf16", "avx2") if f in text.split()),
-        load=os.getloadavg()[0],
-    )
+    emit(cpu_flags=cpu_flags(), load=os.getloadavg()[0])
     data = load_tickets(args.data)
     split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
     classifier = load_classifier(args.model)

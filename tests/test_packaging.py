@@ -58,3 +58,14 @@ def test_unknown_model_paths_fail_with_one_line(tmp_path):
     ) as error:
         load_model("nobody/such-model-offline")
     assert "\n" not in str(error.value)
+
+
+def test_cpu_flags_name_the_speed_units(tmp_path):
+    """Every run records which bf16/AVX units its timings came from."""
+    from workbench.runinfo import cpu_flags, environment
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\nflags : avx2\n")
+    assert cpu_flags(cpuinfo) == "avx2 avx512_bf16"
+    assert cpu_flags(tmp_path / "missing") == ""
+    assert set(environment()["cpu_flags"].split()) <= {"avx2", "avx512_bf16", "amx_tile"}

@@ -531,3 +531,21 @@ def test_training_seeds_on_one_split(tmp_path, small_sample, trained_dir):
     own = pd.read_csv(other / "predictions.csv")
     assert json.loads((other / "recipe.json").read_text())["split"]["seed"] == 7
     assert sorted(own["text"]) != sorted(first["text"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--param", "split_seed=abc"], "parameter split_seed='abc' must be a whole number"),
+        (["--param", "split_seed=1.5"], "parameter split_seed=1.5 must be a whole number"),
+        (["--param", "split_seed=3", "--final", "x"], "--param split_seed with --final"),
+    ],
+)
+def test_bad_split_seed_is_one_line(tmp_path, small_sample, capsys, extra, message):
+    from workbench.cli import main
+
+    args = ["train", "--data", str(small_sample), "--out", str(tmp_path / "run"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

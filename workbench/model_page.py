@@ -26,6 +26,7 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     folder = Path(training_dir)
     record = read_recipe(folder)
     data = record.get("data", {})
+    split_seed = record.get("split", {}).get("seed", record.get("seed", "?"))
     wb.kpis(
         {
             "recipe": record.get("recipe", "?"),
@@ -37,7 +38,7 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     )
     wb.note(
         f"Trained on {Path(str(data.get('path', '?'))).name} (SHA-256 {str(data.get('sha256', ''))[:12]}…, "
-        f"{data.get('rows_used', '?')} tickets, split seed {record.get('split', {}).get('seed', record.get('seed', '?'))}: "
+        f"{data.get('rows_used', '?')} tickets, split seed {split_seed}: "
         + ", ".join(
             f"{k} {v}"
             for k, v in record.get("split", {}).items()

@@ -95,7 +95,7 @@ def _details_lines(record: dict[str, Any], split: Split) -> list[str]:
 
 
 def _data_lines(record: dict[str, Any], split: Split) -> list[str]:
-    data = record["data"]
+    data, parts = record["data"], record["split"]
     examples = record["examples"]
     pair_kind = {
         "label": "(ticket, category text, 1.0 for its own category / 0.0 for a random other one)",
@@ -108,8 +108,8 @@ def _data_lines(record: dict[str, Any], split: Split) -> list[str]:
         "",
         f"- **File:** `{data['path']}` (SHA-256 `{data['sha256']}`), {data['rows_used']} tickets used"
         + (f", dropped: {data['dropped']}" if data.get("dropped") else ""),
-        f"- **Split (seed {record['split'].get('seed', record['seed'])}):** train {record['split']['train']}, validation "
-        f"{record['split']['validation']}, test {record['split']['test']}",
+        f"- **Split (seed {parts.get('seed', record['seed'])}):** train {parts['train']}, "
+        f"validation {parts['validation']}, test {parts['test']}",
         f"- **Training examples:** {examples['count']} {pair_kind}"
         + (
             f"; positive share {examples['positive_share']:.3f}"

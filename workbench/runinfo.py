@@ -66,12 +66,26 @@ def git_commit(path: str | Path = ".") -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+# The CPU flags that decide training speed: bf16 units make a training step 3-4x cheaper.
+SPEED_FLAGS = ("avx2", "avx512_bf16", "amx_tile")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """Which of ``SPEED_FLAGS`` this CPU has, e.g. ``"avx2 avx512_bf16"`` (empty off Linux)."""
+    try:
+        found = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return ""
+    return " ".join(flag for flag in SPEED_FLAGS if flag in found)
+
+
 def environment() -> dict[str, object]:
     """Machine facts that explain timings."""
     info: dict[str, object] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
     }
     try:
         import torch

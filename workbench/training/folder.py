@@ -459,7 +459,7 @@ def train_file(
     test_size = float(overrides.pop("test_size", 0.2))
     given_validation = overrides.get("validation_size")
     validation_size = float(overrides.pop("validation_size", 0.1))
-    split_seed = overrides.pop("split_seed", None)
+    split_seed = _split_seed(overrides.pop("split_seed", None), final)
     final_from = None
     options: dict[str, Any] = {
         "text_column": text_column or "Document",
@@ -496,8 +496,26 @@ def train_file(
         final_from=final_from,
         replay=replayed,
         started_at=started_at,
-        split_seed=None if split_seed is None or final else int(split_seed),
+        split_seed=split_seed,
     )
+
+
+def _split_seed(value: Any, final: str | Path | None) -> int | None:
+    """``--param split_seed``: a whole number; a final refit keeps the evaluated run's seeds."""
+    if value is None:
+        return None
+    if final:
+        raise BadInputError(
+            "--param split_seed with --final: the refit keeps the evaluated run's seeds; drop it"
+        )
+    try:
+        if float(value) != int(float(value)):
+            raise ValueError(value)
+        return int(float(value))
+    except (TypeError, ValueError):
+        raise BadInputError(
+            f"parameter split_seed={value!r} must be a whole number, e.g. split_seed=42"
+        ) from None
 
 
 # The export check scores every validation ticket up to this many, a stratified sample beyond:
