@@ -549,3 +549,30 @@ def test_bad_split_seed_is_one_line(tmp_path, small_sample, capsys, extra, messa
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_layer_lr_decay_slows_the_lower_layers():
+    from workbench.models import load_model
+
+    model = load_model(max_seq_length=32)
+    params = resolve_recipe("fusion", {"layer_lr_decay": 0.5})
+    optimizer, _ = make_optimizer(model, params, 10)
+    rate_of = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert len(rate_of) == len(named)  # every parameter in exactly one group
+
+    def parameter(suffix: str):  # "0.model." or "0.auto_model.", by version
+        return next(p for name, p in named.items() if name.endswith(suffix))
+
+    lr = params["learning_rate"]
+    query = "encoder.layer.{}.attention.self.query.weight"
+    assert rate_of[id(parameter(query.format(5)))] == pytest.approx(lr)  # top layer: full rate
+    assert rate_of[id(parameter(query.format(0)))] == pytest.approx(lr * 0.5**5)
+    embeddings = parameter("embeddings.word_embeddings.weight")
+    assert rate_of[id(embeddings)] == pytest.approx(lr * 0.5**6)
+    bias = parameter("encoder.layer.0.attention.self.query.bias")
+    groups = [g for g in optimizer.param_groups if any(p is bias for p in g["params"])]
+    assert [g["weight_decay"] for g in groups] == [0.0]
+    for bad in (0, 1.5):
+        with pytest.raises(BadInputError, match="layer_lr_decay"):
+            resolve_recipe("fusion", {"layer_lr_decay": bad})

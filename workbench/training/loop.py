@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -93,36 +94,57 @@ def make_optimizer(
 ):
     """AdamW and the schedule of the HF trainer's defaults (decay skips biases and LayerNorm).
 
-    A loss with parameters of its own (the softmax prototypes) trains them at a higher rate.
+    A loss with parameters of its own (the softmax prototypes) trains them at a higher rate;
+    with ``layer_lr_decay`` < 1 the lower encoder layers learn slower than the top ones.
     """
     import torch
 
-    decay, no_decay = [], []
+    lr = float(params["learning_rate"])
+    rates = layer_rates(model, float(params.get("layer_lr_decay", 1.0)))
+    groups: dict[tuple[float, bool], list] = {}
+    seen = []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if "bias" in name or "LayerNorm" in name else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": float(params["weight_decay"])},
-        {"params": no_decay, "weight_decay": 0.0},
+        decays = not ("bias" in name or "LayerNorm" in name)
+        groups.setdefault((rates(name), decays), []).append(parameter)
+        seen.append(parameter)
+    param_groups = [
+        {
+            "params": members,
+            "weight_decay": float(params["weight_decay"]) if decays else 0.0,
+            "lr": lr * rate,
+        }
+        for (rate, decays), members in groups.items()
     ]
     own = [p for p in getattr(loss_module, "parameters", lambda: [])() if p.requires_grad]
-    own = [p for p in own if all(p is not q for q in decay + no_decay)]
+    own = [p for p in own if all(p is not q for q in seen)]
     if own:
-        groups.append(
-            {
-                "params": own,
-                "weight_decay": 0.0,
-                "lr": float(params["learning_rate"]) * PROTOTYPE_LR_FACTOR,
-            }
-        )
-    optimizer = torch.optim.AdamW(
-        groups,
-        lr=float(params["learning_rate"]),
-        betas=(0.9, 0.999),
-        eps=1e-8,
-    )
+        param_groups.append({"params": own, "weight_decay": 0.0, "lr": lr * PROTOTYPE_LR_FACTOR})
+    optimizer = torch.optim.AdamW(param_groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
     return optimizer, make_scheduler(optimizer, params, total_steps)
+
+
+_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+
+
+def layer_rates(model: SentenceTransformer, decay: float):
+    """Name → learning-rate factor: decay^(L − 1 − i) for encoder layer i of L (0 = lowest),
+    decay^L for the embeddings, 1 for the top layer and everything above the encoder."""
+    if decay == 1.0:
+        return lambda name: 1.0
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    n_layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+
+    def rate(name: str) -> float:
+        match = _LAYER.search(name)
+        if match and n_layers:
+            return decay ** (n_layers - 1 - int(match.group(1)))
+        if ".embeddings." in f".{name}":
+            return decay**n_layers
+        return 1.0
+
+    return rate
 
 
 def make_scheduler(optimizer, params: dict[str, Any], total_steps: int, done_steps: int = 0):

@@ -27,6 +27,9 @@ _SEED_PARAMS: dict[str, Any] = {
     "warmup_ratio": 0.0,
     "scheduler": "linear",
     "weight_decay": 0.0,
+    # Layer-wise learning-rate decay: encoder layer i of L (0 = lowest) learns at
+    # lr · decay^(L − 1 − i), the embeddings at lr · decay^L; 1.0 = one rate for all.
+    "layer_lr_decay": 1.0,
     "max_grad_norm": 1.0,
     "label_text": "name",  # name | description
     "head": "cosine",  # cosine | prototypes | logreg | fusion
@@ -196,6 +199,10 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
         raise BadInputError(
             f"parameter num_pairs={params['num_pairs']} must be at least 1 "
             "(0, every training ticket, only with pairs=labelled or grouped)"
+        )
+    if not 0 < params["layer_lr_decay"] <= 1:
+        raise BadInputError(
+            f"parameter layer_lr_decay={params['layer_lr_decay']} must be in (0, 1] (1 = no decay)"
         )
     if params["epochs"] < 0 or params["learning_rate"] < 0 or params["negatives_per_positive"] < 0:
         raise BadInputError("epochs, learning_rate and negatives_per_positive must be ≥ 0")
