@@ -9,7 +9,9 @@ The members are ``workbench train`` folders trained on the same data and split (
 validation and test.
 
 - **Spread.** Each member's validation and test macro-F1, their mean, standard deviation and
-  range: how far two single runs of one recipe differ by chance.
+  range: how far two single runs of one recipe differ by chance. Each member minus the
+  reference on validation, with a paired interval: a member that changes a knob (not only the
+  seed) is an experiment on the same tickets.
 - **Ensembles.** The members' probabilities averaged with equal weights (nothing fitted on
   validation, so its validation figure is honest), and the same with word+char TF-IDF +
   LinearSVC as one more member, its weight chosen on one half of validation and scored on the
@@ -133,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     reference_val = probabilities["validation"][0].argmax(1)
+    for folder, member in zip(args.members[1:], probabilities["validation"][1:], strict=True):
+        # A member that differs from the reference in a knob, not only a seed, is an experiment.
+        emit(
+            member_minus_reference=str(folder),
+            validation_points=round(
+                100 * (macro_f1(y["validation"], member.argmax(1)) - scores["validation"][0]), 2
+            ),
+            interval_points=interval_points(y["validation"], reference_val, member.argmax(1)),
+        )
     results: dict[str, np.ndarray] = {"reference (first member)": reference_val}
     equal = np.full(len(args.members), 1 / len(args.members))
     results["equal-weight ensemble"] = blend(equal, probabilities["validation"]).argmax(1)
