@@ -576,3 +576,7 @@ def test_layer_lr_decay_slows_the_lower_layers():
     for bad in (0, 1.5):
         with pytest.raises(BadInputError, match="layer_lr_decay"):
             resolve_recipe("fusion", {"layer_lr_decay": bad})
+    from torch import nn
+
+    with pytest.raises(BadInputError, match="no numbered encoder layers"):
+        make_optimizer(nn.Sequential(nn.Linear(2, 2)), params, 10)  # nothing to decay: refused

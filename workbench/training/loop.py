@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.embeddings import progress_stream
+from workbench.errors import BadInputError
 from workbench.labels import label_texts, unnamed_labels
 from workbench.models import cpu_cores, pick_device
 from workbench.training.losses import loss_class_weights, make_loss
@@ -128,17 +129,26 @@ def make_optimizer(
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 
 
-def layer_rates(model: SentenceTransformer, decay: float):
+def layer_rates(model, decay: float):
     """Name → learning-rate factor: decay^(L − 1 − i) for encoder layer i of L (0 = lowest),
-    decay^L for the embeddings, 1 for the top layer and everything above the encoder."""
+    decay^L for the embeddings, 1 for the top layer and everything above the encoder.
+
+    L is read from the parameter names (``…layer.5.…``), so BERT, DistilBERT and other
+    encoders with numbered layers all work; a model without them is refused, not left undecayed.
+    """
     if decay == 1.0:
         return lambda name: 1.0
-    config = getattr(getattr(model[0], "auto_model", None), "config", None)
-    n_layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    indices = [int(m.group(1)) for n, _ in model.named_parameters() if (m := _LAYER.search(n))]
+    if not indices:
+        raise BadInputError(
+            f"parameter layer_lr_decay={decay}: the base model has no numbered encoder layers "
+            "to decay; use layer_lr_decay=1"
+        )
+    n_layers = max(indices) + 1
 
     def rate(name: str) -> float:
         match = _LAYER.search(name)
-        if match and n_layers:
+        if match:
             return decay ** (n_layers - 1 - int(match.group(1)))
         if ".embeddings." in f".{name}":
             return decay**n_layers
