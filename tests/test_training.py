@@ -378,7 +378,9 @@ def test_time_budget_bounds_the_whole_training(small_sample):
         model, resolve_recipe("fusion", {"time_budget": "1s"}), split, 42
     )
     assert tiny["time_budget"] == pytest.approx(0.25)  # the floor: a quarter of the budget
-    assert tight["reserved_seconds"] == pytest.approx(0.75, abs=0.06)
+    # The reserve is the estimate of the work after the fine-tune, even when the floor makes
+    # the plan exceed the budget (the warning says so): never shrunk to fit the arithmetic.
+    assert tight["reserved_seconds"] > 0.75
     no_budget, none = plan_time_budget(model, resolve_recipe("fusion"), split, seed=42)
     assert none is None and no_budget["time_budget"] == 0
 

@@ -34,6 +34,9 @@ COMPACT_ROWS = 65536  # a shard with fewer entries counts as small
 SHARD_PREFIX = "shard-"
 LEGACY_FILE = "cache.npz"  # the single-file format before shards: read, then folded in
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "embeddings"
+# A model's attached ``frozen.LowerStates``: texts they hold are embedded from their lower-layer
+# outputs through the top layers only (``frozen.attach``), every other text by ``model.encode``.
+STATES_ATTRIBUTE = "_workbench_lower_states"
 
 
 def cache_root() -> Path:
@@ -357,6 +360,30 @@ def close_caches() -> None:
         _OPEN.clear()
 
 
+def _encode_part(model: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:
+    """``model.encode``, except for texts whose lower-layer states are attached to the model."""
+    states = getattr(model, STATES_ATTRIBUTE, None)
+    inside = [i for i, t in enumerate(texts) if states is not None and t in states]
+    if not inside:
+        return _model_encode(model, texts, batch_size)
+    out = np.empty((len(texts), embedding_dimension(model)), dtype=np.float32)
+    out[inside] = states.embed(model, [texts[i] for i in inside], batch_size)
+    outside = sorted(set(range(len(texts))) - set(inside))
+    if outside:
+        out[outside] = _model_encode(model, [texts[i] for i in outside], batch_size)
+    return out
+
+
+def _model_encode(model: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:
+    return model.encode(
+        texts,
+        batch_size=batch_size,
+        show_progress_bar=False,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+    ).astype(np.float32)
+
+
 def progress_stream():
     """The terminal under ``workbench report`` (the kernel's real stderr), else the notebook."""
     return sys.__stderr__ if headless() else sys.stderr
@@ -415,15 +442,7 @@ def encode(
         ) as bar:
             for start in range(0, len(fresh_texts), step):
                 part = fresh_texts[start : start + step]
-                chunks.append(
-                    model.encode(
-                        part,
-                        batch_size=batch_size,
-                        show_progress_bar=False,
-                        convert_to_numpy=True,
-                        normalize_embeddings=True,
-                    ).astype(np.float32)
-                )
+                chunks.append(_encode_part(model, part, batch_size))
                 bar.update(len(part))
                 done = start + len(part)
                 # Each save appends one shard of the new vectors only: linear at any interval.

@@ -230,6 +230,36 @@ def metrics_payload(
     return payload
 
 
+def baseline_check(
+    model_f1: float, baseline_f1: float, baseline: str, tickets: int
+) -> dict[str, Any]:
+    """Whether the model beats the cheap baseline trained on the same rows, on validation.
+
+    A model below it is named as such in the first sentence of its card and of the report: a
+    baseline that trains in a minute is then the better choice, whatever the fine-tune cost.
+    """
+    gap = 100 * (model_f1 - baseline_f1)
+    below = gap < 0
+    sentence = (
+        f"Below its baseline: on {tickets:,} validation tickets this model scores macro-F1 "
+        f"{model_f1:.3f}, {baseline} trained on the same rows {baseline_f1:.3f} "
+        f"({gap:+.1f} points). The baseline is the better choice until a longer time_budget "
+        "(or a machine with bf16 units) trains the model further."
+        if below
+        else f"Above its baseline: on {tickets:,} validation tickets macro-F1 {model_f1:.3f}, "
+        f"{baseline} trained on the same rows {baseline_f1:.3f} ({gap:+.1f} points)."
+    )
+    return {
+        "baseline": baseline,
+        "validation_tickets": int(tickets),
+        "model_macro_f1": round(float(model_f1), 4),
+        "baseline_macro_f1": round(float(baseline_f1), 4),
+        "points": round(gap, 2),
+        "below": bool(below),
+        "sentence": sentence,
+    }
+
+
 def predictions_table(test: pd.DataFrame, scores: np.ndarray, labels: list[str]) -> pd.DataFrame:
     """row, text, label, predicted, score, score::<category>: what run comparisons read."""
     frame = predictions_frame(test["text"].tolist(), scores, labels)

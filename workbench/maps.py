@@ -8,6 +8,7 @@ figures use SVG below ``svg_max_points`` so that static reports never show a bla
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,9 +19,10 @@ import plotly.graph_objects as go
 
 from workbench.backends import backend_of
 from workbench.classifier import load_classifier
-from workbench.embeddings import encode
+from workbench.embeddings import encode, model_fingerprint
 from workbench.evaluation import support_order
 from workbench.figures import PALETTE, category_colors, escape_label, hover_text, tick_labels
+from workbench.frozen import attach, stored_lower_states
 from workbench.heads import head_probabilities
 from workbench.labels import label_names
 from workbench.models import load_model
@@ -168,6 +170,34 @@ def load_finetuned(
         classifier=classifier,
         source=str(training_dir),
     )
+
+
+def reuse_training_states(training_dir: str | Path, models: list[MapModel]) -> int:
+    """Give the base and the fine-tuned PyTorch model the lower-layer states their training
+    kept (``frozen_layers`` > 0): their encodes then run the top layers only. The base model
+    gets them only if its weights and truncation are the ones they were computed with; the
+    fine-tuned model shares those lower layers, frozen. Returns how many models got them."""
+    recipe = Path(training_dir) / "recipe.json"
+    if not recipe.exists():
+        return 0
+    record = json.loads(recipe.read_text(encoding="utf-8")).get("frozen_layers") or {}
+    if not record.get("frozen_layers"):
+        return 0
+    given = 0
+    for model in models:
+        if backend_of(model.model) != "torch":
+            continue
+        if (
+            model.classifier is None
+            and model_fingerprint(model.model) != record["base_fingerprint"]
+        ):
+            continue
+        states = stored_lower_states(
+            model.model, record["base_fingerprint"], record["frozen_layers"]
+        )
+        attach(model.model, states)
+        given += states is not None
+    return given
 
 
 def models_note(

@@ -50,7 +50,11 @@ def model_card(
     record: dict[str, Any], log: pd.DataFrame, metrics: dict[str, Any], split: Split
 ) -> str:
     """Markdown for ``DIR/README.md``: details and usage, data, procedure, evaluation."""
-    lines = _details_lines(record, split) + _data_lines(record, split)
+    lines = _details_lines(record, split)
+    check = metrics.get("baseline_check") or {}
+    if check.get("below"):
+        lines[1:1] = ["", f"> **{check['sentence']}**"]
+    lines += _data_lines(record, split)
     lines += _procedure_lines(record, log) + _evaluation_lines(record, metrics)
     lines += card_lines(metrics.get("routing"))
     return "\n".join(lines) + "\n"

@@ -136,6 +136,11 @@ def training_budget_note(run_dir: Path) -> str | None:
     return f"Time budget: {budget_sentence(budget)} (--param replay={run_dir.name} in a report)."
 
 
+def baseline_check_of(run_dir: Path) -> dict | None:
+    """The trained model against word+char TF-IDF on validation (``training/metrics.json``)."""
+    return read_metrics(run_dir / "training").get("baseline_check")
+
+
 def check_recipe_on_codes(params: dict[str, object], summary: dict[str, object]) -> None:
     """Before any notebook: a name-based recipe (``seed``, the quick profile's) on codes with no
     descriptions fails in one line here, not minutes later in the fine-tuning notebook."""
@@ -290,6 +295,7 @@ def _finish_record(record: dict, result: RunResult, started: float) -> None:
     record["notebooks"] = [vars(n) for n in result.notebooks]
     record["metrics"] = read_metrics(run_dir)
     record["training_budget"] = training_budget_note(run_dir)
+    record["baseline_check"] = baseline_check_of(run_dir)
     write_json(run_dir / "summary.json", record)
     write_run_index(run_dir, record)
 

@@ -13,14 +13,15 @@ import pandas as pd
 
 from workbench import evaluation, modelcard, routing, runinfo
 from workbench.backends import export_backends, warn
-from workbench.baselines import cheap_baselines
+from workbench.baselines import WORD_CHAR_TFIDF, cheap_baselines, word_char_tfidf_svm
 from workbench.calibration import fit_model_temperature
 from workbench.classifier import classifier_scorer, load_classifier
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
-from workbench.embeddings import encode
+from workbench.embeddings import encode, model_fingerprint
 from workbench.errors import BadInputError
 from workbench.evaluation import loss_figure
 from workbench.explore import sample_rows
+from workbench.frozen import attach, build_lower_states, layer_count
 from workbench.heads import (
     EncodingDeadline,
     check_head_fits,
@@ -33,7 +34,7 @@ from workbench.labels import label_texts, load_options_of, minimum_class_size
 from workbench.models import load_model, torch_threads
 from workbench.paths import PROJECT_DIR
 from workbench.texthash import seen_texts_record, write_seen_texts
-from workbench.training.loop import fit, seed_everything
+from workbench.training.loop import fit, frozen_layers, probe_train_seconds, seed_everything
 from workbench.training.pairs import build_pairs
 from workbench.training.recipes import (
     DEFAULT_RECIPE,
@@ -148,6 +149,7 @@ class _Job:
     replay: dict[str, Any] | None
     out_dir: Path
     command_started: float  # perf_counter: the time budget bounds the whole call from here
+    lower_states: dict[str, Any] | None = None  # frozen lower layers: what their states cost
 
     @property
     def labels(self) -> list[str]:
@@ -212,13 +214,23 @@ def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int)
     examples = build_pairs(split.train, job.labels, params, seed, job.descriptions)
     started = time.perf_counter()
     fine_tune_params, reserve = plan_time_budget(
-        model, params, split, seed, spent=started - job.command_started
+        model, params, split, seed, spent=started - job.command_started, examples=len(examples)
     )
+    # What the planner chose (or the recipe said) is what the folder records and a replay redoes.
+    chosen = {key: fine_tune_params[key] for key in ("frozen_layers", "epochs")}
+    job.params = params = {**params, **chosen}
     # Before the fine-tune's hours, not after; with every ticket the head may learn from, since
     # a fine-tune that ends early gives the head back the tickets the plan cut.
     check_head_fits(params, len(split.train))
     if reserve and reserve.get("head_tickets_cut"):
         job.params = params = {**params, "head_tickets": reserve["head_tickets_cut"]["to"]}
+    states = _lower_states(job, model, progress)
+    if reserve:
+        # The fine-tune gets what is left once the states are built, less the work after it.
+        left = reserve["total_seconds"] - (time.perf_counter() - job.command_started)
+        fine_tune_params["time_budget"] = max(
+            left - reserve["reserved_seconds"], 0.25 * reserve["total_seconds"]
+        )
     result = fit(
         model,
         examples,
@@ -232,8 +244,34 @@ def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int)
         if fit_callback is None
         else (lambda step, epoch: fit_callback(model, split, step, epoch)),
         callback_every=fit_callback_every,
+        states=states,
     )
+    # The head, the temperature and the export check then encode these tickets from their
+    # states through the top layers only (embeddings.encode).
+    attach(model, states)
     return _FineTune(model, examples, result, reserve, started)
+
+
+def _lower_states(job: _Job, model, progress: bool):
+    """With ``frozen_layers`` = k > 0: every ticket's lower-layer outputs, computed once (or
+    read from the disk cache of the base model) before the fine-tune changes the model."""
+    k = frozen_layers(job.params)
+    if not k:
+        return None
+    started = time.perf_counter()
+    texts = pd.concat(
+        [job.split.train["text"], job.split.validation["text"], job.split.test["text"]]
+    )
+    fingerprint = model_fingerprint(model)
+    states = build_lower_states(model, texts.astype(str).tolist(), k, progress=progress)
+    job.lower_states = {
+        "frozen_layers": k,
+        "layers": layer_count(model),
+        "base_fingerprint": fingerprint,
+        "tickets": len(states),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return states
 
 
 def _head_within_budget(job: _Job, tuned: _FineTune, temperature_part: pd.DataFrame):
@@ -328,6 +366,7 @@ def _training_record(
         "processes": result.processes,
         "devices": result.devices or [result.device],
         "precision": result.precision,
+        "frozen_layers": job.lower_states,
         "threads": torch_threads(),
         "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
@@ -393,6 +432,14 @@ def _evaluate_folder(
             routing.add_test_outcome(out_dir, routed, probabilities, split.test["label"], labels)
         if baselines:
             metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
+        if validation_scores is not None:
+            baseline = word_char_tfidf_svm(split.train, split.validation, labels)
+            metrics["baseline_check"] = evaluation.baseline_check(
+                metrics["validation"]["macro-F1"],
+                baseline["macro-F1"],
+                WORD_CHAR_TFIDF,
+                len(split.validation),
+            )
     metrics["routing"] = routing.summary(routed)
     return metrics
 
@@ -544,30 +591,37 @@ HEAD_PROBE_TICKETS = (400, 800)
 
 
 def plan_time_budget(
-    model, params: dict[str, Any], split, seed: int, spent: float = 0.0
+    model,
+    params: dict[str, Any],
+    split,
+    seed: int,
+    spent: float = 0.0,
+    examples: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Share ``time_budget`` between the fine-tune and what must follow it in the same call.
 
-    The budget bounds the whole training call (loading and tokenising, the fine-tune, encoding
-    the tickets the head learns from, the head, the backend export, scoring the validation and
-    test splits): ``spent`` seconds are already gone, this machine's encoding speed and the
-    head's fitting cost are measured on a few training tickets, the work after the fine-tune is
-    estimated from them, and the fine-tune gets the rest (at least a quarter of the budget).
+    The budget bounds the whole training call (loading and tokenising, the frozen layers'
+    states, the fine-tune, encoding the tickets the head learns from, the head, the backend
+    export, scoring the validation and test splits): ``spent`` seconds are already gone, this
+    machine's encoding speed, training-step cost and the head's fitting cost are measured on a
+    few training tickets, the work after the fine-tune is estimated from them, and the
+    fine-tune gets the rest (at least a quarter of the budget). ``frozen_layers=auto`` is
+    decided here (``choose_frozen_layers``); without a budget it is 0, the recipe as written.
     Returns the fine-tune's parameters and the plan (``fit_after_fine_tune`` re-decides the
     head and export from the time really left once the fine-tune is over).
     """
     total = float(params.get("time_budget", 0) or 0)
     if total <= 0 or not len(split.train):
-        return params, None
+        return {**params, "frozen_layers": frozen_layers(params)}, None
     probe = split.train["text"].sample(min(160, len(split.train)), random_state=seed).tolist()
     encode(model, probe[:32], cache=False)  # warm-up: first calls pay one-time costs
     per_ticket = _encode_seconds_per_ticket(model, probe[32:] or probe)
-    encodes = len(split.validation)
+    elsewhere = 0  # tickets encoded by the exported or reloaded model (no frozen states there)
     fit_per_ticket = 0.0
     export_seconds = 0.0
     if params["inference"] != "torch":
         checked = min(EXPORT_CHECK_TICKETS, len(split.validation) or len(split.train))
-        encodes += EXPORT_ENCODES_PER_CHECK_TICKET * checked
+        elsewhere += EXPORT_ENCODES_PER_CHECK_TICKET * checked
         export_seconds = EXPORT_SECONDS_AT_REFERENCE * float(
             np.clip(per_ticket / REFERENCE_ENCODE_SECONDS_PER_TICKET, *EXPORT_SCALE)
         )
@@ -577,37 +631,152 @@ def plan_time_budget(
         fit_per_ticket = head_fit_seconds_per_ticket(split.train, params, seed)
         head_tickets = head_ticket_count(params, len(split.train))
         per_head_ticket = per_ticket + fit_per_ticket
-        room = HEAD_SHARE_OF_BUDGET * total - per_ticket * encodes - export_seconds
+        room = (
+            HEAD_SHARE_OF_BUDGET * total
+            - per_ticket * (len(split.validation) + elsewhere)
+            - export_seconds
+        )
         fits = max(int(room / per_head_ticket), MIN_HEAD_TICKETS)
         if not int(params["head_tickets"]) and fits < head_tickets:
             # The head's tickets would not fit the budget: a stratified sample of them does.
             head_cut = {"from": head_tickets, "to": fits}
             head_tickets = fits
-        encodes += head_tickets
     scoring = len(split.test) + len(split.validation)  # metrics.json, with the chosen backend
-    reserved = per_ticket * (encodes + scoring) + fit_per_ticket * head_tickets + export_seconds
-    fine_tune = max(total - spent - reserved, 0.25 * total)
+    in_process = len(split.validation) + head_tickets  # encoded by the fine-tuned model here
+    fixed = per_ticket * (elsewhere + scoring) + fit_per_ticket * head_tickets + export_seconds
+    params, choice = _plan_frozen_layers(
+        model, params, split, seed, total - spent, per_ticket, examples, in_process, fixed
+    )
+    k = frozen_layers(params)
+    top_share = 1.0 if not k else (choice or {}).get("top_share", 1.0)
+    reserved = fixed + per_ticket * top_share * in_process
+    states_seconds = (choice or {}).get("states_seconds", 0.0)
+    fine_tune = max(total - spent - states_seconds - reserved, 0.25 * total)
     plan = {
         "total_seconds": total,
         "spent_before_seconds": round(spent, 1),
-        "reserved_seconds": round(total - fine_tune, 1),
+        "reserved_seconds": round(reserved, 1),
         "encode_seconds_per_ticket": round(per_ticket, 5),
         "head_fit_seconds_per_ticket": round(fit_per_ticket, 6),
         "export_seconds": round(export_seconds, 1),
-        "tickets_encoded_after": encodes,
+        "tickets_encoded_after": in_process + elsewhere,
         "scoring_tickets": scoring,
     }
+    if choice:
+        plan["frozen_layers"] = choice
     if head_cut:
         plan["head_tickets_cut"] = head_cut
-    if spent + reserved > 0.75 * total:
-        warn(
-            f"time_budget={total / 60:.1f}m cannot bound this training: loading took "
-            f"{spent:.0f} s and the work after the fine-tune (encoding {encodes + scoring:,} "
-            f"tickets at {per_ticket * 1000:.1f} ms each, the head, the export) takes about "
-            f"{reserved / 60:.0f} min here; raise time_budget or lower validation_size / "
-            "head_tickets"
-        )
+    if spent + states_seconds + reserved > 0.75 * total:
+        _warn_unbounded(total, spent, in_process + elsewhere + scoring, per_ticket, reserved)
     return {**params, "time_budget": fine_tune}, plan
+
+
+def _warn_unbounded(total: float, spent: float, tickets: int, per_ticket: float, reserved: float):
+    warn(
+        f"time_budget={total / 60:.1f}m cannot bound this training: loading took "
+        f"{spent:.0f} s and the work after the fine-tune (encoding {tickets:,} tickets at "
+        f"{per_ticket * 1000:.1f} ms each, the head, the export) takes about "
+        f"{reserved / 60:.0f} min here; raise time_budget or lower validation_size / head_tickets"
+    )
+
+
+# Below this share of its epochs even the top-layer fine-tune is not worth its time: 0.19 of an
+# epoch of the full fine-tune gave 0.854 test macro-F1 on the real tickets against 0.865 for no
+# fine-tune at all (the head on the base model's embeddings; bench/RESULTS.md, AVX2 cores).
+MIN_EPOCH_SHARE = 0.5
+TRAIN_PROBE_TICKETS = 512  # the probe's batch: the recipe's batch size nearest their median
+
+
+def _plan_frozen_layers(
+    model, params, split, seed, seconds, per_ticket, examples, in_process, fixed
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``frozen_layers=auto`` under a budget: measure a training step here and choose."""
+    if params.get("frozen_layers") != "auto":
+        return {**params, "frozen_layers": frozen_layers(params)}, None
+    if float(params["epochs"]) <= 0:
+        return {**params, "frozen_layers": 0}, None
+    layers = layer_count(model)
+    texts = split.train["text"].sample(
+        min(TRAIN_PROBE_TICKETS, len(split.train)), random_state=seed + 1
+    )
+    measured = probe_train_seconds(model, texts.astype(str).tolist(), params, tuple(range(layers)))
+    tickets = len(split.train) + len(split.validation) + len(split.test)
+    choice = choose_frozen_layers(
+        seconds,
+        layers,
+        measured,
+        per_ticket,
+        examples if examples is not None else len(split.train),
+        float(params["epochs"]),
+        tickets,
+        in_process,
+        fixed,
+    )
+    chosen = {"frozen_layers": choice["frozen_layers"], "epochs": choice["epochs"]}
+    return {**params, **chosen}, choice
+
+
+def choose_frozen_layers(
+    seconds: float,
+    layers: int,
+    train_seconds: dict[int, float],
+    encode_seconds: float,
+    examples: int,
+    epochs: float,
+    tickets: int,
+    in_process: int,
+    fixed: float,
+) -> dict[str, Any]:
+    """The fewest frozen lower layers whose whole training fits ``seconds``.
+
+    ``train_seconds``: measured seconds per example of a training step with k frozen layers,
+    for every k from 0 to ``layers − 1`` (``probe_train_seconds``: the full fine-tune also
+    pays the embedding table's gradient, so it is not a straight line). With k frozen layers
+    the call also pays
+    their states once (``encode_seconds`` × k / layers per ticket, for ``tickets``) and encodes
+    its ``in_process`` tickets through the top layers only; ``fixed`` is the rest of the work
+    after the fine-tune. The fewer layers frozen, the more the fine-tune can learn, so the first
+    k that fits wins; if none fits, the top layer alone trains as many steps as the budget
+    leaves, or, below ``MIN_EPOCH_SHARE`` of the epochs, no layer trains (the head alone).
+    """
+    candidates = []
+    for k in range(layers):
+        share = (layers - k) / layers
+        states = encode_seconds * k / layers * tickets
+        train = examples * epochs * train_seconds[k]
+        after = fixed + encode_seconds * (share if k else 1.0) * in_process
+        candidates.append(
+            {
+                "frozen_layers": k,
+                "states_seconds": round(states, 1),
+                "fine_tune_seconds": round(train, 1),
+                "after_seconds": round(after, 1),
+                "fits": states + train + after <= seconds,
+            }
+        )
+    fitting = [c for c in candidates if c["fits"]]
+    chosen = dict(fitting[0] if fitting else candidates[-1])
+    k = chosen["frozen_layers"]
+    chosen["epochs"] = epochs
+    chosen["reason"] = f"the fewest frozen layers whose {epochs:g} epochs fit the budget"
+    if not fitting:
+        room = seconds - chosen["states_seconds"] - chosen["after_seconds"]
+        affordable = max(room, 0.0) / max(chosen["fine_tune_seconds"], 1e-9)
+        chosen["reason"] = (
+            f"no setting fits {epochs:g} epochs: the top layer alone, for about "
+            f"{affordable:.2f} of them"
+        )
+        if affordable < MIN_EPOCH_SHARE:
+            k = 0
+            chosen.update(frozen_layers=0, epochs=0.0, states_seconds=0.0)
+            chosen["reason"] = (
+                f"even the top layer alone affords only {affordable:.2f} of {epochs:g} epochs "
+                f"(below {MIN_EPOCH_SHARE}): no fine-tune, the head learns from the base model"
+            )
+    chosen["top_share"] = (layers - k) / layers if k else 1.0
+    chosen["train_seconds_per_example"] = {str(n): round(v, 5) for n, v in train_seconds.items()}
+    chosen["candidates"] = candidates
+    return chosen
 
 
 def _encode_seconds_per_ticket(model, texts: list[str]) -> float:
@@ -672,8 +841,10 @@ def fit_after_fine_tune(
     encodes them anyway), since the machine may have become busier during the fine-tune. The
     head is sized again from every ticket it would learn from without a clock: a sample the
     plan cut up front grows back when the fine-tune left the time (it ended early, or the
-    machine got faster). What gives way first is the export (speed only: PyTorch then serves
-    predictions), then the head's sample (never below ``MIN_HEAD_TICKETS``).
+    machine got faster). What gives way first is the head's sample (never below
+    ``MIN_HEAD_TICKETS``), then the export: the export makes every later encode about 3x
+    cheaper (the scoring here, ``predict``, the weekly monitoring), so it goes only when even
+    the smallest head leaves no time for it (PyTorch then serves predictions).
     """
     left = deadline - time.perf_counter()
     probe = split.validation if len(split.validation) else split.train
@@ -690,15 +861,17 @@ def fit_after_fine_tune(
     if params["head"] in HEADS_THAT_ENCODE:
         head_tickets = head_ticket_count(params, len(split.train))
     head_seconds = (per_ticket + fit_per_ticket) * head_tickets + per_ticket * len(split.validation)
-    if export and head_seconds + export_seconds + scoring > left:
-        export = False
-    if head_tickets and head_seconds + scoring > left:
-        room = left - scoring - per_ticket * len(split.validation)
+    keeps = export_seconds if export else 0.0
+    if head_tickets and head_seconds + keeps + scoring > left:
+        room = left - scoring - keeps - per_ticket * len(split.validation)
         fits = max(int(room / (per_ticket + fit_per_ticket)), MIN_HEAD_TICKETS)
         if fits < head_tickets:
             plan["head_tickets_cut"] = {"from": head_tickets, "to": fits, "after_fine_tune": True}
             params = {**params, "head_tickets": fits}
             head_tickets = fits
+            head_seconds = (per_ticket + fit_per_ticket) * fits + per_ticket * len(split.validation)
+    if export and head_seconds + export_seconds + scoring > left:
+        export = False
     plan["after_fine_tune"] = {
         "seconds_left": round(left, 1),
         "encode_seconds_per_ticket": round(per_ticket, 5),

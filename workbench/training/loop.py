@@ -30,6 +30,13 @@ import pandas as pd
 
 from workbench.embeddings import progress_stream
 from workbench.errors import BadInputError
+from workbench.frozen import (
+    LowerStates,
+    build_lower_states,
+    freeze_lower,
+    lower_forward,
+    top_embeddings,
+)
 from workbench.labels import label_texts, unnamed_labels
 from workbench.models import cpu_cores, pick_device
 from workbench.training.losses import loss_class_weights, make_loss
@@ -314,6 +321,56 @@ class ReplayedBudget:
         return None
 
 
+def probe_train_seconds(
+    model: SentenceTransformer, texts: list[str], params: dict[str, Any], frozen: tuple[int, ...]
+) -> dict[int, float]:
+    """Seconds per example of a training step's forward and backward with ``k`` lower layers
+    frozen, for each ``k`` in ``frozen``, measured here at the mean token length of ``texts``.
+
+    One batch of the recipe's size, of the texts nearest the median length, is timed
+    ``PROBE_REPEATS`` times after a warm-up: the same shape each time, since a first batch of
+    a new shape pays one-time kernel costs that the fine-tune's thousands of steps do not. Its
+    cost per token times the mean length is the cost per example. The lower layers' outputs are
+    computed untimed (the fine-tune reads them from its states); the gradients are dropped, so
+    the model is unchanged.
+    """
+    import torch
+
+    device = str(next(model.parameters()).device)
+    device_type = torch.device(device).type
+    use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
+    tokens = TokenCache(model, texts, int(params["max_seq_length"]))
+    lengths = tokens.lengths
+    nearest = np.argsort(np.abs(lengths - np.median(lengths)), kind="stable")
+    batch = nearest[: int(params["batch_size"])].tolist()
+    features = tokens.batch(batch, device)
+    padded = features["input_ids"].numel()
+    seconds: dict[int, float] = {}
+    model.train()
+    try:
+        for k in frozen:
+            hidden = lower_forward(model, k, features) if k else None
+            times = []
+            for _ in range(PROBE_REPEATS + 1):
+                started = clock()
+                with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
+                    if k:
+                        vectors = top_embeddings(model, k, hidden, features["attention_mask"])
+                    else:
+                        vectors = _embed(model, features)
+                vectors.float().pow(2).mean().backward()
+                model.zero_grad(set_to_none=True)
+                times.append(clock() - started)
+            seconds[k] = float(np.median(times[1:])) / padded * float(lengths.mean())
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    return seconds
+
+
+PROBE_REPEATS = 3
+
+
 @dataclass
 class FitResult:
     log: pd.DataFrame  # step, epoch, loss, learning_rate, seconds
@@ -367,6 +424,7 @@ def fit(
     replay: list[list[int]] | None = None,
     callback: Callable[[int, float], None] | None = None,
     callback_every: int = 0,
+    states: LowerStates | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` in place on ``examples`` (from ``build_pairs``).
 
@@ -378,15 +436,17 @@ def fit(
     ``callback(step, epoch)`` is called every ``callback_every`` steps (0: at the end of each
     epoch) and at the last step, with the model in eval mode (a search's pruner measures
     validation there; an exception it raises, e.g. ``optuna.TrialPruned``, ends the fit). One
-    process only; its cost is whatever the callback does.
+    process only; its cost is whatever the callback does. ``states``: the lower layers'
+    outputs for ``params["frozen_layers"]`` > 0 (``workbench.frozen``).
     """
     import torch
 
     started = clock()
     seed_everything(seed)
     device, accelerator = _place(model, params)
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     data = _FitData.of(model, examples, params, labels, descriptions)
+    _use_frozen_layers(data, model, params, states, world, progress)
     plan = _step_plan(params, data, seed, world)
     per_epoch = len(plan[0]) if plan else 0
     total_steps = min(sum(len(p) for p in plan), math.ceil(float(params["epochs"]) * per_epoch))
@@ -396,8 +456,7 @@ def fit(
     use_amp, amp_dtype = mixed_precision(str(params["precision"]), device_type)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     batch_loss = _batch_loss_function(model, data, device, accelerator)
-    # Short runs log more often, so their loss curve has more than one point.
-    losses = _LossLog(max(1, min(int(params["log_every"]), total_steps // 20)))
+    losses = _LossLog(max(1, min(int(params["log_every"]), total_steps // 20)))  # short runs: more
     budget.begin(clock() - started)
     model.train()
     step = 0
@@ -409,18 +468,16 @@ def fit(
                 if step >= total_steps:
                     break
                 with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
-                    loss = batch_loss(shard(batch, rank, world) if world > 1 else batch)
+                    loss = batch_loss(shard(batch, accelerator.process_index, world))
                 _optimizer_step(model, loss, optimizer, scheduler, scaler, params)
                 step += 1
                 losses.add(loss)
                 bar.update(1)
                 cut = shared_budget_check(budget, step, clock() - started, accelerator, total_steps)
                 if cut is not None:
-                    total_steps = cut
-                    if step < total_steps:  # else: stopped at the deadline
-                        scheduler = make_scheduler(optimizer, params, total_steps, step)
-                    bar.total = total_steps
-                    bar.refresh()
+                    total_steps, scheduler = _replanned(
+                        cut, step, scheduler, optimizer, params, bar
+                    )
                 epoch = round(epoch_index + batch_number / max(len(batches), 1), 4)
                 if step % losses.every == 0 or step == total_steps:
                     lr = scheduler.get_last_lr()[0]
@@ -436,6 +493,33 @@ def fit(
         model.eval()
     precision = str(amp_dtype).replace("torch.", "") if use_amp else "fp32"
     return _fit_result(losses, step, device, precision, data, budget, per_epoch, accelerator)
+
+
+def _replanned(total_steps: int, step: int, scheduler, optimizer, params, bar):
+    """The budget changed the plan at ``step``: refit the schedule (unless it stopped there)."""
+    if step < total_steps:  # else: stopped at the deadline
+        scheduler = make_scheduler(optimizer, params, total_steps, step)
+    bar.total = total_steps
+    bar.refresh()
+    return total_steps, scheduler
+
+
+def _use_frozen_layers(data, model, params, states, world: int, progress: bool) -> None:
+    """``frozen_layers`` > 0: train the top layers from the lower layers' states."""
+    if not frozen_layers(params):
+        return
+    if world > 1:
+        raise BadInputError(
+            "parameter frozen_layers: the top-layer fine-tune runs in one process; "
+            "use --processes 1 or frozen_layers=0"
+        )
+    data.use_states(model, frozen_layers(params), states, progress)
+
+
+def frozen_layers(params: Mapping[str, Any]) -> int:
+    """The lower layers a fine-tune keeps frozen (``auto`` left unplanned: none)."""
+    value = params.get("frozen_layers", 0)
+    return 0 if value in (None, "auto") else int(value)
 
 
 def _budget(params: dict[str, Any], replay, total_steps: int, step_costs: list[float]):
@@ -556,6 +640,23 @@ class _FitData:
     pos_a: np.ndarray
     pos_b: np.ndarray | None  # None: single texts with label ids (labelled/grouped pairs)
     targets: np.ndarray
+    states: LowerStates | None = None  # frozen lower layers: each text's outputs of them
+    state_rows: np.ndarray | None = None  # token-cache position -> row of ``states``
+
+    def use_states(self, model, k: int, states: LowerStates | None, progress: bool) -> None:
+        """Freeze the lower ``k`` layers; later steps run the top ones from their outputs."""
+        texts = list(self.tokens.index)
+        if states is None or states.k != k or any(t not in states for t in texts):
+            states = build_lower_states(model, texts, k, store=False, progress=progress)
+        freeze_lower(model, k)
+        self.states, self.state_rows = states, states.positions(texts)
+
+    def embed(self, model, positions: list[int], device: str):
+        """The embeddings of these token-cache positions, from the lower-layer states if any."""
+        if self.states is None:
+            return _embed(model, self.tokens.batch(positions, device))
+        hidden, mask = self.states.batch(self.state_rows[positions], device)
+        return top_embeddings(model, self.states.k, hidden, mask)
 
     @classmethod
     def of(cls, model, examples, params, labels, descriptions) -> _FitData:
@@ -618,7 +719,7 @@ def _step_plan(params: dict[str, Any], data: _FitData, seed: int, world: int) ->
 
 def _batch_loss_function(model, data: _FitData, device: str, accelerator):
     """``batch -> loss``: one process calls the loss directly; several go through DDP."""
-    parts = (data.loss_module, data.tokens, data.pos_a, data.pos_b, data.targets)
+    parts = (data.loss_module, data, data.pos_a, data.pos_b, data.targets)
     if accelerator.num_processes > 1:
         return accelerator.prepare_model(
             _BatchLossModule(model, *parts, device), device_placement=False
@@ -723,14 +824,14 @@ def _batch_loss_module():
         """One forward per step for DDP: the encoder and the loss's own parameters (prototypes)
         together, whichever texts (ticket, category, other ticket) the batch embeds."""
 
-        def __init__(self, model, loss_module, tokens, pos_a, pos_b, targets, device):
+        def __init__(self, model, loss_module, data, pos_a, pos_b, targets, device):
             super().__init__()
             self.model, self.loss = model, loss_module
-            self.inputs = (tokens, pos_a, pos_b, targets, device)
+            self.inputs = (data, pos_a, pos_b, targets, device)
 
         def forward(self, batch):
-            tokens, pos_a, pos_b, targets, device = self.inputs
-            return _batch_loss(self.model, self.loss, tokens, pos_a, pos_b, targets, batch, device)
+            data, pos_a, pos_b, targets, device = self.inputs
+            return _batch_loss(self.model, self.loss, data, pos_a, pos_b, targets, batch, device)
 
     return BatchLoss
 
@@ -739,20 +840,20 @@ def _BatchLossModule(*args):  # noqa: N802 - a class made on first use (torch is
     return _batch_loss_module()(*args)
 
 
-def _batch_loss(model, loss_module, tokens, pos_a, pos_b, targets, batch, device):
+def _batch_loss(model, loss_module, data, pos_a, pos_b, targets, batch, device):
     """Embed each distinct text of the batch once, then the library's loss on the embeddings."""
     import torch
 
     a_positions = pos_a[batch]
     unique_a, inverse_a = np.unique(a_positions, return_inverse=True)
-    embeddings_a = _embed(model, tokens.batch(unique_a.tolist(), device))[
+    embeddings_a = data.embed(model, unique_a.tolist(), device)[
         torch.as_tensor(inverse_a, device=device)
     ]
     if pos_b is None:
         labels = torch.as_tensor(targets[batch], dtype=torch.long, device=device)
         return loss_module.compute_loss_from_embeddings([embeddings_a.float()], labels)
     unique_b, inverse_b = np.unique(pos_b[batch], return_inverse=True)
-    embeddings_b = _embed(model, tokens.batch(unique_b.tolist(), device))[
+    embeddings_b = data.embed(model, unique_b.tolist(), device)[
         torch.as_tensor(inverse_b, device=device)
     ]
     labels = torch.as_tensor(targets[batch], dtype=torch.float32, device=device)

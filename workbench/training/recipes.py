@@ -30,6 +30,11 @@ _SEED_PARAMS: dict[str, Any] = {
     # Layer-wise learning-rate decay: encoder layer i of L (0 = lowest) learns at
     # lr · decay^(L − 1 − i), the embeddings at lr · decay^L; 1.0 = one rate for all.
     "layer_lr_decay": 1.0,
+    # Freeze the embeddings and the lower k encoder layers and fine-tune the top ones from each
+    # ticket's lower-layer outputs, computed once (workbench.frozen); 0 = every layer trains.
+    # auto: under a time budget, the fewest frozen layers whose fine-tune fits it (see
+    # training.folder.choose_frozen_layers); without a budget, 0.
+    "frozen_layers": 0,
     "max_grad_norm": 1.0,
     "label_text": "name",  # name | description
     "head": "cosine",  # cosine | prototypes | logreg | fusion
@@ -63,6 +68,7 @@ _CLASSIFY_PARAMS = {
     "weight_decay": 0.01,
     "max_seq_length": 128,
     "head": "prototypes",
+    "frozen_layers": "auto",
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -160,6 +166,10 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
         try:
             if key == "time_budget":
                 value = parse_duration(value)
+            elif key == "frozen_layers":
+                value = "auto" if str(value).strip().lower() == "auto" else int(value)
+                if value != "auto" and value < 0:
+                    raise ValueError(value)
             elif isinstance(default, bool):
                 value = (
                     value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
@@ -171,11 +181,10 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
             else:
                 value = str(value)
         except (TypeError, ValueError):
-            kind = (
-                "duration such as 20m, 90s or 1h (0 = no limit)"
-                if key == "time_budget"
-                else type(default).__name__
-            )
+            kind = {
+                "time_budget": "duration such as 20m, 90s or 1h (0 = no limit)",
+                "frozen_layers": "number of lower layers to freeze (0 = none) or auto",
+            }.get(key, type(default).__name__)
             raise BadInputError(f"parameter {key}={value!r} must be a {kind}") from None
         params[key] = value
     for key, allowed in CHOICES.items():
