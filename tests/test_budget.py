@@ -159,9 +159,11 @@ def test_replay_reproduces_a_budgeted_training_folder(small_sample, tmp_path, mo
         "max_seq_length": 16,
         "time_budget": "30s",
         "inference": "torch",
+        "frozen_layers": 2,  # a top-layer fine-tune: the replay keeps its frozen layers too
     }
     _simulated_clock(monkeypatch)
     cut = train(data, tmp_path / "cut", "classify", overrides, progress=False, baselines=False)
+    assert cut.recipe["params"]["frozen_layers"] == 2 and cut.recipe["frozen_layers"]["tickets"]
     monkeypatch.setattr(loop, "clock", __import__("time").perf_counter)
     budget = cut.recipe["time_budget"]
     assert budget["cut"] and cut.recipe["replay"]["replans"], budget
@@ -178,6 +180,7 @@ def test_replay_reproduces_a_budgeted_training_folder(small_sample, tmp_path, mo
     replayed = json.loads((again / "recipe.json").read_text())
     assert replayed["steps"] == cut.recipe["steps"] and replayed["recipe"] == "classify"
     assert replayed["time_budget"]["replayed"] and replayed["params"]["time_budget"] == 0
+    assert replayed["params"]["frozen_layers"] == 2
     from ties import assert_same_metrics, assert_same_predictions
 
     first = pd.read_csv(tmp_path / "cut" / "predictions.csv")

@@ -177,6 +177,21 @@ def test_fine_tune_with_frozen_layers_trains_the_top_only(small_sample, tmp_path
     assert not torch.equal(base_layers[5].output.dense.weight, tuned[5].output.dense.weight)
     assert replay_settings(out)[1]["frozen_layers"] == 4
 
+    # The report's maps: base and fine-tuned model get the kept states (plus the test
+    # tickets'), and encode from them what a whole forward gives.
+    from workbench import maps
+    from workbench.embeddings import encode
+
+    texts = pd.read_csv(small_sample)["Document"].astype(str).tolist()
+    base = maps.load_base("sentence-transformers/all-MiniLM-L6-v2", ["a"], max_seq_length=32)
+    finetuned = maps.load_finetuned(out, inference="torch")
+    expected = encode(finetuned.model, texts[:20], cache=False)
+    assert maps.reuse_training_states(out, [base, finetuned], texts) == 2
+    assert all(t in frozen.attached(finetuned.model) for t in texts)
+    assert np.abs(encode(finetuned.model, texts[:20], cache=False) - expected).max() < 2e-3
+    other = maps.load_base("sentence-transformers/all-MiniLM-L6-v2", ["a"], max_seq_length=24)
+    assert maps.reuse_training_states(out, [other], texts) == 0  # other truncation: not its states
+
 
 def _load(folder):
     from workbench.models import load_model

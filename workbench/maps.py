@@ -22,7 +22,7 @@ from workbench.classifier import load_classifier
 from workbench.embeddings import encode, model_fingerprint
 from workbench.evaluation import support_order
 from workbench.figures import PALETTE, category_colors, escape_label, hover_text, tick_labels
-from workbench.frozen import attach, stored_lower_states
+from workbench.frozen import attach, build_lower_states, stored_lower_states
 from workbench.heads import head_probabilities
 from workbench.labels import label_names
 from workbench.models import load_model
@@ -172,32 +172,34 @@ def load_finetuned(
     )
 
 
-def reuse_training_states(training_dir: str | Path, models: list[MapModel]) -> int:
+def reuse_training_states(
+    training_dir: str | Path, models: list[MapModel], texts: list[str] | None = None
+) -> int:
     """Give the base and the fine-tuned PyTorch model the lower-layer states their training
-    kept (``frozen_layers`` > 0): their encodes then run the top layers only. The base model
-    gets them only if its weights and truncation are the ones they were computed with; the
+    kept (``frozen_layers`` > 0): their encodes then run the top layers only. With the base
+    model (the weights and truncation the states were computed with) the states of ``texts``
+    that training did not need (the test tickets) are added first, once for both models; the
     fine-tuned model shares those lower layers, frozen. Returns how many models got them."""
     recipe = Path(training_dir) / "recipe.json"
-    if not recipe.exists():
+    record = json.loads(recipe.read_text(encoding="utf-8")) if recipe.exists() else {}
+    record = record.get("frozen_layers") or {}
+    k, fingerprint = record.get("frozen_layers"), record.get("base_fingerprint")
+    if not k:
         return 0
-    record = json.loads(recipe.read_text(encoding="utf-8")).get("frozen_layers") or {}
-    if not record.get("frozen_layers"):
+    torch_models = [m for m in models if backend_of(m.model) == "torch"]
+    base = [m for m in torch_models if m.classifier is None]
+    if base and model_fingerprint(base[0].model) != fingerprint:
+        torch_models = [m for m in torch_models if m.classifier is not None]
+        base = []
+    if not torch_models:
         return 0
-    given = 0
-    for model in models:
-        if backend_of(model.model) != "torch":
-            continue
-        if (
-            model.classifier is None
-            and model_fingerprint(model.model) != record["base_fingerprint"]
-        ):
-            continue
-        states = stored_lower_states(
-            model.model, record["base_fingerprint"], record["frozen_layers"]
-        )
+    if base and texts:
+        states = build_lower_states(base[0].model, texts, k)
+    else:
+        states = stored_lower_states(torch_models[0].model, fingerprint, k)
+    for model in torch_models:
         attach(model.model, states)
-        given += states is not None
-    return given
+    return len(torch_models) if states is not None else 0
 
 
 def models_note(

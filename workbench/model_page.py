@@ -14,7 +14,7 @@ import pandas as pd
 
 from workbench import display as wb
 from workbench.evaluation import loss_figure
-from workbench.modelcard import budget_sentence, final_sentence
+from workbench.modelcard import budget_sentence, final_sentence, layers_sentence
 from workbench.training import read_log, read_recipe
 
 if TYPE_CHECKING:
@@ -54,6 +54,12 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
         wb.warning("Time budget: " + budget_sentence(budget) + ".")
     else:
         wb.note("Time budget: " + budget_sentence(budget) + ".")
+    wb.note("Layers trained: " + layers_sentence(record) + ".")
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
+    check = metrics.get("baseline_check")
+    if check:
+        (wb.warning if check["below"] else wb.note)(check["sentence"])
     if record.get("final"):
         final = record["final"]
         (wb.note if final.get("same_training", True) else wb.warning)(final_sentence(final))
@@ -70,6 +76,4 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
         pd.DataFrame([{"parameter": k, "value": str(v)} for k, v in sorted(parameters.items())]),
         caption=f"Recipe '{record.get('recipe', '?')}': every parameter (model card: README.md in the training folder)",
     )
-    metrics_file = folder / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
     return {"record": record, "metrics": metrics}

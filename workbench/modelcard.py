@@ -137,6 +137,7 @@ def _procedure_lines(record: dict[str, Any], log: pd.DataFrame) -> list[str]:
         f"- **Training time:** {record['training_seconds']:.1f} s in total "
         f"({record['fine_tune_seconds']:.1f} s fine-tuning, {record['steps']} steps)",
         f"- **Time budget:** {budget_sentence(record.get('time_budget'))}",
+        f"- **Layers trained:** {layers_sentence(record)}",
         "",
         "### Hyper-parameters",
         "",
@@ -230,6 +231,23 @@ def final_sentence(final: dict[str, Any], kept_out: str = "") -> str:
         f"Final refit on every labelled row{kept_out} (no test split), {sized}: it was not trained the way "
         f"the evaluation `{final['evaluated_by']}` measured, so that evaluation's quality "
         "(macro-F1 {:.4f}) is not claimed for it.".format(test["macro-F1"])
+    )
+
+
+def layers_sentence(record: dict[str, Any]) -> str:
+    """Which encoder layers the fine-tune trained, and why (the planner's choice, if any)."""
+    frozen = record.get("frozen_layers") or {}
+    choice = (record.get("time_budget") or {}).get("frozen_layers") or {}
+    why = f" ({choice['reason']})" if choice.get("reason") else ""
+    if not record.get("steps"):
+        return f"none: no fine-tune step{why}"
+    if not frozen.get("frozen_layers"):
+        return f"all (embeddings and every transformer layer){why}"
+    k, n = frozen["frozen_layers"], frozen["layers"]
+    return (
+        f"the top {n - k} of {n} transformer layers; the embeddings and the lower {k} were frozen "
+        f"and their outputs computed once for {frozen['tickets']:,} tickets in "
+        f"{frozen['seconds']:.0f} s{why}"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from workbench.embeddings import encode, model_fingerprint
 from workbench.errors import BadInputError
 from workbench.evaluation import loss_figure
 from workbench.explore import sample_rows
-from workbench.frozen import attach, build_lower_states, layer_count
+from workbench.frozen import attach, attached, build_lower_states, layer_count
 from workbench.heads import (
     EncodingDeadline,
     check_head_fits,
@@ -253,15 +254,15 @@ def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int)
 
 
 def _lower_states(job: _Job, model, progress: bool):
-    """With ``frozen_layers`` = k > 0: every ticket's lower-layer outputs, computed once (or
-    read from the disk cache of the base model) before the fine-tune changes the model."""
+    """With ``frozen_layers`` = k > 0: the training and validation tickets' lower-layer outputs,
+    computed once (or read from the base model's disk cache) before the fine-tune changes it."""
     k = frozen_layers(job.params)
     if not k:
         return None
     started = time.perf_counter()
-    texts = pd.concat(
-        [job.split.train["text"], job.split.validation["text"], job.split.test["text"]]
-    )
+    # Test tickets are scored by the served (exported) model, not through the states; the
+    # report's maps add theirs after training, outside the budget (maps.reuse_training_states).
+    texts = pd.concat([job.split.train["text"], job.split.validation["text"]])
     fingerprint = model_fingerprint(model)
     states = build_lower_states(model, texts.astype(str).tolist(), k, progress=progress)
     job.lower_states = {
@@ -586,6 +587,10 @@ MIN_HEAD_TICKETS = 5000
 # head keeps at least this many tickets (125 per category for eight) even if that overruns.
 HEAD_TICKETS_AT_DEADLINE = 1000
 EXPORT_ENCODES_PER_CHECK_TICKET = 3  # PyTorch reference + four backends, int8 ones faster
+# The exported int8 backend scored 9,568 real tickets 3.17x faster than PyTorch (bench/RESULTS.md,
+# inference backends); the plan counts on 2x for the validation and test scoring it serves. If
+# the export is dropped, fit_after_fine_tune re-plans at PyTorch speed.
+SCORING_SPEEDUP_WITH_EXPORT = 2.0
 HEADS_THAT_ENCODE = {"logreg", "fusion"}
 HEAD_PROBE_TICKETS = (400, 800)
 
@@ -643,12 +648,12 @@ def plan_time_budget(
             head_tickets = fits
     scoring = len(split.test) + len(split.validation)  # metrics.json, with the chosen backend
     in_process = len(split.validation) + head_tickets  # encoded by the fine-tuned model here
-    fixed = per_ticket * (elsewhere + scoring) + fit_per_ticket * head_tickets + export_seconds
+    served = scoring / (SCORING_SPEEDUP_WITH_EXPORT if params["inference"] != "torch" else 1.0)
+    fixed = per_ticket * (elsewhere + served) + fit_per_ticket * head_tickets + export_seconds
     params, choice = _plan_frozen_layers(
         model, params, split, seed, total - spent, per_ticket, examples, in_process, fixed
     )
-    k = frozen_layers(params)
-    top_share = 1.0 if not k else (choice or {}).get("top_share", 1.0)
+    top_share = 1 - frozen_layers(params) / layer_count(model) if frozen_layers(params) else 1.0
     reserved = fixed + per_ticket * top_share * in_process
     states_seconds = (choice or {}).get("states_seconds", 0.0)
     fine_tune = max(total - spent - states_seconds - reserved, 0.25 * total)
@@ -662,6 +667,7 @@ def plan_time_budget(
         "tickets_encoded_after": in_process + elsewhere,
         "scoring_tickets": scoring,
     }
+    plan["top_share"] = round(top_share, 4)
     if choice:
         plan["frozen_layers"] = choice
     if head_cut:
@@ -693,14 +699,15 @@ def _plan_frozen_layers(
     """``frozen_layers=auto`` under a budget: measure a training step here and choose."""
     if params.get("frozen_layers") != "auto":
         return {**params, "frozen_layers": frozen_layers(params)}, None
-    if float(params["epochs"]) <= 0:
+    if float(params["epochs"]) <= 0 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Several processes train all layers (each rank would measure and choose alone).
         return {**params, "frozen_layers": 0}, None
     layers = layer_count(model)
     texts = split.train["text"].sample(
         min(TRAIN_PROBE_TICKETS, len(split.train)), random_state=seed + 1
     )
     measured = probe_train_seconds(model, texts.astype(str).tolist(), params, tuple(range(layers)))
-    tickets = len(split.train) + len(split.validation) + len(split.test)
+    tickets = len(split.train) + len(split.validation)  # the states' tickets (_lower_states)
     choice = choose_frozen_layers(
         seconds,
         layers,
@@ -780,11 +787,27 @@ def choose_frozen_layers(
 
 
 def _encode_seconds_per_ticket(model, texts: list[str]) -> float:
-    """Wall-clock seconds per ticket, encoded as the head will be (small length-sorted batches:
-    a few random tickets in big batches are padded to the longest and overstate it 2.4x)."""
-    started = time.perf_counter()
-    encode(model, texts, batch_size=16, cache=False)
-    return (time.perf_counter() - started) / max(len(texts), 1)
+    """Wall-clock seconds per ticket of a whole forward (frozen layers' states set aside),
+    encoded as the head will be (small length-sorted batches: a few random tickets in big
+    batches are padded to the longest and overstate it 2.4x)."""
+    states = attached(model)
+    attach(model, None)
+    try:
+        started = time.perf_counter()
+        encode(model, texts, batch_size=16, cache=False)
+        return (time.perf_counter() - started) / max(len(texts), 1)
+    finally:
+        attach(model, states)
+
+
+def _top_share(plan: dict[str, Any]) -> float:
+    """The share of a whole forward that an encode from the frozen layers' states costs."""
+    return float(plan.get("top_share", 1.0))
+
+
+def _scoring_seconds(plan: dict[str, Any], per_ticket: float, export: bool) -> float:
+    """Scoring validation and test with the served model (the export's, when there is one)."""
+    return per_ticket * plan["scoring_tickets"] / (SCORING_SPEEDUP_WITH_EXPORT if export else 1.0)
 
 
 def head_fit_seconds_per_ticket(train: pd.DataFrame, params: dict[str, Any], seed: int) -> float:
@@ -851,8 +874,9 @@ def fit_after_fine_tune(
     probe = probe["text"].sample(min(64, len(probe)), random_state=0).tolist()
     per_ticket = _encode_seconds_per_ticket(model, probe)
     slower = per_ticket / max(plan["encode_seconds_per_ticket"], 1e-9)
-    scoring = per_ticket * plan["scoring_tickets"]
+    scoring = _scoring_seconds(plan, per_ticket, export)
     export_seconds = _export_seconds(plan, per_ticket, len(split.validation))
+    here = per_ticket * _top_share(plan)  # this model's encodes, from the states if any
     head_tickets = 0
     fit_per_ticket = plan["head_fit_seconds_per_ticket"] * slower
     planned = plan.pop("head_tickets_cut", None)
@@ -860,16 +884,16 @@ def fit_after_fine_tune(
         params = {**params, "head_tickets": 0}
     if params["head"] in HEADS_THAT_ENCODE:
         head_tickets = head_ticket_count(params, len(split.train))
-    head_seconds = (per_ticket + fit_per_ticket) * head_tickets + per_ticket * len(split.validation)
+    head_seconds = (here + fit_per_ticket) * head_tickets + here * len(split.validation)
     keeps = export_seconds if export else 0.0
     if head_tickets and head_seconds + keeps + scoring > left:
-        room = left - scoring - keeps - per_ticket * len(split.validation)
-        fits = max(int(room / (per_ticket + fit_per_ticket)), MIN_HEAD_TICKETS)
+        room = left - scoring - keeps - here * len(split.validation)
+        fits = max(int(room / (here + fit_per_ticket)), MIN_HEAD_TICKETS)
         if fits < head_tickets:
             plan["head_tickets_cut"] = {"from": head_tickets, "to": fits, "after_fine_tune": True}
             params = {**params, "head_tickets": fits}
             head_tickets = fits
-            head_seconds = (per_ticket + fit_per_ticket) * fits + per_ticket * len(split.validation)
+            head_seconds = (here + fit_per_ticket) * fits + here * len(split.validation)
     if export and head_seconds + export_seconds + scoring > left:
         export = False
     plan["after_fine_tune"] = {
@@ -896,9 +920,10 @@ def head_encoding_deadline(plan: dict[str, Any], split, deadline: float) -> Enco
     re-decided after the head, ``after_head_encoding``), so it is not counted here."""
 
     def seconds_after(per_ticket: float, encoded: int) -> float:
-        slower = per_ticket / max(plan["encode_seconds_per_ticket"], 1e-9)
+        full = per_ticket / _top_share(plan)  # the head's encodes may run the top layers only
+        slower = full / max(plan["encode_seconds_per_ticket"], 1e-9)
         fit = plan["head_fit_seconds_per_ticket"] * slower * encoded
-        return fit + per_ticket * (len(split.validation) + plan["scoring_tickets"])
+        return fit + per_ticket * len(split.validation) + full * plan["scoring_tickets"]
 
     return EncodingDeadline(
         at=deadline, seconds_after=seconds_after, floor=HEAD_TICKETS_AT_DEADLINE
@@ -919,8 +944,9 @@ def after_head_encoding(
         params = {**params, "head_tickets": deadline.encoded}
         after["head_tickets"] = deadline.encoded
     if export and deadline.per_ticket is not None:
-        needed = _export_seconds(plan, deadline.per_ticket, len(split.validation))
-        needed += deadline.per_ticket * plan["scoring_tickets"]
+        full = deadline.per_ticket / _top_share(plan)
+        needed = _export_seconds(plan, full, len(split.validation))
+        needed += _scoring_seconds(plan, full, export)
         if time.perf_counter() + needed > deadline.at:
             export = False
             after["export"] = False

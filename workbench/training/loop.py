@@ -332,7 +332,8 @@ def probe_train_seconds(
     a new shape pays one-time kernel costs that the fine-tune's thousands of steps do not. Its
     cost per token times the mean length is the cost per example. The lower layers' outputs are
     computed untimed (the fine-tune reads them from its states); the gradients are dropped, so
-    the model is unchanged.
+    the model is unchanged. A measurement of this machine, like the encoding speed the plan
+    reads: wall-clock time, not the budget's (replaceable) ``clock``.
     """
     import torch
 
@@ -352,7 +353,7 @@ def probe_train_seconds(
             hidden = lower_forward(model, k, features) if k else None
             times = []
             for _ in range(PROBE_REPEATS + 1):
-                started = clock()
+                started = time.perf_counter()
                 with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
                     if k:
                         vectors = top_embeddings(model, k, hidden, features["attention_mask"])
@@ -360,7 +361,7 @@ def probe_train_seconds(
                         vectors = _embed(model, features)
                 vectors.float().pow(2).mean().backward()
                 model.zero_grad(set_to_none=True)
-                times.append(clock() - started)
+                times.append(time.perf_counter() - started)
             seconds[k] = float(np.median(times[1:])) / padded * float(lengths.mean())
     finally:
         model.zero_grad(set_to_none=True)
