@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock report test test-slow test-real lint bench sample-data clean
+.PHONY: install lock report test test-slow test-real lint docs screenshots bench sample-data clean
 
 install: $(STAMP)
 
@@ -53,9 +53,20 @@ test-real: install
 	$(VENV)/bin/pytest -m real_data $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check workbench tests bench
-	$(VENV)/bin/ruff format --check workbench tests bench
+	$(VENV)/bin/ruff check workbench tests bench docs/tools
+	$(VENV)/bin/ruff format --check workbench tests bench docs/tools
 	$(PY) -m workbench.architecture  # layers (workbench/ARCHITECTURE.md): no cycles, short functions
+
+# The docs site (mkdocs.yml), offline, into site/: a dead link or missing page fails the build.
+docs: install
+	$(VENV)/bin/mkdocs build --strict --quiet
+	@echo "wrote site/index.html"
+
+# The README's and docs' pictures (docs/images/), from a fresh report on the bundled sample,
+# in headless Chromium (SCREENSHOT_ARGS="--run reports/<run>" reuses a finished run instead).
+SCREENSHOT_ARGS ?=
+screenshots: install
+	$(PY) docs/tools/screenshots.py $(SCREENSHOT_ARGS)
 
 bench: install
 	$(PY) bench/bench_exploration.py
@@ -69,4 +80,4 @@ sample-data: install
 	$(PY) -m workbench.sample_data --out data/sample/tickets.csv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
