@@ -18,7 +18,7 @@ offline, and the best trial by validation with its test figure shown once.
 Example::
 
     n_trials: 12
-    timeout: 2h          # total, over every session of the search
+    timeout: 2h          # total, over every resumed run of the search
     seed: 0
     space:
       recipe: [classify, fusion]
