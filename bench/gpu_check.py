@@ -29,7 +29,8 @@ DATA_CANDIDATES = [  # shared/ beside or above the checkout (main checkout, work
     for base in (PROJECT, PROJECT.parent, PROJECT.parent.parent)
 ]
 # The CPU row to read the GPU figures against: the default recipe's 20-minute-budget training on
-# the same 70/10/20 split (seed 42), bench/RESULTS.md "Fifth stop", fp32 on 2 AVX2 cores.
+# the same 70/10/20 split (seed 42), bench/RESULTS.md "Training speed and the time budget"
+# (the 20-minute AVX2 row), fp32 on 2 AVX2 cores.
 # Its test macro-F1 is measured once, like the GPU branches'; nothing was chosen on it.
 CPU_REFERENCE = {
     "branch": "CPU, 2 cores, fp32, 20-min budget (bench/RESULTS.md)",
