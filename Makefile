@@ -59,7 +59,7 @@ lint: install
 
 # The docs site (mkdocs.yml), offline, into site/: a dead link or missing page fails the build.
 docs: install
-	$(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	@echo "wrote site/index.html"
 
 # The README's and docs' pictures (docs/images/), from a fresh report on the bundled sample,

@@ -4,6 +4,7 @@ every default a page states is the code's. (``make docs`` builds the site with -
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench import explore, routing, scale, search
+from workbench import evaluation, explore, maps, routing, scale, search
 from workbench.cli import build_parser
 from workbench.labels import minimum_class_size
 from workbench.report.params import DEFAULT_PROFILE, PROFILES, build_parameters
@@ -78,15 +79,13 @@ def test_every_nav_page_exists():
 def _known_parameters() -> set[str]:
     """Every key ``--param`` accepts somewhere: recipe knobs, report and notebook parameters,
     the split's and the operating point's."""
-    import nbformat
-
     known = {key for params in RECIPES.values() for key in params}
     known |= set(build_parameters()) | {k for p in PROFILES.values() for k in p}
     known |= set(OPTION_KEYS) | {"test_size", "validation_size", "split_seed", "training_params"}
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        for cell in nbformat.read(notebook, as_version=4).cells:
-            if "parameters" in cell.metadata.get("tags", []):
-                known |= set(re.findall(r"^(\w+) *=", cell.source, re.M))
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                known |= set(re.findall(r"^(\w+) *=", "".join(cell["source"]), re.M))
     return known
 
 
@@ -191,6 +190,9 @@ def _stated_defaults() -> list[tuple[str, str]]:
             f"({len(sample):,} synthetic tickets, {sample['Topic_group'].nunique()} categories",
         ),
         ("scaling.md", f"(`--actors N`, default {scale.DEFAULT_ACTORS})"),
+        ("data.md", f"the {evaluation.TOP_CONFUSED_K} most confused categories above"),
+        ("data.md", f"above {evaluation.TOP_CONFUSED_ABOVE}"),
+        ("data.md", f"the maps colour the {maps.MAP_LEGEND_LIMIT} biggest"),
         ("README.md", f"{len(sample):,} synthetic tickets"),
     ]
 
