@@ -4,7 +4,6 @@ every default a page states is the code's. (``make docs`` builds the site with -
 from __future__ import annotations
 
 import inspect
-import json
 import re
 import sys
 from pathlib import Path
@@ -15,8 +14,7 @@ import pytest
 from workbench import evaluation, explore, maps, routing, scale, search
 from workbench.cli import build_parser
 from workbench.labels import minimum_class_size
-from workbench.report.params import DEFAULT_PROFILE, PROFILES, build_parameters
-from workbench.routing import OPTION_KEYS
+from workbench.report.params import DEFAULT_PROFILE, PROFILES, known_parameters
 from workbench.training import folder
 from workbench.training.loop import TimeBudget
 from workbench.training.recipes import RECIPES
@@ -77,16 +75,8 @@ def test_every_nav_page_exists():
 
 
 def _known_parameters() -> set[str]:
-    """Every key ``--param`` accepts somewhere: recipe knobs, report and notebook parameters,
-    the split's and the operating point's."""
-    known = {key for params in RECIPES.values() for key in params}
-    known |= set(build_parameters()) | {k for p in PROFILES.values() for k in p}
-    known |= set(OPTION_KEYS) | {"test_size", "validation_size", "split_seed", "training_params"}
-    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
-            if "parameters" in cell.get("metadata", {}).get("tags", []):
-                known |= set(re.findall(r"^(\w+) *=", "".join(cell["source"]), re.M))
-    return known
+    """Every key ``--param`` accepts somewhere (the report refuses any other)."""
+    return known_parameters()
 
 
 def test_named_parameters_exist():

@@ -130,6 +130,14 @@ def test_cheap_baselines_include_word_char(small_sample):
     )
     assert cheap["word+char TF-IDF + LinearSVC"] == word_char
     assert 0.3 < word_char["macro-F1"] <= 1.0
+    # With validation, the word+char fit also scores it (the baseline check), from one fit.
+    both = baselines.cheap_baselines(split.train, split.test, data.labels, split.validation)
+    checked = both["word+char TF-IDF + LinearSVC"].pop("validation")
+    alone = baselines.word_char_tfidf_svm(split.train, split.validation, data.labels)
+    assert checked["macro-F1"] == pytest.approx(alone["macro-F1"], abs=0.02)
+    assert both["word+char TF-IDF + LinearSVC"]["macro-F1"] == pytest.approx(
+        word_char["macro-F1"], abs=0.02
+    )
 
 
 def test_calibration_of_a_perfectly_calibrated_model():

@@ -326,3 +326,23 @@ def test_run_and_sweep_names_cannot_leave_the_reports_folder(tmp_path, name):
     page = write_sweep_page([], reports, name, {"epochs": [1]})
     assert page.parent == reports and page.exists() and not page.name.startswith(".")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]  # nothing written beside it
+
+
+def test_a_misspelt_parameter_is_refused_before_any_notebook_runs(tmp_path):
+    """``--param epoch=3`` would be ignored by every notebook: one line names it and the key
+    meant, and no run folder is made."""
+    done = subprocess.run(
+        [
+            str(PROJECT / ".venv" / "bin" / "workbench"),
+            "report",
+            "--param",
+            "epoch=3",
+            "--reports-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "unknown parameter 'epoch'; did you mean 'epochs'?" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -385,6 +385,40 @@ def test_time_budget_bounds_the_whole_training(small_sample):
     assert none is None and no_budget["time_budget"] == 0
 
 
+def test_the_budget_reserves_the_baselines_and_states_its_overrun(small_sample, monkeypatch):
+    """The TF-IDF baselines metrics.json records are fitted inside the budget, so the plan
+    reserves them; a budget its floors cannot meet records the expected overrun, and the model
+    page's sentence says it. The machine's speeds are fixed here (10 ms a ticket to encode,
+    1 ms to fit), so the arithmetic is checked, not this machine's timing noise."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.modelcard import budget_sentence
+    from workbench.models import load_model
+    from workbench.training import folder
+
+    monkeypatch.setattr(folder, "_encode_seconds_per_ticket", lambda model, texts: 0.01)
+    monkeypatch.setattr(folder, "head_fit_seconds_per_ticket", lambda *args: 0.001)
+    split = split_tickets(load_tickets(small_sample), seed=42)
+    model = load_model(max_seq_length=24)
+    fusion = resolve_recipe("fusion", {"time_budget": "10m", "inference": "torch"})
+    _, with_baselines = folder.plan_time_budget(model, fusion, split, seed=42)
+    _, without = folder.plan_time_budget(model, fusion, split, seed=42, baselines=False)
+    expected = folder.BASELINE_FITS * 0.001 * len(split.train)
+    assert with_baselines["baseline_seconds"] == pytest.approx(expected, abs=0.1)
+    assert without["baseline_seconds"] == 0
+    extra = with_baselines["reserved_seconds"] - without["reserved_seconds"]
+    assert extra == pytest.approx(with_baselines["baseline_seconds"], abs=0.2)
+    assert "expected_overrun_seconds" not in with_baselines
+
+    tight = resolve_recipe("fusion", {"time_budget": "1s", "inference": "torch"})
+    _, plan = folder.plan_time_budget(model, tight, split, 42)
+    # spent 0 + reserved + the fine-tune's quarter (0.25 s) − 1 s
+    assert plan["expected_overrun_seconds"] == pytest.approx(
+        plan["reserved_seconds"] + 0.25 - 1.0, abs=0.2
+    )
+    sentence = budget_sentence({**plan, "seconds": 0.25, "cut": False, "planned_steps": 3})
+    assert "exceeded the budget by about" in sentence
+
+
 def _planned_budget(small_sample, monkeypatch, **overrides):
     """The budget plan of a fusion head on ``small_sample`` (head floor lowered to 10 tickets):
     ``(folder module, split, model, params, plan)``."""

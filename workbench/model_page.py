@@ -50,7 +50,11 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
         for note in scope.split.small_data_notes():
             wb.warning("Small data: " + note)
     budget = record.get("time_budget")
-    if budget and (budget.get("cut") or budget.get("head_tickets_cut")):
+    if budget and (
+        budget.get("cut")
+        or budget.get("head_tickets_cut")
+        or budget.get("expected_overrun_seconds")
+    ):
         wb.warning("Time budget: " + budget_sentence(budget) + ".")
     else:
         wb.note("Time budget: " + budget_sentence(budget) + ".")

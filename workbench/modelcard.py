@@ -277,6 +277,13 @@ def budget_sentence(budget: dict[str, Any] | None) -> str:
         )
         if head.get("at_deadline"):
             limit += " (the machine slowed down after the fine-tune: its encoding stopped there)"
+    if budget.get("expected_overrun_seconds"):
+        limit += (
+            f"; the plan exceeded the budget by about "
+            f"{budget['expected_overrun_seconds'] / 60:.1f} min before training (the fine-tune's "
+            "quarter, the head's least sample, scoring validation and test and the baselines "
+            "are floors)"
+        )
     if budget.get("command_seconds"):
         limit += f"; the whole training took {budget['command_seconds'] / 60:.1f} min"
     if not budget["cut"]:

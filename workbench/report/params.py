@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -10,9 +14,11 @@ from workbench.data import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN
 from workbench.errors import BadInputError
 from workbench.labels import DEFAULT_TEST_SIZE, DEFAULT_VALIDATION_SIZE
 from workbench.models import DEFAULT_BASE_MODEL
-from workbench.paths import DEFAULT_DATA
+from workbench.paths import DEFAULT_DATA, NOTEBOOK_DIR
+from workbench.routing import OPTION_KEYS
 from workbench.scope import model_read_options
 from workbench.training.folder import replay_parameters
+from workbench.training.recipes import RECIPES
 
 # Profiles: named parameter sets.
 # "standard" (the default) trains the default recipe within a fine-tuning time budget, so a
@@ -84,6 +90,7 @@ def build_parameters(
     }
     given = dict(read_config(config_file)) if config_file else {}
     given.update(overrides or {})
+    check_known(given, params, config_file)
     params.update(given)
     if params["model_dir"]:
         # A given model reads the file as its training data was read (text columns joined the
@@ -141,3 +148,40 @@ def parse_assignments(items: list[str]) -> dict[str, object]:
         except yaml.YAMLError:
             parsed[key.strip()] = value
     return parsed
+
+
+# Keys the split and the pipeline read that no profile, recipe or notebook cell names.
+PIPELINE_KEYS = {"split_seed", "training_params"}
+
+
+@cache
+def notebook_parameters() -> frozenset[str]:
+    """The names the notebooks' ``parameters`` cells assign (papermill injects the rest)."""
+    names: set[str] = set()
+    for notebook in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                names |= set(re.findall(r"^(\w+) *=", "".join(cell["source"]), re.M))
+    return frozenset(names)
+
+
+def known_parameters(defaults: dict[str, object] | None = None) -> set[str]:
+    """Every key ``--param`` (or the config file) may set: report and notebook parameters,
+    every recipe's knobs, the operating point's options and the split's."""
+    known = {key for params in RECIPES.values() for key in params}
+    known |= {key for profile in PROFILES.values() for key in profile}
+    known |= set(defaults or build_parameters()) | set(OPTION_KEYS) | PIPELINE_KEYS
+    return known | notebook_parameters()
+
+
+def check_known(given: dict[str, object], defaults: dict[str, object], source) -> None:
+    """A misspelt key is refused before any notebook runs (it would otherwise be ignored)."""
+    known = known_parameters(defaults)
+    for key in given:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = f"--param or {source}" if source else "--param"
+            raise BadInputError(
+                f"{where}: unknown parameter {key!r}{hint} (see docs/getting-started.md)"
+            )

@@ -98,7 +98,7 @@ def train(
         "validation_size": validation_size,
         "seed": seed if split_seed is None else split_seed,
     }
-    job = _prepare(data, out_dir, recipe, overrides, seed, sizes, replay, started_at)
+    job = _prepare(data, out_dir, recipe, overrides, seed, sizes, replay, started_at, baselines)
     tuned = _fine_tune(job, progress, fit_callback, fit_callback_every)
     result, out_dir = tuned.result, job.out_dir
     if not result.main_process:
@@ -151,6 +151,7 @@ class _Job:
     out_dir: Path
     command_started: float  # perf_counter: the time budget bounds the whole call from here
     lower_states: dict[str, Any] | None = None  # frozen lower layers: what their states cost
+    baselines: bool = True  # metrics.json records the cheap baselines (planned in the budget)
 
     @property
     def labels(self) -> list[str]:
@@ -161,7 +162,9 @@ class _Job:
         return pd.concat([self.split.train["text"], self.split.validation["text"]])
 
 
-def _prepare(data, out_dir, recipe, overrides, seed, sizes, replay, started_at) -> _Job:
+def _prepare(
+    data, out_dir, recipe, overrides, seed, sizes, replay, started_at, baselines=True
+) -> _Job:
     """Resolve the recipe (and a replay), check the output folder, split the tickets."""
     command_started = time.perf_counter() if started_at is None else started_at
     if isinstance(replay, str | Path):
@@ -191,6 +194,7 @@ def _prepare(data, out_dir, recipe, overrides, seed, sizes, replay, started_at) 
         replay,
         out_dir,
         command_started,
+        baselines=baselines,
     )
 
 
@@ -215,7 +219,13 @@ def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int)
     examples = build_pairs(split.train, job.labels, params, seed, job.descriptions)
     started = time.perf_counter()
     fine_tune_params, reserve = plan_time_budget(
-        model, params, split, seed, spent=started - job.command_started, examples=len(examples)
+        model,
+        params,
+        split,
+        seed,
+        spent=started - job.command_started,
+        examples=len(examples),
+        baselines=job.baselines,
     )
     # What the planner chose (or the recipe said) is what the folder records and a replay redoes.
     chosen = {key: fine_tune_params[key] for key in ("frozen_layers", "epochs")}
@@ -431,18 +441,29 @@ def _evaluate_folder(
             texts = split.test["text"].tolist()
             probabilities = routing.confidences(classifier, texts, scores)
             routing.add_test_outcome(out_dir, routed, probabilities, split.test["label"], labels)
-        if baselines:
-            metrics["baselines"] = cheap_baselines(split.train, split.test, labels)
-        if validation_scores is not None:
-            baseline = word_char_tfidf_svm(split.train, split.validation, labels)
-            metrics["baseline_check"] = evaluation.baseline_check(
-                metrics["validation"]["macro-F1"],
-                baseline["macro-F1"],
-                WORD_CHAR_TFIDF,
-                len(split.validation),
-            )
+        metrics.update(_baselines(split, labels, metrics, baselines))
     metrics["routing"] = routing.summary(routed)
     return metrics
+
+
+def _baselines(split, labels: list[str], metrics: dict, record: bool) -> dict[str, Any]:
+    """The cheap baselines on test (``record``) and the word+char check on validation, from
+    one fit of each baseline."""
+    out: dict[str, Any] = {}
+    validation = split.validation if "validation" in metrics else None
+    if record:
+        out["baselines"] = cheap_baselines(split.train, split.test, labels, validation)
+        on_validation = out["baselines"][WORD_CHAR_TFIDF].pop("validation", None)
+    elif validation is not None:
+        on_validation = word_char_tfidf_svm(split.train, validation, labels)
+    if validation is not None:
+        out["baseline_check"] = evaluation.baseline_check(
+            metrics["validation"]["macro-F1"],
+            on_validation["macro-F1"],
+            WORD_CHAR_TFIDF,
+            len(validation),
+        )
+    return out
 
 
 def _final_refit(final, overrides, given_validation, options, text_column, label_column):
@@ -602,12 +623,14 @@ def plan_time_budget(
     seed: int,
     spent: float = 0.0,
     examples: int | None = None,
+    baselines: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Share ``time_budget`` between the fine-tune and what must follow it in the same call.
 
     The budget bounds the whole training call (loading and tokenising, the frozen layers'
     states, the fine-tune, encoding the tickets the head learns from, the head, the backend
-    export, scoring the validation and test splits): ``spent`` seconds are already gone, this
+    export, scoring the validation and test splits, the TF-IDF baselines and the baseline check
+    when ``baselines``): ``spent`` seconds are already gone, this
     machine's encoding speed, training-step cost and the head's fitting cost are measured on a
     few training tickets, the work after the fine-tune is estimated from them, and the
     fine-tune gets the rest (at least a quarter of the budget). ``frozen_layers=auto`` is
@@ -621,35 +644,26 @@ def plan_time_budget(
     probe = split.train["text"].sample(min(160, len(split.train)), random_state=seed).tolist()
     encode(model, probe[:32], cache=False)  # warm-up: first calls pay one-time costs
     per_ticket = _encode_seconds_per_ticket(model, probe[32:] or probe)
-    elsewhere = 0  # tickets encoded by the exported or reloaded model (no frozen states there)
+    # elsewhere: tickets encoded by the exported or reloaded model (no frozen states there)
+    elsewhere, export_seconds = _export_estimate(params, split, per_ticket)
     fit_per_ticket = 0.0
-    export_seconds = 0.0
-    if params["inference"] != "torch":
-        checked = min(EXPORT_CHECK_TICKETS, len(split.validation) or len(split.train))
-        elsewhere += EXPORT_ENCODES_PER_CHECK_TICKET * checked
-        export_seconds = EXPORT_SECONDS_AT_REFERENCE * float(
-            np.clip(per_ticket / REFERENCE_ENCODE_SECONDS_PER_TICKET, *EXPORT_SCALE)
-        )
-    head_cut = None
-    head_tickets = 0
+    head_cut, head_tickets = None, 0
     if params["head"] in HEADS_THAT_ENCODE:
         fit_per_ticket = head_fit_seconds_per_ticket(split.train, params, seed)
-        head_tickets = head_ticket_count(params, len(split.train))
-        per_head_ticket = per_ticket + fit_per_ticket
         room = (
             HEAD_SHARE_OF_BUDGET * total
             - per_ticket * (len(split.validation) + elsewhere)
             - export_seconds
         )
-        fits = max(int(room / per_head_ticket), MIN_HEAD_TICKETS)
-        if not int(params["head_tickets"]) and fits < head_tickets:
-            # The head's tickets would not fit the budget: a stratified sample of them does.
-            head_cut = {"from": head_tickets, "to": fits}
-            head_tickets = fits
+        head_tickets, head_cut = _head_tickets_that_fit(
+            params, len(split.train), room, per_ticket + fit_per_ticket
+        )
     scoring = len(split.test) + len(split.validation)  # metrics.json, with the chosen backend
     in_process = len(split.validation) + head_tickets  # encoded by the fine-tuned model here
     served = scoring / (SCORING_SPEEDUP_WITH_EXPORT if params["inference"] != "torch" else 1.0)
     fixed = per_ticket * (elsewhere + served) + fit_per_ticket * head_tickets + export_seconds
+    baseline_seconds = _baseline_seconds(split, params, seed, fit_per_ticket, baselines)
+    fixed += baseline_seconds
     params, choice = _plan_frozen_layers(
         model, params, split, seed, total - spent, per_ticket, examples, in_process, fixed
     )
@@ -666,23 +680,67 @@ def plan_time_budget(
         "export_seconds": round(export_seconds, 1),
         "tickets_encoded_after": in_process + elsewhere,
         "scoring_tickets": scoring,
+        "baseline_seconds": round(baseline_seconds, 1),
     }
     plan["top_share"] = round(top_share, 4)
     if choice:
         plan["frozen_layers"] = choice
     if head_cut:
         plan["head_tickets_cut"] = head_cut
-    if spent + states_seconds + reserved > 0.75 * total:
+    overrun = spent + states_seconds + reserved + fine_tune - total
+    if overrun > 0:
+        # A floor (a quarter for the fine-tune, the head's least sample, scoring validation and
+        # test, the baselines) outweighs the budget: said now, and on the model page after.
+        plan["expected_overrun_seconds"] = round(overrun, 1)
         _warn_unbounded(total, spent, in_process + elsewhere + scoring, per_ticket, reserved)
     return {**params, "time_budget": fine_tune}, plan
+
+
+# A word TF-IDF fit costs about a third of the word+char one (char 2-5-grams dominate).
+BASELINE_FITS = 1.35
+
+
+def _baseline_seconds(split, params: dict[str, Any], seed: int, fusion_per_ticket: float, on):
+    """The TF-IDF baselines' fits on every training ticket (``cheap_baselines``): the fusion
+    head's estimator (word+char TF-IDF + SVM) measured here stands in for them."""
+    if not on or not len(split.test):
+        return 0.0
+    if params["head"] != "fusion":
+        stand_in = {**params, "head": "fusion", "head_C": 0.3, "head_tickets": 0}
+        fusion_per_ticket = head_fit_seconds_per_ticket(split.train, stand_in, seed)
+    return BASELINE_FITS * fusion_per_ticket * len(split.train)
+
+
+def _export_estimate(params, split, per_ticket: float) -> tuple[int, float]:
+    """Tickets the export's accuracy check encodes, and the export's own seconds (scaled from
+    the reference machine by this one's encoding speed); none with ``inference=torch``."""
+    if params["inference"] == "torch":
+        return 0, 0.0
+    checked = min(EXPORT_CHECK_TICKETS, len(split.validation) or len(split.train))
+    seconds = EXPORT_SECONDS_AT_REFERENCE * float(
+        np.clip(per_ticket / REFERENCE_ENCODE_SECONDS_PER_TICKET, *EXPORT_SCALE)
+    )
+    return EXPORT_ENCODES_PER_CHECK_TICKET * checked, seconds
+
+
+def _head_tickets_that_fit(params, train_tickets: int, room: float, per_ticket: float):
+    """The head's tickets and, when all of them would not fit ``room`` seconds, the cut to a
+    stratified sample that does (never below ``MIN_HEAD_TICKETS``; a user's head_tickets is
+    kept)."""
+    head_tickets = head_ticket_count(params, train_tickets)
+    fits = max(int(room / per_ticket), MIN_HEAD_TICKETS)
+    if not int(params["head_tickets"]) and fits < head_tickets:
+        return fits, {"from": head_tickets, "to": fits}
+    return head_tickets, None
 
 
 def _warn_unbounded(total: float, spent: float, tickets: int, per_ticket: float, reserved: float):
     warn(
         f"time_budget={total / 60:.1f}m cannot bound this training: loading took "
         f"{spent:.0f} s and the work after the fine-tune (encoding {tickets:,} tickets at "
-        f"{per_ticket * 1000:.1f} ms each, the head, the export) takes about "
-        f"{reserved / 60:.0f} min here; raise time_budget or lower validation_size / head_tickets"
+        f"{per_ticket * 1000:.1f} ms each, the head, the export, the baselines) takes about "
+        f"{reserved / 60:.0f} min here, and the fine-tune gets at least a quarter of the budget; "
+        "raise time_budget or lower validation_size / head_tickets"
     )
 
 
