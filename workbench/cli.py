@@ -46,6 +46,23 @@ def _data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> 
     )
 
 
+def _corrections_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--corrections",
+        default=None,
+        metavar="FILE.csv",
+        help="review decisions (text_hash or text, decision keep/relabel/drop, new_label) applied "
+        "after loading; the data file is never changed (docs/review-and-explain.md)",
+    )
+    parser.add_argument(
+        "--corrections-scope",
+        choices=["train", "all"],
+        default=None,
+        help="train (default): corrections change training labels only; all: validation and "
+        "test labels too, which changes what the evaluation figures mean",
+    )
+
+
 def _text_column(args: argparse.Namespace) -> str | None:
     """Repeated or comma-listed --text-column as one comma list (what load_tickets reads)."""
     return ",".join(args.text_column) if args.text_column else None
@@ -76,6 +93,7 @@ def _report_command(commands: argparse._SubParsersAction) -> None:
     """``workbench report``: run the notebooks into reports/<run>/."""
     report = commands.add_parser("report", help="run the notebooks headlessly into reports/<run>/")
     _data_arguments(report)
+    _corrections_arguments(report)
     report.add_argument("--config", help="YAML file of notebook parameters")
     report.add_argument(
         "--profile",
@@ -124,6 +142,7 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
     """``workbench train``: fine-tune into a training folder."""
     train = commands.add_parser("train", help="fine-tune a classifier into a training folder")
     _data_arguments(train, required=True)
+    _corrections_arguments(train)
     train.add_argument(
         "--recipe", default=None, help="recipe name (default: the best measured, see bench/)"
     )
@@ -314,6 +333,8 @@ def _report(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "model_dir": args.model,
         "evaluate": args.evaluate,
+        "corrections": args.corrections,
+        "corrections_scope": args.corrections_scope,
     }.items():
         if value is not None:
             overrides[key] = value
@@ -411,6 +432,8 @@ def _train_file(args: argparse.Namespace, train_file, parse_assignments):
         seed=args.seed,
         final=args.final,
         replay=args.replay,
+        corrections=args.corrections,
+        corrections_scope=args.corrections_scope or "train",
         **_data_options(args),
     )
 

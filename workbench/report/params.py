@@ -79,6 +79,8 @@ def build_parameters(
         "rare": "merge",  # merge into 'other (rare)', drop (counted) or error
         "label_descriptions": "",  # YAML file of code: description for coded categories
         "replay": "",  # a budgeted training folder or run: train exactly what it trained
+        "corrections": "",  # CSV of review decisions (workbench.corrections), applied after loading
+        "corrections_scope": "train",  # train: training labels only; all: every split's
         **PROFILES[profile],
         "profile": profile,
     }

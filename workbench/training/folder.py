@@ -376,6 +376,7 @@ def _training_record(
             "routing_tickets": len(parts[1]),
             "seed": job.split.seed,
         },
+        "corrections": split.corrections,  # applied review decisions, with the file's hash
         "seen_texts": seen_texts_record(job.out_dir / "model"),
         "packages": runinfo.package_versions(),
         "environment": runinfo.environment(),
@@ -483,6 +484,8 @@ def train_file(
     rare: str | None = None,
     label_descriptions: str | Path | None = None,
     replay: str | Path | None = None,
+    corrections: str | Path | None = None,
+    corrections_scope: str = "train",
 ) -> TrainingResult:
     """``workbench train``: load, split (``test_size``/``validation_size`` params), train.
 
@@ -527,7 +530,9 @@ def train_file(
         recorded = load_options_of(read_recipe(_training_folder(replay)))
         given = {"text_column": text_column, "label_column": label_column}
         options.update({k: v for k, v in recorded.items() if not given.get(k)})
-    data = load_tickets(data_path, **options)
+    data = load_tickets(
+        data_path, **options, corrections=corrections, corrections_scope=corrections_scope
+    )
     if replayed and data.sha256 != read_recipe(_training_folder(replay))["data"].get("sha256"):
         warn(
             f"--replay {replay}: {Path(data_path).name} is not the file that run trained on "
