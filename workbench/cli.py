@@ -240,6 +240,12 @@ def _predict_command(commands: argparse._SubParsersAction) -> None:
         "would only fill it, ~1.7 KB each; use it for a file you will score again)",
     )
     predict.add_argument(
+        "--explain",
+        action="store_true",
+        help="per ticket: the TF-IDF terms that pushed it most towards its category (exact "
+        "contributions of the fusion head), the embedding's share and the nearest training tickets",
+    )
+    predict.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
@@ -529,6 +535,8 @@ def _without_processes(argv: list[str]) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from workbench.classifier import load_classifier
     from workbench.data import load_tickets, write_json
     from workbench.evaluation import predictions_table
@@ -541,6 +549,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
     if args.engine == "ray" and (args.calibration or args.target_error or args.delta):
         raise _bad("--calibration/--target-error/--delta apply to --engine local only")
+    if args.engine == "ray" and args.explain:
+        raise _bad("--explain applies to --engine local only")
     if args.engine == "ray" and args.cache:
         raise _bad("--cache applies to --engine local only (Ray actors never use the cache)")
     if args.engine == "ray":
@@ -570,6 +580,11 @@ def _predict(args: argparse.Namespace) -> int:
     table = predictions_table(frame, scores, classifier.labels)
     probabilities = routing.confidences(classifier, frame["text"].tolist(), scores)
     table = routing.add_columns(table, probabilities, operating, classifier.labels)
+    if args.explain:
+        from workbench.explain import explain_tickets
+
+        explained = explain_tickets(classifier, frame["text"].tolist(), table["predicted"].tolist())
+        table = pd.concat([table, explained], axis=1)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     record = prediction_record(classifier, data, args.inference)

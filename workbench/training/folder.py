@@ -21,6 +21,7 @@ from workbench.data import TicketData, load_tickets, split_tickets, write_json
 from workbench.embeddings import encode, model_fingerprint
 from workbench.errors import BadInputError
 from workbench.evaluation import loss_figure
+from workbench.explain import write_neighbour_index
 from workbench.explore import sample_rows
 from workbench.frozen import attach, attached, build_lower_states, layer_count
 from workbench.heads import (
@@ -112,7 +113,7 @@ def train(
     training_seconds = time.perf_counter() - tuned.started
     budget = result.budget if tuned.reserve is None else {**(result.budget or {}), **tuned.reserve}
 
-    _write_model(out_dir, tuned.model, job.labels, head, result.log)
+    _write_model(out_dir, tuned.model, job.labels, head, result.log, job.split.train)
     parts = (temperature_part, routing_part)
     record = _training_record(job, tuned, round(training_seconds, 2), budget, temperature, parts)
     if final_from is not None:
@@ -323,13 +324,17 @@ def _write_pages(out_dir: Path, record: dict, log: pd.DataFrame, metrics: dict, 
     )
 
 
-def _write_model(out_dir: Path, model, labels: list[str], head, log: pd.DataFrame) -> None:
-    """The model itself: encoder, labels, head (skops + JSON, never a pickle) and its log."""
+def _write_model(
+    out_dir: Path, model, labels: list[str], head, log: pd.DataFrame, train: pd.DataFrame
+) -> None:
+    """The model itself: encoder, labels, head (skops + JSON, never a pickle), its log and the
+    training tickets' neighbour index (``predict --explain``, the review widget)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir / "model"), create_model_card=False)
     write_json(out_dir / "labels.json", labels)
     save_head(head, out_dir)  # skops + JSON: opening a model folder never runs its code
     log.to_csv(out_dir / "training_log.csv", index=False)
+    write_neighbour_index(out_dir, model, train)
 
 
 def _training_record(
