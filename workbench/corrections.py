@@ -8,6 +8,9 @@ A corrections file is a CSV with one decision per row, in one schema whether the
 * ``new_label`` (for ``relabel``: one of the data's categories);
 * optional ``old_label``, ``reviewer``, ``time`` (UTC, ISO 8601) and ``run``.
 
+Rows whose decision is empty or ``skip`` (an exported candidate list, partly reviewed) are not
+corrections; other columns (the export's context) are ignored.
+
 The ticket file is never changed: :func:`apply_to_parts` changes the labels (and drops
 tickets) of a split's parts after splitting, so the same tickets land in the same split with
 and without corrections, and a before/after comparison scores the same evaluated tickets.
@@ -39,6 +42,7 @@ from workbench.texthash import file_sha256, text_hashes
 DECISIONS = ("keep", "relabel", "drop")
 COLUMNS = ("text_hash", "decision", "new_label", "old_label", "reviewer", "time", "run")
 SCOPES = ("train", "all")
+UNDECIDED = ("", "skip")  # rows of an exported candidate list nobody decided: skipped
 _HASH = re.compile(r"^[0-9a-f]{16}$")
 _SHOWN = 10
 
@@ -61,7 +65,7 @@ class Corrections:
     path: Path
     sha256: str
     scope: str
-    rows: int  # decision rows in the file
+    rows: int  # decision rows in the file (rows without a decision are not counted)
     decisions: pd.DataFrame  # one per text_hash (the latest): row + COLUMNS
     conflicts: pd.DataFrame = field(default_factory=pd.DataFrame)  # text_hash, rows, decisions
 
@@ -129,6 +133,10 @@ def _checked(table: pd.DataFrame, path: Path) -> pd.DataFrame:
             table[column] = ""
     table = table.assign(row=range(2, len(table) + 2))
     table["decision"] = table["decision"].str.strip().str.lower()
+    # An exported candidate list comes back with rows nobody decided: not corrections.
+    table = table[~table["decision"].isin(UNDECIDED)]
+    if table.empty:
+        raise BadInputError(f"{path}: no row has a decision (keep, relabel or drop)")
     table["new_label"] = table["new_label"].str.strip()
     table["text_hash"] = table["text_hash"].str.strip().str.lower()
     if "text" in table:

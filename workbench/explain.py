@@ -41,13 +41,17 @@ def nearest_training(
     """Indices and cosine similarities of the ``k`` nearest training tickets, nearest first.
 
     scikit-learn's exact (brute-force) cosine search; it works in memory-bounded chunks.
+    Dense embeddings or sparse TF-IDF rows.
     """
+    from scipy import sparse
     from sklearn.neighbors import NearestNeighbors
 
-    k = min(k, len(train_embeddings))
-    train = np.asarray(train_embeddings, dtype=np.float32)
-    search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(train)
-    distances, indices = search.kneighbors(np.asarray(query_embeddings, dtype=np.float32))
+    def matrix(values):  # sparse TF-IDF rows stay sparse (the review widget's neighbours)
+        return values if sparse.issparse(values) else np.asarray(values, dtype=np.float32)
+
+    k = min(k, train_embeddings.shape[0])
+    search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute")
+    distances, indices = search.fit(matrix(train_embeddings)).kneighbors(matrix(query_embeddings))
     return indices.astype(np.int64), (1.0 - distances).astype(np.float32)
 
 
