@@ -4,8 +4,10 @@ malformed or unmatched row named in one line."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -240,3 +242,78 @@ def test_report_with_corrections_trains_on_corrected_labels(tmp_path, small_samp
     assert digest in (run / "training" / "README.md").read_text(encoding="utf-8")
     page = (run / "01_exploratory_analysis.html").read_text(encoding="utf-8")
     assert "3 labels corrected, 0 tickets dropped" in page
+
+
+def _run(folder: Path, labels: list[str], predicted: list[str], corrections: dict | None) -> Path:
+    """A run folder as the pipeline writes one: summary (with its corrections), predictions."""
+    from workbench.evaluation import headline
+
+    folder.mkdir(parents=True)
+    classes = sorted(set(labels) | set(predicted))
+    rows = range(len(labels))
+    pd.DataFrame(
+        {"row": list(rows), "text": [f"ticket {r}" for r in rows], "label": labels,
+         "predicted": predicted, "score": 1.0}
+    ).to_csv(folder / "predictions.csv", index=False)  # fmt: skip
+    scores = np.array([[1.0 if p == c else 0.0 for c in classes] for p in predicted])
+    data = {"sha256": "a" * 64, "rows_used": len(labels), "corrections": corrections}
+    summary = {"parameters": {"seed": 42, "test_size": 0.2, "validation_size": 0.1}, "data": data}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    from sklearn.metrics import f1_score
+
+    per_class = f1_score(labels, predicted, labels=classes, average=None, zero_division=0)
+    metrics = {
+        "headline": headline(labels, scores, classes),
+        "per_class_f1": {c: float(v) for c, v in zip(classes, per_class, strict=True)},
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_compare_before_and_after_corrections(tmp_path, capsys):
+    from workbench.compare import compare_command
+
+    rng = np.random.default_rng(0)
+    labels = list(rng.choice(["Access", "Hardware", "Storage"], size=120))
+    before = [label if rng.random() < 0.6 else "Hardware" for label in labels]
+    after = [label if rng.random() < 0.9 else "Hardware" for label in labels]
+    applied = {
+        "file": "c.csv", "sha256": "b" * 64, "scope": "train", "rows": 9,
+        "applied": {"train": {"relabelled": 7, "dropped": 2, "kept": 0}},
+    }  # fmt: skip
+    _run(tmp_path / "before", labels, before, None)
+    _run(tmp_path / "after", labels, after, applied)
+    page = compare_command(str(tmp_path / "before"), str(tmp_path / "after"))
+    out = capsys.readouterr().out
+    assert "WARNING" not in out  # training-only corrections: the same evaluated tickets
+    change = re.search(
+        r"macro-F1 change ([+-][\d.]+) \(95% interval ([+-][\d.]+) to ([+-][\d.]+)", out
+    )
+    assert change is not None
+    value, low, high = (float(x) for x in change.groups())
+    assert low <= value <= high and value > 0 and low > 0
+    assert "categories moved most (F1): " in out
+    assert "relabelled/dropped: train 7/2, validation 0/0, test 0/0" in out
+    text = page.read_text(encoding="utf-8")
+    assert "Label corrections: tickets relabelled and dropped per split" in text
+    assert "95 % paired bootstrap" in text
+
+
+def test_compare_with_corrected_evaluation_labels_scores_both_label_sets(tmp_path):
+    from workbench.compare import compare_runs, load_run
+
+    labels = ["Access", "Hardware", "Storage"] * 20
+    corrected = ["Storage" if i % 10 == 0 else label for i, label in enumerate(labels)]
+    predicted = corrected
+    applied = {
+        "file": "c.csv", "sha256": "b" * 64, "scope": "all", "rows": 6,
+        "applied": {"train": {"relabelled": 0, "dropped": 0, "kept": 0},
+                    "test": {"relabelled": 4, "dropped": 0, "kept": 0}},
+    }  # fmt: skip
+    reference = load_run(_run(tmp_path / "before", labels, labels, None))
+    current = load_run(_run(tmp_path / "after", corrected, predicted, applied))
+    comparison = compare_runs(reference, current)
+    assert any("evaluation labels differ" in d for d in comparison.comparability.differences)
+    assert list(comparison.macro_f1.index) == ["reference labels", "current labels"]
+    assert comparison.macro_f1.loc["current labels", "current"] == pytest.approx(1.0)
+    assert comparison.macro_f1.loc["reference labels", "change"] < 0

@@ -116,3 +116,29 @@ def test_predict_explain_lists_terms_and_real_training_neighbours(tiny_fusion, t
         total = sum(v for _, v in terms) + row["explain_rest"] + row["explain_embedding"]
         assert total + row["explain_intercept"] == pytest.approx(row["explain_decision"], abs=1e-6)
         assert "= decision" in row["explanation"]
+
+
+def test_explain_widget_shows_category_route_marked_words_and_neighbours(tiny_fusion):
+    pytest.importorskip("ipywidgets")
+    from workbench.review import ExplainWidget
+
+    classifier, split = tiny_fusion
+    widget = ExplainWidget(classifier)
+    ticket = split.test["text"].iloc[0] + " <script>alert('x')</script>"
+    widget.text.value = ticket
+    widget.button.click()
+    page = widget.result.value
+    row = widget.explain()
+    assert row["predicted"] in classifier.labels
+    assert f"<b>{row['predicted']}</b>" in page and "route" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    words = [name for name, _ in json.loads(row["explain_terms"]) if name.startswith("word")]
+    assert ("<mark>" in page) == bool(words)  # the deciding words, marked in the text
+    assert page.count("<li>") == 3  # the three nearest training tickets
+
+
+def test_highlighting_marks_whole_words_and_escapes_the_rest():
+    from workbench.review import highlighted
+
+    marked = highlighted("VPN <b>drops</b>; vpnclient ok", ["vpn", "drops"])
+    assert marked == "<mark>VPN</mark> &lt;b&gt;<mark>drops</mark>&lt;/b&gt;; vpnclient ok"

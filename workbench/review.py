@@ -9,6 +9,9 @@ report --corrections`` reads), so a crashed kernel loses nothing already clicked
 widget on the same file carries on where the last one stopped. *skip* records nothing.
 :func:`export_candidates` writes the same candidates for review in a spreadsheet; the file comes
 back as corrections as it is (rows left without a decision are ignored).
+
+:class:`ExplainWidget` is the other direction: type a ticket, see what the model decides and
+why (``workbench.explain``), with the deciding words marked in the text.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from workbench.classifier import Classifier, load_classifier, predictions_frame
 from workbench.corrections import COLUMNS, append_row, ticket_hashes
-from workbench.explain import nearest_training
+from workbench.explain import explain_tickets, nearest_training
 from workbench.label_issues import find_label_issues, out_of_sample_probabilities, text_features
+from workbench.routing import add_columns, confidences, read_routing
 from workbench.runinfo import now_iso
 
 REVIEWER_ENV = "WORKBENCH_REVIEWER"
@@ -214,3 +220,77 @@ def candidate_html(row: pd.Series) -> str:
         f"<pre style='white-space: pre-wrap'>{escape(str(row['text']))}</pre>"
         f"<p>nearest tickets:</p><ul>{neighbours}</ul>"
     )
+
+
+class ExplainWidget:
+    """Type a ticket, see its category, route, candidates, the terms that decided it
+    (highlighted in the text) and its nearest training tickets (``workbench.explain``)."""
+
+    def __init__(self, model: str | Path | Classifier) -> None:
+        import ipywidgets as widgets
+
+        self.classifier = model if isinstance(model, Classifier) else load_classifier(model)
+        self.classifier.cache = False  # typed tickets stay out of the embedding cache
+        self.operating = read_routing(self.classifier.path)
+        self.text = widgets.Textarea(placeholder="a ticket", layout={"width": "100%"})
+        self.button = widgets.Button(description="explain", button_style="primary")
+        self.result = widgets.HTML()
+        self.button.on_click(lambda _button: self.explain())
+        self.box = widgets.VBox([self.text, self.button, self.result])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.box)
+
+    def explain(self) -> pd.Series | None:
+        """Score the typed ticket and show why; returns its explained prediction row."""
+        text = self.text.value
+        if not text.strip():
+            self.result.value = "<p>Type a ticket first.</p>"
+            return None
+        scores = self.classifier.scores([text])
+        table = predictions_frame([text], scores, self.classifier.labels)
+        probabilities = confidences(self.classifier, [text], scores)
+        table = add_columns(table, probabilities, self.operating, self.classifier.labels)
+        explained = explain_tickets(self.classifier, [text], table["predicted"].tolist())
+        row = pd.concat([table, explained], axis=1).iloc[0]
+        self.result.value = explanation_html(row)
+        return row
+
+
+def explanation_html(row: pd.Series) -> str:
+    """An explained prediction as HTML: the ticket (escaped) with its top words marked, the
+    category, route, candidates, the decision's parts and the neighbours."""
+    terms = json.loads(row["explain_terms"])
+    words = [name[6:-1] for name, _ in terms if name.startswith('word "')]
+    neighbours = json.loads(row["nearest_training"] or "[]")
+    listed = "".join(
+        f"<li><b>{html.escape(n['label'])}</b> ({n['cosine']:.2f}): {html.escape(n['text'][:300])}</li>"
+        for n in neighbours
+    )
+    return (
+        f"<p><b>{html.escape(str(row['predicted']))}</b> ({float(row['score']):.0%}) · route "
+        f"<b>{html.escape(str(row['route']))}</b> · candidates {html.escape(str(row['candidates']))}</p>"
+        f"<pre style='white-space: pre-wrap'>{highlighted(str(row['text']), words)}</pre>"
+        f"<p>{html.escape(str(row['explanation']))}</p>"
+        + (f"<p>nearest training tickets:</p><ul>{listed}</ul>" if listed else "")
+    )
+
+
+def highlighted(text: str, words: list[str]) -> str:
+    """``text`` escaped, with each of ``words`` (TF-IDF word terms, lower case) marked where it
+    occurs as a whole word, ignoring case."""
+    if not words:
+        return html.escape(text)
+    pattern = re.compile(
+        r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b",
+        re.IGNORECASE,
+    )
+    pieces, last = [], 0
+    for match in pattern.finditer(text):
+        pieces.append(html.escape(text[last : match.start()]))
+        pieces.append(f"<mark>{html.escape(match.group(0))}</mark>")
+        last = match.end()
+    pieces.append(html.escape(text[last:]))
+    return "".join(pieces)
