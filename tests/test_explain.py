@@ -142,3 +142,24 @@ def test_highlighting_marks_whole_words_and_escapes_the_rest():
 
     marked = highlighted("VPN <b>drops</b>; vpnclient ok", ["vpn", "drops"])
     assert marked == "<mark>VPN</mark> &lt;b&gt;<mark>drops</mark>&lt;/b&gt;; vpnclient ok"
+
+
+def test_a_folder_without_the_index_explains_without_neighbours_and_says_so(
+    tiny_fusion, tmp_path, capsys
+):
+    import shutil
+
+    classifier, split = tiny_fusion
+    old = tmp_path / "old-folder"
+    shutil.copytree(classifier.path, old)
+    (old / NEIGHBOUR_VECTORS).unlink()
+    data = tmp_path / "new.csv"
+    split.test.head(3).rename(columns={"text": "Document"})[["Document"]].to_csv(data, index=False)
+    out = tmp_path / "explained.csv"
+    code = cli.main(
+        ["predict", "--data", str(data), "--model", str(old), "--out", str(out), "--explain"]
+    )
+    assert code == 0
+    assert "old-folder has no neighbour index" in capsys.readouterr().out
+    table = pd.read_csv(out, keep_default_na=False)
+    assert (table["nearest_training"] == "").all() and (table["explain_terms"] != "[]").any()

@@ -581,10 +581,12 @@ def _predict(args: argparse.Namespace) -> int:
     probabilities = routing.confidences(classifier, frame["text"].tolist(), scores)
     table = routing.add_columns(table, probabilities, operating, classifier.labels)
     if args.explain:
-        from workbench.explain import explain_tickets
+        from workbench.explain import explain_note, explain_tickets
 
         explained = explain_tickets(classifier, frame["text"].tolist(), table["predicted"].tolist())
         table = pd.concat([table, explained], axis=1)
+        for line in explain_note(classifier):
+            print(f"note: {line}")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     record = prediction_record(classifier, data, args.inference)

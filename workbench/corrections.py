@@ -134,7 +134,7 @@ def _checked(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     table = table.assign(row=range(2, len(table) + 2))
     table["decision"] = table["decision"].str.strip().str.lower()
     # An exported candidate list comes back with rows nobody decided: not corrections.
-    table = table[~table["decision"].isin(UNDECIDED)]
+    table = table[~table["decision"].isin(UNDECIDED)].copy()
     if table.empty:
         raise BadInputError(f"{path}: no row has a decision (keep, relabel or drop)")
     table["new_label"] = table["new_label"].str.strip()
@@ -170,13 +170,12 @@ def _check_rows(table: pd.DataFrame, path: Path) -> None:
 
 def _latest_first(table: pd.DataFrame) -> pd.DataFrame:
     """Rows newest first: by ``time`` for hashes whose every row has one, else by row."""
-    times = pd.to_datetime(table["time"], errors="coerce", utc=True)
+    times = pd.to_datetime(table["time"], errors="coerce", utc=True, format="ISO8601")
     timed = times.notna().groupby(table["text_hash"]).transform("all")
-    key = pd.Series(table["row"].astype(float).to_numpy(), index=table.index)
     # Within a fully timed hash order by time (row breaks ties); elsewhere by row only.
-    ordered = table.assign(_timed=timed, _time=times.where(timed), _row=key)
+    ordered = table.assign(_time=times.where(timed), _row=table["row"])
     ordered = ordered.sort_values(["_time", "_row"], ascending=False, na_position="first")
-    return ordered.drop(columns=["_timed", "_time", "_row"])
+    return ordered.drop(columns=["_time", "_row"])
 
 
 def _conflicts(table: pd.DataFrame) -> pd.DataFrame:

@@ -194,6 +194,22 @@ def explain_tickets(
     return frame
 
 
+def explain_note(classifier: Classifier) -> list[str]:
+    """What ``--explain`` could not give for this folder, one line each (none: everything)."""
+    notes = []
+    if classifier.head_kind != "fusion":
+        notes.append(
+            f"the model's head is '{classifier.head_kind}', not the linear fusion head: no term "
+            "contributions, only the nearest training tickets"
+        )
+    if read_neighbour_index(classifier.path) is None:
+        notes.append(
+            f"{classifier.path.name} has no neighbour index ({NEIGHBOUR_VECTORS}; folders trained "
+            "before it existed): no nearest training tickets; retrain to get them"
+        )
+    return notes
+
+
 def _sentence(part: dict[str, Any] | None) -> str:
     if part is None:
         return "no linear TF-IDF head: terms not available"

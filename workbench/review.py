@@ -1,8 +1,8 @@
 """Reviewing suspect labels in JupyterLab: candidates, a widget that records decisions, export.
 
 The candidates are the tickets cleanlab flags on out-of-fold probabilities (the label page's
-check, ``workbench.label_issues``), worst label quality first, each with its model top three
-and its nearest tickets (cosine on the same TF-IDF features, the ticket itself left out).
+check, ``workbench.label_issues``), worst label quality first, each with the top three categories of
+those probabilities and its nearest tickets (cosine on the same TF-IDF features, itself left out).
 :class:`ReviewWidget` pages through them; every *keep*, *relabel as …* or *drop* is appended at
 once, atomically, to a corrections CSV (``workbench.corrections``: the schema ``workbench
 report --corrections`` reads), so a crashed kernel loses nothing already clicked, and a new
@@ -215,7 +215,7 @@ def candidate_html(row: pd.Series) -> str:
         for text, label, cosine in json.loads(row["neighbours"])
     )
     return (
-        f"<p><b>given:</b> {escape(str(row['old_label']))} · <b>model top 3:</b> {top3} · "
+        f"<p><b>given:</b> {escape(str(row['old_label']))} · <b>top 3 (cross-validated TF-IDF):</b> {top3} · "
         f"<b>label quality:</b> {float(row['quality']):.3f}</p>"
         f"<pre style='white-space: pre-wrap'>{escape(str(row['text']))}</pre>"
         f"<p>nearest tickets:</p><ul>{neighbours}</ul>"
