@@ -172,6 +172,16 @@ def test_cli_names_the_bad_row_without_a_traceback(tmp_path, sample_path, capsys
     assert err.count("\n") == 1 and "row 2" in err and "Traceback" not in err
 
 
+def test_a_scope_without_corrections_is_refused(sample_path, tmp_path, capsys):
+    from workbench.report.params import build_parameters
+
+    with pytest.raises(BadInputError, match="add --corrections FILE"):
+        build_parameters(None, "quick", {"corrections_scope": "all"})
+    command = ["train", "--data", str(sample_path), "--out", str(tmp_path / "m")]
+    assert cli.main([*command, "--corrections-scope", "all"]) == 2
+    assert "add --corrections FILE" in capsys.readouterr().err
+
+
 def test_report_records_the_corrections_hash_and_counts(tmp_path, sample_path, plain_split):
     from workbench.report.params import build_parameters
     from workbench.report.pipeline import validate_inputs

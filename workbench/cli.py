@@ -428,6 +428,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_file(args: argparse.Namespace, train_file, parse_assignments):
+    if args.corrections_scope and not args.corrections:
+        raise _bad(f"--corrections-scope {args.corrections_scope}: add --corrections FILE")
     return train_file(
         args.data,
         args.out,

@@ -97,6 +97,8 @@ def build_parameters(
     if params.get("replay"):
         # The recorded run wins over the profile: its recipe, parameters, seed and split.
         params.update(replay_parameters(str(params["replay"])))
+    if params.get("corrections_scope") == "all" and not params.get("corrections"):
+        raise BadInputError("--corrections-scope all applies corrections: add --corrections FILE")
     if params["evaluate"] not in EVALUATE_CHOICES:
         raise BadInputError(
             f"--evaluate {params['evaluate']}: choose one of {', '.join(EVALUATE_CHOICES)}"
