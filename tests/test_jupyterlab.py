@@ -6,7 +6,8 @@ The parameters cells are edited the way a user would (a tiny ``seed`` training i
 ``run_dir`` for 02/03/04); each notebook is opened in headless Chromium, run with the menu
 *Run › Run All Cells*, and must finish without an error output, with its plotly figures drawn
 inside Lab. In notebook 03 the explorer widget is driven: a typed ticket gets its top
-categories and the category filter redraws the map.
+categories and the category filter redraws the map; in 04 one click on the review widget's
+*keep* must reach the corrections file.
 
 Notebook 05 is left out: it compares two ``workbench report`` runs (``summary.json`` from the
 report pipeline), so it would need two more report runs; tests/test_compare.py and
@@ -44,6 +45,7 @@ NOTEBOOKS = [
 ]
 RUN_DIR = "../runs/interactive"
 SMALL_DATA = "../data/sample/tickets_320.csv"  # conftest's stratified slice: every class, fast
+REVIEW_FILE = "../corrections.csv"  # where 04's review widget appends its decisions
 # What a user types into the parameters cells (Python literals), per notebook: a tiny real
 # fine-tune (as conftest.TINY_TRAINING) and one run folder that 03 and 04 read from.
 EDITS: dict[str, dict[str, str]] = {
@@ -67,6 +69,8 @@ EDITS: dict[str, dict[str, str]] = {
         "data_path": repr(SMALL_DATA),
         "run_dir": repr(RUN_DIR),
         "inference": '"torch"',
+        "review_file": repr(REVIEW_FILE),
+        "review_limit": "5",
     },
 }
 NOTEBOOK_TIMEOUT_S = 240
@@ -392,6 +396,22 @@ def _explorer_checks(page) -> None:
     assert {" ".join(t.split()) for t in listed.all_inner_texts()} == {chosen}
 
 
+def _review_checks(page, lab: LabServer) -> None:
+    """Notebook 04's review widget: one click on *keep* is in the corrections file at once."""
+    review = page.locator(".jp-OutputArea-output .widget-vbox", has_text="reviewed").last
+    review.scroll_into_view_if_needed()
+    progress = review.locator(".widget-label", has_text="reviewed").first
+    assert progress.inner_text().startswith("0 of "), progress.inner_text()
+    review.locator("button", has_text="keep").first.click()
+    page.wait_for_function(
+        "(el) => el.innerText.startsWith('1 of ')", arg=progress.element_handle(), timeout=30_000
+    )
+    written = (lab.root / "notebooks" / REVIEW_FILE).resolve().read_text(encoding="utf-8")
+    lines = written.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("text_hash,decision"), written
+    assert ",keep," in lines[1], written
+
+
 def test_notebooks_run_in_jupyterlab(lab, chromium, tmp_path):
     """01–04 run top to bottom in Lab without errors, draw their figures; 03's widgets work."""
     from playwright.sync_api import sync_playwright
@@ -429,6 +449,8 @@ def test_notebooks_run_in_jupyterlab(lab, chromium, tmp_path):
                     _check_figures(page, name)
                     if name == "03_embedding_visualization":
                         _explorer_checks(page)
+                    if name == "04_evaluation":
+                        _review_checks(page, lab)
                 except Exception:
                     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
                     raise

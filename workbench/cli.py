@@ -46,6 +46,23 @@ def _data_arguments(parser: argparse.ArgumentParser, required: bool = False) -> 
     )
 
 
+def _corrections_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--corrections",
+        default=None,
+        metavar="FILE.csv",
+        help="review decisions (text_hash or text, decision keep/relabel/drop, new_label) applied "
+        "after loading; the data file is never changed (docs/review-and-explain.md)",
+    )
+    parser.add_argument(
+        "--corrections-scope",
+        choices=["train", "all"],
+        default=None,
+        help="train (default): corrections change training labels only; all: validation and "
+        "test labels too, which changes what the evaluation figures mean",
+    )
+
+
 def _text_column(args: argparse.Namespace) -> str | None:
     """Repeated or comma-listed --text-column as one comma list (what load_tickets reads)."""
     return ",".join(args.text_column) if args.text_column else None
@@ -76,6 +93,7 @@ def _report_command(commands: argparse._SubParsersAction) -> None:
     """``workbench report``: run the notebooks into reports/<run>/."""
     report = commands.add_parser("report", help="run the notebooks headlessly into reports/<run>/")
     _data_arguments(report)
+    _corrections_arguments(report)
     report.add_argument("--config", help="YAML file of notebook parameters")
     report.add_argument(
         "--profile",
@@ -124,6 +142,7 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
     """``workbench train``: fine-tune into a training folder."""
     train = commands.add_parser("train", help="fine-tune a classifier into a training folder")
     _data_arguments(train, required=True)
+    _corrections_arguments(train)
     train.add_argument(
         "--recipe", default=None, help="recipe name (default: the best measured, see bench/)"
     )
@@ -221,6 +240,12 @@ def _predict_command(commands: argparse._SubParsersAction) -> None:
         "would only fill it, ~1.7 KB each; use it for a file you will score again)",
     )
     predict.add_argument(
+        "--explain",
+        action="store_true",
+        help="per ticket: the TF-IDF terms that pushed it most towards its category (exact "
+        "contributions of the fusion head), the embedding's share and the nearest training tickets",
+    )
+    predict.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
@@ -314,6 +339,8 @@ def _report(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "model_dir": args.model,
         "evaluate": args.evaluate,
+        "corrections": args.corrections,
+        "corrections_scope": args.corrections_scope,
     }.items():
         if value is not None:
             overrides[key] = value
@@ -401,6 +428,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_file(args: argparse.Namespace, train_file, parse_assignments):
+    if args.corrections_scope and not args.corrections:
+        raise _bad(f"--corrections-scope {args.corrections_scope}: add --corrections FILE")
     return train_file(
         args.data,
         args.out,
@@ -411,6 +440,8 @@ def _train_file(args: argparse.Namespace, train_file, parse_assignments):
         seed=args.seed,
         final=args.final,
         replay=args.replay,
+        corrections=args.corrections,
+        corrections_scope=args.corrections_scope or "train",
         **_data_options(args),
     )
 
@@ -506,6 +537,8 @@ def _without_processes(argv: list[str]) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from workbench.classifier import load_classifier
     from workbench.data import load_tickets, write_json
     from workbench.evaluation import predictions_table
@@ -518,6 +551,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
     if args.engine == "ray" and (args.calibration or args.target_error or args.delta):
         raise _bad("--calibration/--target-error/--delta apply to --engine local only")
+    if args.engine == "ray" and args.explain:
+        raise _bad("--explain applies to --engine local only")
     if args.engine == "ray" and args.cache:
         raise _bad("--cache applies to --engine local only (Ray actors never use the cache)")
     if args.engine == "ray":
@@ -547,6 +582,13 @@ def _predict(args: argparse.Namespace) -> int:
     table = predictions_table(frame, scores, classifier.labels)
     probabilities = routing.confidences(classifier, frame["text"].tolist(), scores)
     table = routing.add_columns(table, probabilities, operating, classifier.labels)
+    if args.explain:
+        from workbench.explain import explain_note, explain_tickets
+
+        explained = explain_tickets(classifier, frame["text"].tolist(), table["predicted"].tolist())
+        table = pd.concat([table, explained], axis=1)
+        for line in explain_note(classifier):
+            print(f"note: {line}")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     record = prediction_record(classifier, data, args.inference)

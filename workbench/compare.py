@@ -115,6 +115,12 @@ def comparability(reference: RunRecord, current: RunRecord) -> Comparability:
         result.differences.append(
             f"data differs (SHA-256 {(ref_hash or 'unknown')[:12]} vs {(cur_hash or 'unknown')[:12]})"
         )
+    relabelled = _evaluation_corrections(reference) != _evaluation_corrections(current)
+    if relabelled:
+        result.differences.append(
+            "evaluation labels differ (corrections applied to validation and test: "
+            "--corrections-scope all); the macro-F1 table scores both label sets"
+        )
     ref_params = reference.summary.get("parameters") or {}
     cur_params = current.summary.get("parameters") or {}
     for name in SPLIT_PARAMETERS:
@@ -138,6 +144,106 @@ def comparability(reference: RunRecord, current: RunRecord) -> Comparability:
     return result
 
 
+def _evaluation_corrections(run: RunRecord) -> str | None:
+    """The hash of corrections that changed this run's evaluation labels (None: none did)."""
+    record = (run.summary.get("data") or {}).get("corrections") or {}
+    return record.get("sha256") if record.get("scope") == "all" else None
+
+
+def corrections_table(reference: RunRecord, current: RunRecord) -> pd.DataFrame:
+    """Per run: the corrections file (hash), its scope and what it changed in each split
+    (empty when neither run was corrected)."""
+    rows = []
+    for role, run in (("reference", reference), ("current", current)):
+        record = (run.summary.get("data") or {}).get("corrections") or {}
+        row = {"run": f"{role}: {run.name}", "corrections": record.get("file", "none")}
+        row["SHA-256"] = str(record.get("sha256") or "")[:12]
+        row["scope"] = record.get("scope", "")
+        for part in ("train", "validation", "test"):
+            applied = (record.get("applied") or {}).get(part) or {}
+            row[f"{part} relabelled"] = applied.get("relabelled", 0)
+            row[f"{part} dropped"] = applied.get("dropped", 0)
+        rows.append(row)
+    if all(row["corrections"] == "none" for row in rows):
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index("run")
+
+
+def macro_f1_change(reference: RunRecord, current: RunRecord, key: str) -> pd.DataFrame:
+    """Macro-F1 of both runs on the tickets both evaluated, its change and the change's 95 %
+    paired bootstrap interval; scored on each run's labels when corrections changed them."""
+    if reference.predictions is None or current.predictions is None:
+        return pd.DataFrame()
+    from sklearn.metrics import f1_score
+
+    ref_shared, cur_shared = _shared_predictions(reference, current, key)
+    joined = ref_shared[["key", "label", "predicted"]].merge(
+        cur_shared[["key", "label", "predicted"]], on="key", suffixes=(" ref", " cur")
+    )
+    if not len(joined):
+        return pd.DataFrame()
+    truths = {"reference labels": joined["label ref"]}
+    if (joined["label ref"] != joined["label cur"]).any():
+        truths["current labels"] = joined["label cur"]
+    rows = []
+    for name, truth in truths.items():
+        scores = [
+            f1_score(truth, joined[f"predicted {r}"], average="macro", zero_division=0)
+            for r in ("ref", "cur")
+        ]
+        low, high = paired_change_interval(
+            truth.to_numpy(), joined["predicted ref"].to_numpy(), joined["predicted cur"].to_numpy()
+        )
+        rows.append(
+            {"scored on": name, "tickets": len(joined), "reference": scores[0],
+             "current": scores[1], "change": scores[1] - scores[0], "95% low": low,
+             "95% high": high}
+        )  # fmt: skip
+    return pd.DataFrame(rows).set_index("scored on")
+
+
+def paired_change_interval(
+    truth: np.ndarray,
+    reference: np.ndarray,
+    current: np.ndarray,
+    resamples: int = 2000,
+    seed: int = 42,
+) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of macro-F1(current) − macro-F1(reference), tickets
+    resampled together (paired). Counted with bincounts, all resamples at once: sklearn's
+    ``f1_score`` per resample took seconds per comparison; macro-F1 averages, as sklearn's does,
+    over the categories present in the resample's labels or predictions."""
+    classes, codes = np.unique(np.concatenate([truth, reference, current]), return_inverse=True)
+    k, n = len(classes), len(truth)
+    y, a, b = codes[:n], codes[n : 2 * n], codes[2 * n :]
+    rng = np.random.default_rng(seed)
+    changes = []
+    for start in range(0, resamples, 200):
+        picks = rng.integers(0, n, size=(min(200, resamples - start), n))
+        offset = np.arange(len(picks))[:, None] * k
+        changes.append(_macro_f1(y, b, picks, offset, k) - _macro_f1(y, a, picks, offset, k))
+    low, high = np.percentile(np.concatenate(changes), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _macro_f1(y: np.ndarray, predicted: np.ndarray, picks, offset, k: int) -> np.ndarray:
+    size = len(picks) * k
+    truth, guess = (y[picks] + offset).ravel(), (predicted[picks] + offset).ravel()
+    hits = np.bincount(truth[truth == guess], minlength=size).reshape(-1, k)
+    total = (np.bincount(truth, minlength=size) + np.bincount(guess, minlength=size)).reshape(-1, k)
+    f1 = np.divide(2 * hits, total, out=np.zeros(total.shape), where=total > 0)
+    return f1.sum(axis=1) / (total > 0).sum(axis=1)
+
+
+def moved_categories(per_class: pd.DataFrame, top: int = 5) -> str:
+    """The categories whose F1 moved most, as one phrase ('' without per-class figures)."""
+    if not len(per_class) or "change" not in per_class:
+        return ""
+    moved = per_class["change"].dropna()
+    moved = moved[moved != 0].reindex(moved.abs().sort_values(ascending=False).index)
+    return ", ".join(f"{category} {change:+.3f}" for category, change in moved.head(top).items())
+
+
 @dataclass
 class Comparison:
     reference: RunRecord
@@ -151,6 +257,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     comparability: Comparability = field(default_factory=Comparability)
     forced: bool = False
+    macro_f1: pd.DataFrame = field(default_factory=pd.DataFrame)  # change with its interval
+    corrections: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run and split
 
     @property
     def comparable(self) -> bool:
@@ -228,6 +336,8 @@ def compare_runs(reference: RunRecord, current: RunRecord, force: bool = False) 
         notes,
         comparability=checked,
         forced=force,
+        macro_f1=macro_f1_change(reference, current, checked.key),
+        corrections=corrections_table(reference, current),
     )
 
 
@@ -430,6 +540,17 @@ def write_comparison_page(comparison: Comparison, target: str | Path) -> Path:
         if len(comparison.changed)
         else "",
     }
+    if len(comparison.macro_f1):
+        tables["macro_f1"] = table_html(
+            comparison.macro_f1,
+            "Macro-F1 on the tickets both runs evaluated: change and its 95 % paired bootstrap "
+            "interval",
+            "{:.3f}",
+        )
+    if len(comparison.corrections):
+        tables["corrections"] = table_html(
+            comparison.corrections, "Label corrections: tickets relabelled and dropped per split"
+        )
     if drift:
         tables["drift"] = table_html(
             pd.DataFrame(
@@ -473,6 +594,21 @@ def summary_lines(comparison: Comparison) -> list[str]:
         lines.append(
             f"  {metric:<16} {row['reference']:.3f} → {row['current']:.3f} "
             f"({row['change']:+.3f}){flag}"
+        )
+    for scored_on, row in comparison.macro_f1.iterrows():
+        lines.append(
+            f"  macro-F1 change {row['change']:+.3f} (95% interval {row['95% low']:+.3f} to "
+            f"{row['95% high']:+.3f}; {row['tickets']} shared tickets, {scored_on})"
+        )
+    moved = moved_categories(comparison.per_class)
+    if moved:
+        lines.append(f"  categories moved most (F1): {moved}")
+    for run, row in comparison.corrections.iterrows():
+        lines.append(
+            f"  corrections, {run}: {row['corrections']} ({row['scope'] or 'none'}); relabelled/"
+            f"dropped: train {row['train relabelled']}/{row['train dropped']}, validation "
+            f"{row['validation relabelled']}/{row['validation dropped']}, test "
+            f"{row['test relabelled']}/{row['test dropped']}"
         )
     if len(comparison.changed):
         counts = comparison.changed["now"].value_counts()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.corrections import Corrections, apply_to_parts, check_labels, read_corrections
 from workbench.errors import BadInputError
 from workbench.labels import (
     RARE_LABEL,
@@ -56,6 +57,7 @@ class TicketData:
     rare: dict | None = None  # what happened to rare categories (workbench.labels.apply_rare)
     label_descriptions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line warnings for the report
+    corrections: Corrections | None = None  # applied to the split's parts (split_tickets)
 
     @property
     def label_map(self) -> dict[str, str | None]:
@@ -82,6 +84,7 @@ class TicketData:
             "text_columns": list(self.text_columns),
             "rare": self.rare,
             "label_descriptions": dict(self.label_descriptions),
+            "corrections": self.corrections.record() if self.corrections else None,
         }
 
     def rare_note(self) -> str:
@@ -184,6 +187,8 @@ def load_tickets(
     min_class_size: int | None = None,
     rare: str = "merge",
     label_descriptions: Mapping[str, str] | str | Path | None = None,
+    corrections: str | Path | None = None,
+    corrections_scope: str = "train",
 ) -> TicketData:
     """Load and validate a ticket file.
 
@@ -197,7 +202,7 @@ def load_tickets(
     70/20/10 split needs; 0 turns it off) are merged into ``other (rare)``, dropped or refused
     according to ``rare``; with ``require_labels=False`` the default is off, since prediction
     maps labels onto the model's set with ``workbench.labels.map_labels`` instead.
-    ``label_descriptions`` (a mapping or a YAML file) names coded categories.
+    ``label_descriptions`` (mapping or YAML) names codes; ``corrections``: see split_tickets.
     """
     check_rare_options(min_class_size, rare)
     path = Path(path)
@@ -240,10 +245,10 @@ def load_tickets(
         rare=rare_record,
         label_descriptions=descriptions,
     )
-    if rare_record:
-        data.notes.append(describe_rare(rare_record))
-    if descriptions and has_labels:
-        data.notes.extend(_description_notes(data, descriptions, rare_record))
+    _add_notes(data, descriptions if has_labels else {}, rare_record)
+    if corrections:
+        data.corrections = read_corrections(corrections, corrections_scope)
+        check_labels(data.corrections, data.labels, data.label_map)
     if require_labels and len(data.labels) < 2:
         kept = ", ".join(repr(label) for label in data.labels) or "none"
         raise BadInputError(
@@ -318,6 +323,14 @@ def _drop_invalid(
     return frame, dropped, dropped_rows
 
 
+def _add_notes(data: TicketData, descriptions: dict[str, str], rare_record) -> None:
+    """The rare-category sentence and the label-description notes, for the report."""
+    if rare_record:
+        data.notes.append(describe_rare(rare_record))
+    if descriptions:
+        data.notes.extend(_description_notes(data, descriptions, rare_record))
+
+
 def _description_notes(data: TicketData, descriptions: dict[str, str], rare_record) -> list[str]:
     """Notes on label descriptions: codes no category has, categories shown by their code."""
     notes = []
@@ -389,6 +402,7 @@ class Split:
     test: pd.DataFrame
     seed: int
     leakage: dict[str, int]
+    corrections: dict | None = None  # what the corrections changed (workbench.corrections)
 
     def parts(self) -> dict[str, pd.DataFrame]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
@@ -446,7 +460,8 @@ def split_tickets(
 
     ``validation_size`` may be 0 (the 80/20 split of the benchmarks). Identical texts shared
     between training and a held-out part are counted as leakage, not removed, so the numbers
-    stay comparable to other tools; the report shows the count.
+    stay comparable to other tools; the report shows the count. The data's corrections apply
+    after splitting (:func:`corrected_split`), so they never move a ticket between parts.
     """
     from sklearn.model_selection import train_test_split
 
@@ -496,18 +511,35 @@ def split_tickets(
         raise BadInputError(
             f"cannot stratify the split (smallest class has {counts.min()} rows): {error}"
         ) from error
-    train_texts = set(train["text"])
-    leakage = {
-        name: int(part["text"].isin(train_texts).sum())
-        for name, part in {"validation": validation, "test": test}.items()
-    }
-    return Split(
+    split = Split(
         train=train.reset_index(drop=True),
         validation=validation.reset_index(drop=True),
         test=test.reset_index(drop=True),
         seed=seed,
-        leakage=leakage,
+        leakage={},
     )
+    split = corrected_split(split, data) if isinstance(data, TicketData) else split
+    train_texts = set(split.train["text"])
+    split.leakage = {
+        name: int(part["text"].isin(train_texts).sum())
+        for name, part in {"validation": split.validation, "test": split.test}.items()
+    }
+    return split
+
+
+def corrected_split(split: Split, data: TicketData) -> Split:
+    """The split with ``data``'s corrections applied to its parts (after splitting, so the
+    same tickets land in each part with and without them); unchanged without corrections."""
+    if data.corrections is None:
+        return split
+    parts, record = apply_to_parts(data.corrections, split.parts(), data.label_map)
+    if record["unmatched"] == len(data.corrections.decisions):
+        raise BadInputError(
+            f"{data.corrections.path}: none of its {record['rows']} corrections matches a ticket "
+            f"of {data.path.name} (row {record['unmatched_rows'][0]} first); were they made "
+            "for another file or other text columns?"
+        )
+    return Split(**parts, seed=split.seed, leakage=split.leakage, corrections=record)
 
 
 def write_json(path: str | Path, payload: object) -> Path:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.display import shorten
+from workbench.explain import nearest_training  # one neighbour search for pages and predict
 from workbench.explore import exact_duplicates, near_duplicates
 
 
@@ -131,24 +132,6 @@ def issue_summary(issues: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     ]
     table.index.name = "given category"
     return table.sort_values("share flagged", ascending=False)
-
-
-def nearest_training(
-    query_embeddings: np.ndarray,
-    train_embeddings: np.ndarray,
-    k: int = 3,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine similarities of the ``k`` nearest training tickets, nearest first.
-
-    scikit-learn's exact (brute-force) cosine search; it works in memory-bounded chunks.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(k, len(train_embeddings))
-    train = np.asarray(train_embeddings, dtype=np.float32)
-    search = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(train)
-    distances, indices = search.kneighbors(np.asarray(query_embeddings, dtype=np.float32))
-    return indices.astype(np.int64), (1.0 - distances).astype(np.float32)
 
 
 def misclassified_with_neighbours(

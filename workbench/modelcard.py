@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.corrections import corrections_sentence
 from workbench.data import Split
 from workbench.heads import CLASS_WEIGHT_NOTE
 from workbench.routing import card_lines
@@ -112,6 +113,7 @@ def _data_lines(record: dict[str, Any], split: Split) -> list[str]:
         "",
         f"- **File:** `{data['path']}` (SHA-256 `{data['sha256']}`), {data['rows_used']} tickets used"
         + (f", dropped: {data['dropped']}" if data.get("dropped") else ""),
+        *_corrections_lines(record),
         f"- **Split (seed {parts.get('seed', record['seed'])}):** train {parts['train']}, "
         f"validation {parts['validation']}, test {parts['test']}",
         f"- **Training examples:** {examples['count']} {pair_kind}"
@@ -123,6 +125,17 @@ def _data_lines(record: dict[str, Any], split: Split) -> list[str]:
         "",
         _markdown_table(split.table().reset_index()),
         "",
+    ]
+
+
+def _corrections_lines(record: dict[str, Any]) -> list[str]:
+    """The review decisions applied to this model's data (none: no line)."""
+    applied = record.get("corrections")
+    if not applied:
+        return []
+    return [
+        f"- **Label corrections:** `{applied['file']}` (SHA-256 `{applied['sha256']}`): "
+        + corrections_sentence(applied).split(": ", 1)[-1]
     ]
 
 

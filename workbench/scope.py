@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.data import Split, TicketData, load_tickets, split_tickets
+from workbench.data import Split, TicketData, corrected_split, load_tickets, split_tickets
 from workbench.errors import BadInputError
 from workbench.labels import load_options_of, map_frame_labels, minimum_class_size, rare_record_of
 from workbench.maps import sample_points
@@ -130,9 +130,12 @@ def load_report_data(
     min_class_size: int | None = None,
     rare: str = "merge",
     label_descriptions: str = "",
+    corrections: str = "",
+    corrections_scope: str = "train",
 ) -> TicketData:
     """The report's tickets: categories below ``min_class_size`` (default: the least the split
-    needs; never with ``evaluate='all'``, where the model's label set rules) handled by ``rare``."""
+    needs; never with ``evaluate='all'``, where the model's label set rules) handled by ``rare``;
+    ``corrections`` read for the split (``workbench.corrections``)."""
     if min_class_size is None:
         min_class_size = 0 if evaluate == "all" else minimum_class_size(test_size, validation_size)
     return load_tickets(
@@ -142,6 +145,8 @@ def load_report_data(
         min_class_size=min_class_size,
         rare=rare or "merge",
         label_descriptions=label_descriptions or None,
+        corrections=corrections or None,
+        corrections_scope=corrections_scope or "train",
     )
 
 
@@ -158,11 +163,14 @@ def report_scope(
     min_class_size: int | None = None,
     rare: str = "merge",
     label_descriptions: str = "",
+    corrections: str = "",
+    corrections_scope: str = "train",
 ) -> Scope:
     """The scope from notebook parameters (every notebook calls this with its own).
 
     Categories smaller than ``min_class_size`` (default: the least the split needs) are merged
-    into ``other (rare)``, dropped or refused (``rare``). A given model's label set is fixed, so
+    into ``other (rare)``, dropped or refused (``rare``). ``corrections`` (a CSV of review
+    decisions) change the training split's labels, every split's with ``corrections_scope='all'``. A given model's label set is fixed, so
     with ``evaluate='all'`` nothing is merged by this file's counts: its categories are mapped
     as the model's training data was (``workbench.labels``).
     """
@@ -176,6 +184,8 @@ def report_scope(
         min_class_size,
         rare,
         label_descriptions,
+        corrections,
+        corrections_scope,
     )
     if evaluate == "all" and model_dir:
         folder = check_model_dir(model_dir)
@@ -194,6 +204,7 @@ def report_scope(
             raise BadInputError("evaluate='all' needs a model trained earlier (model_dir)")
         empty = data.frame.iloc[0:0]
         split = Split(train=empty, validation=empty, test=data.frame, seed=seed, leakage={})
+        split = corrected_split(split, data)
     else:
         split = split_tickets(data, test_size=test_size, validation_size=validation_size, seed=seed)
     return Scope(data, split, training_dir, given, evaluate)

@@ -263,6 +263,8 @@ def run_search(
         else int(min_class),
         rare=str(params.get("rare") or "merge"),
         label_descriptions=params.get("label_descriptions") or None,
+        corrections=params.get("corrections") or None,
+        corrections_scope=str(params.get("corrections_scope") or "train"),
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with reports_lock(reports_dir):

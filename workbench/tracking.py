@@ -228,6 +228,7 @@ def run_tags(
         "workbench.smoke": str(bool(smoke)).lower(),
         "workbench.data_file": Path(str(data.get("path") or "")).name,
         "workbench.data_sha256": str(data.get("sha256") or ""),
+        "workbench.corrections_sha256": str((data.get("corrections") or {}).get("sha256") or ""),
         "workbench.labels": json.dumps(labels or [], ensure_ascii=False)[:5000],
         "workbench.git_commit": str(runinfo.git_commit(PROJECT_DIR) or ""),
     }

@@ -85,6 +85,8 @@ def build_parameters(
         "rare": "merge",  # merge into 'other (rare)', drop (counted) or error
         "label_descriptions": "",  # YAML file of code: description for coded categories
         "replay": "",  # a budgeted training folder or run: train exactly what it trained
+        "corrections": "",  # CSV of review decisions (workbench.corrections), applied after loading
+        "corrections_scope": "train",  # train: training labels only; all: every split's
         **PROFILES[profile],
         "profile": profile,
     }
@@ -102,6 +104,8 @@ def build_parameters(
     if params.get("replay"):
         # The recorded run wins over the profile: its recipe, parameters, seed and split.
         params.update(replay_parameters(str(params["replay"])))
+    if params.get("corrections_scope") == "all" and not params.get("corrections"):
+        raise BadInputError("--corrections-scope all applies corrections: add --corrections FILE")
     if params["evaluate"] not in EVALUATE_CHOICES:
         raise BadInputError(
             f"--evaluate {params['evaluate']}: choose one of {', '.join(EVALUATE_CHOICES)}"

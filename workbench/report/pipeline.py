@@ -95,6 +95,8 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
         min_class_size=params.get("min_class_size"),
         rare=str(params.get("rare") or "merge"),
         label_descriptions=str(params.get("label_descriptions") or ""),
+        corrections=str(params.get("corrections") or ""),
+        corrections_scope=str(params.get("corrections_scope") or "train"),
     )
     data, split = scope.data, scope.split
     summary = data.summary()
@@ -102,6 +104,7 @@ def validate_inputs(params: dict[str, object]) -> dict[str, object]:
     summary["dropped_rows"] = {k: v[:20] for k, v in data.dropped_rows.items()}
     summary["split"] = {name: len(part) for name, part in split.parts().items()}
     summary["leakage"] = split.leakage
+    summary["corrections"] = split.corrections  # applied counts; the file's hash is in it
     summary["small_data"] = [] if scope.given_model else split.small_data_notes()
     summary["evaluated"] = {"on": scope.evaluated_name, "tickets": len(scope.evaluated)}
     summary["rare_note"] = data.rare_note()
@@ -247,10 +250,9 @@ def _absolute_paths(params: dict[str, object]) -> dict[str, object]:
     checked, and the training settings it makes meaningless are dropped."""
     params = dict(params)
     params["data_path"] = str(Path(str(params["data_path"])).expanduser().resolve())
-    if params.get("label_descriptions"):  # notebooks run in another folder
-        params["label_descriptions"] = str(
-            Path(str(params["label_descriptions"])).expanduser().resolve()
-        )
+    for key in ("label_descriptions", "corrections"):  # notebooks run in another folder
+        if params.get(key):
+            params[key] = str(Path(str(params[key])).expanduser().resolve())
     if params.get("model_dir"):
         params["model_dir"] = str(check_model_dir(str(params["model_dir"])))
         for knob in TRAINING_KNOBS:  # nothing is trained: the page must not list training settings

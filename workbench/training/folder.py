@@ -21,6 +21,7 @@ from workbench.data import TicketData, load_tickets, split_tickets, write_json
 from workbench.embeddings import encode, model_fingerprint
 from workbench.errors import BadInputError
 from workbench.evaluation import loss_figure
+from workbench.explain import write_neighbour_index
 from workbench.explore import sample_rows
 from workbench.frozen import attach, attached, build_lower_states, layer_count
 from workbench.heads import (
@@ -112,7 +113,7 @@ def train(
     training_seconds = time.perf_counter() - tuned.started
     budget = result.budget if tuned.reserve is None else {**(result.budget or {}), **tuned.reserve}
 
-    _write_model(out_dir, tuned.model, job.labels, head, result.log)
+    _write_model(out_dir, tuned.model, job.labels, head, result.log, job.split.train)
     parts = (temperature_part, routing_part)
     record = _training_record(job, tuned, round(training_seconds, 2), budget, temperature, parts)
     if final_from is not None:
@@ -333,13 +334,17 @@ def _write_pages(out_dir: Path, record: dict, log: pd.DataFrame, metrics: dict, 
     )
 
 
-def _write_model(out_dir: Path, model, labels: list[str], head, log: pd.DataFrame) -> None:
-    """The model itself: encoder, labels, head (skops + JSON, never a pickle) and its log."""
+def _write_model(
+    out_dir: Path, model, labels: list[str], head, log: pd.DataFrame, train: pd.DataFrame
+) -> None:
+    """The model itself: encoder, labels, head (skops + JSON, never a pickle), its log and the
+    training tickets' neighbour index (``predict --explain``, the review widget)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir / "model"), create_model_card=False)
     write_json(out_dir / "labels.json", labels)
     save_head(head, out_dir)  # skops + JSON: opening a model folder never runs its code
     log.to_csv(out_dir / "training_log.csv", index=False)
+    write_neighbour_index(out_dir, model, train)
 
 
 def _training_record(
@@ -386,6 +391,7 @@ def _training_record(
             "routing_tickets": len(parts[1]),
             "seed": job.split.seed,
         },
+        "corrections": split.corrections,  # applied review decisions, with the file's hash
         "seen_texts": seen_texts_record(job.out_dir / "model"),
         "packages": runinfo.package_versions(),
         "environment": runinfo.environment(),
@@ -504,6 +510,8 @@ def train_file(
     rare: str | None = None,
     label_descriptions: str | Path | None = None,
     replay: str | Path | None = None,
+    corrections: str | Path | None = None,
+    corrections_scope: str = "train",
 ) -> TrainingResult:
     """``workbench train``: load, split (``test_size``/``validation_size`` params), train.
 
@@ -548,7 +556,9 @@ def train_file(
         recorded = load_options_of(read_recipe(_training_folder(replay)))
         given = {"text_column": text_column, "label_column": label_column}
         options.update({k: v for k, v in recorded.items() if not given.get(k)})
-    data = load_tickets(data_path, **options)
+    data = load_tickets(
+        data_path, **options, corrections=corrections, corrections_scope=corrections_scope
+    )
     if replayed and data.sha256 != read_recipe(_training_folder(replay))["data"].get("sha256"):
         warn(
             f"--replay {replay}: {Path(data_path).name} is not the file that run trained on "

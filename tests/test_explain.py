@@ -1,0 +1,165 @@
+"""predict --explain: the fusion head's exact contributions add up to its decision score, and
+the neighbours come from the index stored with the model (real training tickets)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench import cli
+from workbench.explain import NEIGHBOUR_VECTORS, contributions, linear_view
+from workbench.heads import head_features
+
+
+@pytest.fixture(scope="module")
+def tiny_fusion(tmp_path_factory, small_sample):
+    """A real `fusion` fine-tune (16 examples, 32 tokens) and its split."""
+    from workbench.classifier import load_classifier
+    from workbench.data import load_tickets, split_tickets
+    from workbench.training import train
+
+    data = load_tickets(small_sample)
+    out = tmp_path_factory.mktemp("fusion") / "run"
+    train(
+        data,
+        out,
+        "fusion",
+        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32, "inference": "torch"},
+        progress=False,
+    )
+    return load_classifier(out), split_tickets(data)
+
+
+def _decision(view, head, classifier, texts, label_indices):
+    features = head_features(
+        {**head, "vectorizer": view.vectorizer, "embedding_weight": view.weight},
+        classifier.embed(texts),
+        texts,
+    )
+    scores = view.svm.decision_function(features)
+    classes = list(view.svm.classes_)
+    return np.array([scores[i, classes.index(c)] for i, c in enumerate(label_indices)])
+
+
+def _check_sums(classifier, head, texts):
+    view = linear_view(head)
+    assert view is not None
+    predicted = classifier.scores(texts).argmax(axis=1)
+    parts = contributions(view, classifier.embed(texts), texts, predicted, top=5)
+    expected = _decision(view, head, classifier, texts, predicted)
+    for part, value in zip(parts, expected, strict=True):
+        listed = sum(v for _, v in part["terms"])
+        total = listed + part["rest"] + part["embedding"] + part["intercept"]
+        assert total == pytest.approx(value, abs=1e-6)
+        assert part["decision"] == pytest.approx(value, abs=1e-6)
+        assert all(v > 0 for _, v in part["terms"]) and len(part["terms"]) <= 5
+        values = [v for _, v in part["terms"]]
+        assert values == sorted(values, reverse=True)
+    assert any(part["terms"] for part in parts)
+
+
+def test_contributions_add_up_to_the_decision_score(tiny_fusion):
+    classifier, split = tiny_fusion
+    _check_sums(classifier, classifier.head, split.test["text"].tolist()[:40])
+
+
+def test_a_cross_validated_fusion_head_is_explained_too(tiny_fusion):
+    from workbench.training import fit_head, resolve_recipe
+
+    classifier, split = tiny_fusion
+    original = classifier.head
+    params = resolve_recipe("fusion", {"max_seq_length": 32})
+    head = fit_head(classifier.model, split.train, classifier.labels, params, seed=42)
+    assert "vectorizer" not in head  # one pipeline, refitted per fold
+    classifier.head = head
+    try:
+        _check_sums(classifier, head, split.test["text"].tolist()[:20])
+    finally:
+        classifier.head = original
+
+
+def test_predict_explain_lists_terms_and_real_training_neighbours(tiny_fusion, tmp_path, capsys):
+    classifier, split = tiny_fusion
+    assert (classifier.path / NEIGHBOUR_VECTORS).exists()
+    data = tmp_path / "new.csv"
+    split.test.head(12).rename(columns={"text": "Document", "label": "Topic_group"})[
+        ["Document", "Topic_group"]
+    ].to_csv(data, index=False)
+    out = tmp_path / "explained.csv"
+    code = cli.main(
+        [
+            "predict",
+            "--data",
+            str(data),
+            "--model",
+            str(classifier.path),
+            "--out",
+            str(out),
+            "--explain",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out)
+    assert len(table) == 12
+    train = dict(zip(split.train["text"], split.train["label"], strict=False))
+    for _, row in table.iterrows():
+        neighbours = json.loads(row["nearest_training"])
+        assert len(neighbours) == 3
+        for neighbour in neighbours:
+            assert train[neighbour["text"]] == neighbour["label"]
+        cosines = [n["cosine"] for n in neighbours]
+        assert cosines == sorted(cosines, reverse=True)
+        terms = json.loads(row["explain_terms"])
+        total = sum(v for _, v in terms) + row["explain_rest"] + row["explain_embedding"]
+        assert total + row["explain_intercept"] == pytest.approx(row["explain_decision"], abs=1e-6)
+        assert "= decision" in row["explanation"]
+
+
+def test_explain_widget_shows_category_route_marked_words_and_neighbours(tiny_fusion):
+    pytest.importorskip("ipywidgets")
+    from workbench.review import ExplainWidget
+
+    classifier, split = tiny_fusion
+    widget = ExplainWidget(classifier)
+    ticket = split.test["text"].iloc[0] + " <script>alert('x')</script>"
+    widget.text.value = ticket
+    widget.button.click()
+    page = widget.result.value
+    row = widget.explain()
+    assert row["predicted"] in classifier.labels
+    assert f"<b>{row['predicted']}</b>" in page and "route" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    words = [name for name, _ in json.loads(row["explain_terms"]) if name.startswith("word")]
+    assert ("<mark>" in page) == bool(words)  # the deciding words, marked in the text
+    assert page.count("<li>") == 3  # the three nearest training tickets
+
+
+def test_highlighting_marks_whole_words_and_escapes_the_rest():
+    from workbench.review import highlighted
+
+    marked = highlighted("VPN <b>drops</b>; vpnclient ok", ["vpn", "drops"])
+    assert marked == "<mark>VPN</mark> &lt;b&gt;<mark>drops</mark>&lt;/b&gt;; vpnclient ok"
+
+
+def test_a_folder_without_the_index_explains_without_neighbours_and_says_so(
+    tiny_fusion, tmp_path, capsys
+):
+    import shutil
+
+    classifier, split = tiny_fusion
+    old = tmp_path / "old-folder"
+    shutil.copytree(classifier.path, old)
+    (old / NEIGHBOUR_VECTORS).unlink()
+    data = tmp_path / "new.csv"
+    split.test.head(3).rename(columns={"text": "Document"})[["Document"]].to_csv(data, index=False)
+    out = tmp_path / "explained.csv"
+    code = cli.main(
+        ["predict", "--data", str(data), "--model", str(old), "--out", str(out), "--explain"]
+    )
+    assert code == 0
+    assert "old-folder has no neighbour index" in capsys.readouterr().out
+    table = pd.read_csv(out, keep_default_na=False)
+    assert (table["nearest_training"] == "").all() and (table["explain_terms"] != "[]").any()

@@ -1,0 +1,87 @@
+"""The review widget driven through real ipywidgets events: decisions reach the corrections
+file at once, survive a crash, and come back as corrections; the spreadsheet export too."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from workbench.corrections import read_corrections
+from workbench.data import load_tickets, split_tickets
+from workbench.review import ReviewWidget, export_candidates, review_candidates
+
+pytest.importorskip("ipywidgets")
+
+
+@pytest.fixture(scope="module")
+def candidates(small_sample):
+    train = split_tickets(load_tickets(small_sample)).train
+    labels = sorted(train["label"].unique())
+    return review_candidates(train, labels, limit=12), labels, train
+
+
+def test_candidates_carry_the_schema_and_the_context(candidates):
+    table, labels, train = candidates
+    assert 3 < len(table) <= 12
+    assert table["quality"].is_monotonic_increasing  # worst label first
+    texts = set(train["text"])
+    for _, row in table.iterrows():
+        top3 = json.loads(row["top3"])
+        assert len(top3) == 3 and all(label in labels for label, _ in top3)
+        neighbours = json.loads(row["neighbours"])
+        assert len(neighbours) == 3
+        assert all(text in texts and text != row["text"] for text, _, _ in neighbours)
+
+
+def test_three_clicks_survive_a_crash_and_read_back_as_corrections(
+    candidates, tmp_path, small_sample, monkeypatch
+):
+    table, labels, train = candidates
+    monkeypatch.setenv("WORKBENCH_REVIEWER", "ana")
+    path = tmp_path / "corrections.csv"
+    widget = ReviewWidget(table, path, labels=labels, run="run-1")
+    assert widget.progress.value == f"0 of {len(table)} reviewed"
+    assert "<script" not in widget.ticket.value
+    first, second, third = (table.loc[i, "text_hash"] for i in range(3))
+    widget.buttons["keep"].click()
+    other = next(label for label in labels if label != table.loc[1, "old_label"])
+    widget.target.value = other
+    widget.buttons["relabel"].click()
+    widget.buttons["skip"].click()  # the fourth candidate: nothing recorded
+    widget.reviewer.value = "bo"
+    widget.buttons["drop"].click()
+    fourth = table.loc[3, "text_hash"]
+    assert widget.progress.value == f"3 of {len(table)} reviewed"
+    del widget  # the kernel dies: only the file remains
+
+    written = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert written["text_hash"].tolist() == [first, second, fourth]
+    assert written["decision"].tolist() == ["keep", "relabel", "drop"]
+    assert written["reviewer"].tolist() == ["ana", "ana", "bo"]
+    assert written.loc[1, "new_label"] == other and written["run"].eq("run-1").all()
+    assert third not in set(written["text_hash"])
+
+    again = ReviewWidget(table, path, labels=labels)
+    assert again.progress.value == f"3 of {len(table)} reviewed"
+    assert again.current["text_hash"] == third  # the skipped one comes back first
+    corrections = read_corrections(path)
+    assert corrections.rows == 3
+    split = split_tickets(load_tickets(small_sample, corrections=path))
+    assert (split.corrections["kept"], split.corrections["relabelled"]) == (1, 1)
+    assert split.corrections["dropped"] == 1
+
+
+def test_exported_candidates_come_back_as_corrections(candidates, tmp_path, small_sample):
+    table, labels, _ = candidates
+    path = export_candidates(table, tmp_path / "review.csv")
+    sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
+    sheet.loc[0, "decision"] = "relabel"
+    sheet.loc[0, "new_label"] = sheet.loc[0, "suggested"]
+    sheet.loc[1, "decision"] = "drop"
+    sheet.to_csv(path, index=False)  # what a spreadsheet saves
+    corrections = read_corrections(path)
+    assert corrections.rows == 2
+    split = split_tickets(load_tickets(small_sample, corrections=path))
+    assert split.corrections["dropped"] == 1
