@@ -55,6 +55,11 @@ class Automation:
         )
 
     @property
+    def lists_sentence(self) -> str:
+        """How the lists were calibrated, or why there are none."""
+        return "" if self.record is None else f"Lists: {routing.sets_sentence(self.record)}"
+
+    @property
     def alert(self) -> bool:
         return bool(self.check.get("alert"))
 
@@ -89,7 +94,8 @@ class Automation:
         return risk_coverage_figure(self.record, self.confidence, self.correct, self.evaluated_name)
 
     def sets_table(self) -> pd.DataFrame:
-        """Conformal lists on the evaluated tickets: size and empirical coverage, by route."""
+        """Conformal lists on the evaluated tickets: size and empirical coverage on all of them
+        (marginal) beside those sent to a person (what the lists are calibrated for)."""
         sets = self.outcome.get("sets") or {}
         rows = [
             {
@@ -105,7 +111,7 @@ class Automation:
                     "tickets": "sent to a person",
                     "count": self.outcome["review"],
                     "mean list size": sets.get("review_mean_size"),
-                    "right category in list": None,
+                    "right category in list": sets.get("review_coverage"),
                 }
             )
         return pd.DataFrame(rows)
