@@ -19,7 +19,9 @@ How, exactly:
   routed calibration tickets and ``k_t`` errors among them (conditionally on ``n_t`` the errors
   are binomial). The certified threshold is the lowest one rejected; none rejected means
   **nothing is routed automatically** (never a silent 0 %).
-* The calibration tickets must be tickets nothing else was fitted on. The head's temperature
+* The calibration tickets must be tickets nothing else was fitted on, or chose on: searches and
+  sweeps rank and prune on the other part of validation only (``selection_part``), as does the
+  export's backend check. The head's temperature
   (and the cosine classifiers' temperature) is fitted on validation, and temperature scaling
   changes the *ranking* of top-class probabilities across tickets (only the argmax within a
   ticket is invariant), so validation is split once by seed (``split_validation``): a
@@ -102,6 +104,14 @@ def split_validation(
         temperature.extend(positions[:keep].tolist())
     chosen = validation.index.isin(temperature)
     return validation[chosen], validation[~chosen]
+
+
+def selection_part(split) -> pd.DataFrame:
+    """The validation tickets a choice may use: ranking and pruning a search's or sweep's
+    trials, and the export's backend check. That is the temperature part; the routing part
+    (``split_validation``, the split's seed) stays out of every choice, so the operating point
+    of whichever model wins is still certified on tickets nothing chose it on."""
+    return split_validation(split.validation, split.seed)[0]
 
 
 def ticket_hash(texts: list[str], labels: list[str]) -> str:

@@ -32,12 +32,20 @@ class Automation:
     confidence: np.ndarray
     correct: np.ndarray
     per_category: pd.DataFrame = field(default_factory=pd.DataFrame)
+    backend: str | None = None  # the encoder backend that scored the evaluated tickets
 
     @property
     def headline(self) -> str:
         """The sentence at the top of the stakeholder page: the guarantee, then these tickets."""
         text = routing.guarantee_sentence(self.record)
         text = f"{text} {routing.outcome_sentence(self.outcome, self.evaluated_name)}"
+        certified = (self.record or {}).get("backend")
+        if certified and self.backend and certified != self.backend:
+            text = (
+                f"These tickets were scored with the {self.backend} encoder, and the operating "
+                f"point was certified on {certified}'s probabilities: the guarantee is not this "
+                f"backend's (evaluate with inference={certified}). {text}"
+            )
         return f"Routing alert: {self.check['note']}. {text}" if self.alert else text
 
     @property
@@ -149,7 +157,16 @@ def evaluate(
         .reset_index()
         .sort_values("tickets", ascending=False, kind="stable")
     )
-    return Automation(record, outcome, check, evaluated_name, confidence, correct, per_category)
+    return Automation(
+        record,
+        outcome,
+        check,
+        evaluated_name,
+        confidence,
+        correct,
+        per_category,
+        backend=getattr(result, "backend", None),
+    )
 
 
 def calibration_curve(record: dict[str, Any] | None) -> pd.DataFrame:
