@@ -288,14 +288,14 @@ def test_final_refit_trains_the_epochs_the_evaluated_run_trained(tmp_path):
     assert "is not claimed" in final_sentence(changed)
 
 
-def _recorded_folder(folder, resolved: dict) -> None:
+def _recorded_folder(folder, resolved: dict, sha256: str = "") -> None:
     """A training folder's recipe.json as far as ``--replay`` reads it (nothing is trained)."""
     record = {
         "recipe": "seed",
         "params": {**resolve_recipe("seed", {}), "inference": "auto"},
         "seed": 42,
         "split": {"test_size": 0.2, "validation_size": 0.1, "seed": 42},
-        "data": {"text_column": "Document", "label_column": "Topic_group"},
+        "data": {"text_column": "Document", "label_column": "Topic_group", "sha256": sha256},
         "precision": "bfloat16",
         "device": "cpu",
         "resolved": resolved,
@@ -337,10 +337,12 @@ def test_a_bf16_replay_without_bf16_units_is_refused_in_one_line(
 ):
     from workbench import runinfo
     from workbench.cli import main
+    from workbench.data import load_tickets
 
     _recorded_folder(
         tmp_path / "run",
         {"precision": "bf16", "device": "cpu", "backend": "torch", "cpu_flags": "avx512_bf16"},
+        sha256=load_tickets(small_sample).sha256,  # the same file: no warning about it
     )
     monkeypatch.setattr(runinfo, "cpu_flags", lambda: "avx2")
     out = tmp_path / "again"

@@ -241,8 +241,20 @@ def test_predict_adds_route_and_candidates(trained_dir, small_sample, tmp_path, 
     assert set(frame["route"]) == {"review"}
     lists = frame["candidates"].str.split(routing.CANDIDATE_SEPARATOR, regex=False)
     assert (lists.str[0] == frame["predicted"]).all()  # the most probable category first
-    inside = [label in members for label, members in zip(frame["label"], lists, strict=True)]
-    assert np.mean(inside) >= 0.8
+    # Each list is the stored quantile's (calibrated on the reviewed routing tickets), whose
+    # coverage of reviewed tickets is measured on test at training and checked over many
+    # draws in test_certified_error_and_reviewed_list_coverage_hold_over_many_draws.
+    from workbench.classifier import load_classifier
+
+    classifier = load_classifier(trained_dir)
+    texts = frame["text"].astype(str).tolist()
+    probabilities = routing.confidences(classifier, texts, classifier.scores(texts))
+    stored = routing.read_routing(trained_dir)
+    assert stored["sets"]["calibrated_on"] == "review"
+    assert frame["candidates"].tolist() == routing.candidates(
+        probabilities, stored, classifier.labels
+    )
+    assert lists.str.len().mean() > 1  # the tiny model's lists are lists, not one guess
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["routing"]["origin"] == "stored" and record["routing"]["threshold"] is None
     assert record["routing"]["auto"] == 0
@@ -275,7 +287,15 @@ def test_predict_recertifies_only_on_a_labelled_calibration_file(
     predictions = pd.read_csv(out)
     auto = predictions["route"] == "auto"
     assert auto.sum() == record["routing"]["auto"] > 0
-    assert predictions.loc[auto, "score"].min() >= record["routing"]["threshold"] - 1e-6
+    # Routed exactly where the probability routing thresholds (the cosine classifiers'
+    # calibrated softmax here, not the cosine in "score") reaches the certified threshold.
+    from workbench.classifier import load_classifier
+
+    classifier = load_classifier(trained_dir)
+    texts = predictions["text"].astype(str).tolist()
+    confidence = routing.confidences(classifier, texts, classifier.scores(texts)).max(axis=1)
+    threshold = record["routing"]["threshold"]
+    assert (auto.to_numpy() == (confidence >= threshold - 1e-9)).all()
     assert (predictions.loc[auto, "predicted"] != predictions.loc[auto, "label"]).mean() <= 0.5
 
 
