@@ -382,3 +382,13 @@ def test_the_head_encoding_deadline_itself_stops_after_the_floor(small_sample, f
     relaxed = EncodingDeadline(at=deadline.at, seconds_after=lambda *_: 0.0, floor=16, chunk=8)
     assert len(_encode_head_rows(model, train, order, relaxed)[0]) == 48
     assert relaxed.encoded is None
+
+
+def test_a_replay_that_differs_says_so_on_its_card():
+    from workbench.modelcard import replay_sentence
+
+    same = replay_sentence({"replay_differs": []})
+    assert "precision, device and encoder backend, redone here" in same
+    other = replay_sentence({"replay_differs": ["precision: recorded bf16, replayed with fp32"]})
+    assert other.startswith("this model differs from the recorded run it replays")
+    assert "recorded bf16, replayed with fp32" in other

@@ -423,3 +423,28 @@ def test_the_certifying_tickets_are_disjoint_from_every_ticket_that_chose(
     assert certifying
     for chose in (pruned_on, gated_on, ranked_on):
         assert chose and chose <= set(split.validation.index) and not chose & certifying
+
+
+def test_the_page_says_when_another_backend_scored_than_the_one_certified():
+    from workbench.routing_report import Automation
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.full(4, 0.3), size=60)
+    record = routing.calibrate(probabilities, np.arange(60) % 4, [""] * 60, list("abcd"))
+    record["backend"] = "onnx-int8"
+    outcome = routing.outcome(
+        probabilities, [list("abcd")[i % 4] for i in range(60)], list("abcd"), record
+    )
+    check = routing.monitor(outcome, record)
+    shown = Automation(
+        record, outcome, check, "test split", np.zeros(0), np.zeros(0), backend="torch"
+    )
+    assert shown.headline.startswith("These tickets were scored with the torch encoder")
+    assert "certified on onnx-int8's probabilities" in shown.headline
+    same = Automation(
+        record, outcome, check, "test split", np.zeros(0), np.zeros(0), backend="onnx-int8"
+    )
+    assert "were scored with" not in same.headline
+    # The lists' table: all tickets and the reviewed ones, each with its measured coverage.
+    table = same.sets_table()
+    assert table["right category in list"].notna().all() and len(table) == 2

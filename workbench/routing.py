@@ -552,10 +552,9 @@ def outcome_sentence(result: dict[str, Any], name: str = "test tickets") -> str:
     sets = result.get("sets")
     if sets and sets.get("review_mean_size") is not None:
         level = sets.get("level", SET_COVERAGE)
-        text += (
-            f", whose {level:.0%} list has {sets['review_mean_size']:.1f} categories on average "
-            f"and holds the right one for {sets['review_coverage']:.1%} of them"
-        )
+        text += f", whose {level:.0%} list has {sets['review_mean_size']:.1f} categories on average"
+        if sets.get("review_coverage") is not None:  # older records measured all tickets only
+            text += f" and holds the right one for {sets['review_coverage']:.1%} of them"
     return text + "."
 
 

@@ -2,7 +2,9 @@
 
 A search file gives the space (``recipe``, ``learning_rate`` log-uniform, ``epochs``,
 ``max_seq_length``, ``head_C``, … any recipe knob), ``n_trials`` and/or a total time limit;
-the objective is validation macro-F1 (never test), sampled by Optuna's TPE with a fixed seed.
+the objective is validation macro-F1 (never test; on validation's temperature part only, so the
+routing part certifies the winner on tickets no choice saw), sampled by Optuna's TPE with a
+fixed seed.
 During the fine-tune a pruner is fed validation scores (every ``report_every`` steps, or once
 per epoch): macro-F1 of the nearest class centroid of the current embeddings, measured on up to
 ``prune_tickets`` validation tickets against centroids of as many training tickets. That costs
