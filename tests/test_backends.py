@@ -43,7 +43,10 @@ def test_exports_are_written_checked_and_recorded(exported):
             continue
         assert (folder / entry["file"]).exists(), entry
         assert entry["checked"], entry  # passed its accuracy check
-        assert entry["tickets_per_s"] > 0
+        # The speed auto chooses by: measured against PyTorch's on the same tickets.
+        torch_speed = report["backends"]["torch"]["tickets_per_s"]
+        assert entry["speedup"] == pytest.approx(entry["tickets_per_s"] / torch_speed, abs=0.02)
+        assert 0.05 < entry["speedup"] < 50, entry  # a real measurement, not a placeholder
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
@@ -140,3 +143,16 @@ def test_paired_interval_of_the_macro_f1_difference():
     worse[:30] = (worse[:30] + 1) % 4
     low, high = backends.paired_drop_interval(truth, truth, worse)
     assert 0.0 < low < high < 0.2
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_a_corrupt_backends_json_is_one_warning_line_not_a_silent_torch(tmp_path, capsys, content):
+    (tmp_path / backends.REPORT).write_text(content)
+    assert backends.choose_backend(tmp_path, "auto", device="cpu") == "torch"
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("workbench: warning:")
+    assert f"{tmp_path / backends.REPORT} is unreadable" in lines[0] and "torch serves" in lines[0]
+    # No file at all is a folder never exported: nothing to say.
+    (tmp_path / backends.REPORT).unlink()
+    assert backends.choose_backend(tmp_path, "auto", device="cpu") == "torch"
+    assert capsys.readouterr().err == ""

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench.errors import BadInputError
 from workbench.training import loop
 from workbench.training.loop import ReplayedBudget, TimeBudget
 from workbench.training.recipes import resolve_recipe
@@ -181,6 +182,11 @@ def test_replay_reproduces_a_budgeted_training_folder(small_sample, tmp_path, mo
     assert replayed["steps"] == cut.recipe["steps"] and replayed["recipe"] == "classify"
     assert replayed["time_budget"]["replayed"] and replayed["params"]["time_budget"] == 0
     assert replayed["params"]["frozen_layers"] == 2
+    # The precision, device and backend the recorded run resolved to, redone and said so.
+    assert replayed["resolved"]["precision"] == cut.recipe["resolved"]["precision"]
+    assert replayed["resolved"]["device"] == cut.recipe["resolved"]["device"] == "cpu"
+    assert replayed["resolved"]["backend"] == cut.recipe["resolved"]["backend"] == "torch"
+    assert replayed["replay_differs"] == []
     from ties import assert_same_metrics, assert_same_predictions
 
     first = pd.read_csv(tmp_path / "cut" / "predictions.csv")
@@ -280,3 +286,109 @@ def test_final_refit_trains_the_epochs_the_evaluated_run_trained(tmp_path):
     assert expected["same_training"] and "1.34 epochs" in final_sentence(expected)
     changed = {**expected, "same_training": False, "sized": "changed by --param epochs"}
     assert "is not claimed" in final_sentence(changed)
+
+
+def _recorded_folder(folder, resolved: dict, sha256: str = "") -> None:
+    """A training folder's recipe.json as far as ``--replay`` reads it (nothing is trained)."""
+    record = {
+        "recipe": "seed",
+        "params": {**resolve_recipe("seed", {}), "inference": "auto"},
+        "seed": 42,
+        "split": {"test_size": 0.2, "validation_size": 0.1, "seed": 42},
+        "data": {"text_column": "Document", "label_column": "Topic_group", "sha256": sha256},
+        "precision": "bfloat16",
+        "device": "cpu",
+        "resolved": resolved,
+    }
+    folder.mkdir()
+    (folder / "recipe.json").write_text(json.dumps(record))
+
+
+def test_replay_redoes_the_recorded_precision_device_and_backend(tmp_path, monkeypatch):
+    from workbench import runinfo
+    from workbench.training.folder import replay_here, replay_settings
+
+    resolved = {"precision": "bf16", "device": "cpu", "backend": "onnx-int8"}
+    _recorded_folder(tmp_path / "run", {**resolved, "cpu_flags": "avx2 avx512_bf16"})
+    _recipe, params, _seed, replay, _sizes = replay_settings(tmp_path / "run")
+    # Not "auto", which would resolve again on this machine: what the run resolved to.
+    assert (params["precision"], params["device"], params["inference"]) == (
+        "bf16",
+        "cpu",
+        "onnx-int8",
+    )
+    monkeypatch.setattr(runinfo, "cpu_flags", lambda: "avx2 amx_tile")  # bf16 units here too
+    assert replay_here(replay, params) == []
+    monkeypatch.setattr(runinfo, "cpu_flags", lambda: "avx2")  # none: refused…
+    with pytest.raises(BadInputError, match="trained in bf16 on a CPU with bf16 units"):
+        replay_here(replay, params)
+    # … unless asked to train in fp32, which the folder then records as a different model.
+    assert replay_here(replay, {**params, "precision": "fp32"}) == [
+        "precision: recorded bf16, replayed with fp32"
+    ]
+    # A run that emulated bf16 (recorded without the units) is redone the same way here.
+    _recorded_folder(tmp_path / "emulated", {**resolved, "cpu_flags": "avx2"})
+    _recipe, params, _seed, replay, _sizes = replay_settings(tmp_path / "emulated")
+    assert replay_here(replay, params) == []
+
+
+def test_a_bf16_replay_without_bf16_units_is_refused_in_one_line(
+    small_sample, tmp_path, monkeypatch, capsys
+):
+    from workbench import runinfo
+    from workbench.cli import main
+    from workbench.data import load_tickets
+
+    _recorded_folder(
+        tmp_path / "run",
+        {"precision": "bf16", "device": "cpu", "backend": "torch", "cpu_flags": "avx512_bf16"},
+        sha256=load_tickets(small_sample).sha256,  # the same file: no warning about it
+    )
+    monkeypatch.setattr(runinfo, "cpu_flags", lambda: "avx2")
+    out = tmp_path / "again"
+    command = ["train", "--data", str(small_sample), "--out", str(out), "--replay"]
+    assert main([*command, str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--param precision=fp32" in error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("floor", "stops_at"), [(16, 24), (32, 32)])
+def test_the_head_encoding_deadline_itself_stops_after_the_floor(small_sample, floor, stops_at):
+    """The trigger, not a replacement of it: with the real encoder, the encoding goes on while
+    what must follow still fits before ``at`` and stops at the first part after which it would
+    not (here: once more than 24 tickets are encoded), never below the floor; what it kept is
+    the stratified prefix ``head_tickets`` redoes."""
+    import time
+
+    from workbench.heads import EncodingDeadline, _encode_head_rows, stratified_order
+    from workbench.models import load_model
+
+    train = pd.read_csv(small_sample).rename(columns={"Document": "text", "Topic_group": "label"})
+    train = train.head(48)
+    model = load_model(max_seq_length=16)
+    deadline = EncodingDeadline(
+        at=time.perf_counter() + 3600,  # an hour: only what follows can make it late
+        seconds_after=lambda per_ticket, encoded: 0.0 if encoded <= 24 else 1e9,
+        floor=floor,
+        chunk=8,
+    )
+    order = stratified_order(train, seed=0)
+    rows, vectors = _encode_head_rows(model, train, order, deadline)
+    assert deadline.encoded == stops_at == len(rows) == len(vectors)
+    assert deadline.per_ticket is not None and deadline.per_ticket > 0
+    assert sorted(rows.index) == sorted(train.index[order[:stops_at]])
+    # A deadline that nothing makes late encodes every ticket.
+    relaxed = EncodingDeadline(at=deadline.at, seconds_after=lambda *_: 0.0, floor=16, chunk=8)
+    assert len(_encode_head_rows(model, train, order, relaxed)[0]) == 48
+    assert relaxed.encoded is None
+
+
+def test_a_replay_that_differs_says_so_on_its_card():
+    from workbench.modelcard import replay_sentence
+
+    same = replay_sentence({"replay_differs": []})
+    assert "precision, device and encoder backend, redone here" in same
+    other = replay_sentence({"replay_differs": ["precision: recorded bf16, replayed with fp32"]})
+    assert other.startswith("this model differs from the recorded run it replays")
+    assert "recorded bf16, replayed with fp32" in other

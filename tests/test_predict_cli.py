@@ -146,7 +146,14 @@ def test_predictions_carry_their_run_record_and_a_missing_backend_falls_back(
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["backend"] == "torch" and record["inference_requested"] == "onnx"
     assert record["model"] == trained_dir.name and record["data"]["file"] == small_sample.name
-    assert len(record["data"]["sha256"]) == 64 and record["metrics"]["macro-F1"] > 0
+    assert len(record["data"]["sha256"]) == 64
+    # The printed and recorded metrics are those of the rows written (not merely positive).
+    from sklearn.metrics import f1_score
+
+    frame = pd.read_csv(out)
+    labels = json.loads((trained_dir / "labels.json").read_text())
+    expected = f1_score(frame["label"], frame["predicted"], labels=labels, average="macro")
+    assert record["metrics"]["macro-F1"] == pytest.approx(expected, abs=1e-9)
     assert "encoder backend torch" in stdout
     code, _, err = _run(capsys, *args, "--inference", "tensorrt")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "inference" in err

@@ -88,10 +88,20 @@ def exporter_installed(backend: str) -> bool:
 
 
 def read_report(folder: str | os.PathLike) -> dict[str, Any]:
+    """The export's checks ({} when nothing was exported). A file that cannot be read is one
+    warning line: ``auto`` then serves PyTorch, and the user is told why it is slower."""
     path = model_folder(folder) / REPORT
+    if not path.exists():
+        return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(report, dict):
+            raise ValueError("not a JSON object")
+        return report
+    except (OSError, ValueError) as error:
+        warn(
+            f"{path} is unreadable ({error}): no export counts as checked, torch serves; export again"
+        )
         return {}
 
 

@@ -635,6 +635,7 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
     """``--engine ray``: Parquet shards in --out, a summary line, the same run record."""
     from workbench.classifier import SCORE_PREFIX
     from workbench.data import write_json
+    from workbench.routing import stored_for, used_note
     from workbench.scale import (
         DEFAULT_ACTORS,
         DEFAULT_BATCH_SIZE,
@@ -643,6 +644,7 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
         read_predictions,
     )
 
+    stored = stored_for(classifier)  # before the actors: refused if another backend certified
     run = predict_ray(
         classifier,
         args.data,
@@ -653,9 +655,6 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
     )
     record = prediction_record(classifier, run["data"], args.inference)
-    from workbench.routing import read_routing, used_note
-
-    stored = read_routing(classifier.path)
     record["routing"] = used_note(stored, "stored" if stored else "none")
     record["engine"] = {
         "name": "ray",

@@ -14,7 +14,7 @@ import pandas as pd
 
 from workbench import display as wb
 from workbench.evaluation import loss_figure
-from workbench.modelcard import budget_sentence, final_sentence, layers_sentence
+from workbench.modelcard import budget_sentence, final_sentence, layers_sentence, replay_sentence
 from workbench.training import read_log, read_recipe
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     else:
         wb.note("Time budget: " + budget_sentence(budget) + ".")
     wb.note("Layers trained: " + layers_sentence(record) + ".")
+    if record.get("replay_differs"):
+        wb.warning("Replay: " + replay_sentence(record) + ".")
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
     check = metrics.get("baseline_check")

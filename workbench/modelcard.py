@@ -84,6 +84,7 @@ def _details_lines(record: dict[str, Any], split: Split) -> list[str]:
         f"- **Categories:** {', '.join(f'`{t}`' for t in split.train['label'].drop_duplicates().sort_values())}",
         f"- **Training device:** {record['device']} ({record['threads']} threads)",
         f"- **Processes:** {processes_sentence(record)}",
+        *([f"- **Replay:** {replay_sentence(record)}"] if "replay_differs" in record else []),
         "",
         "## Usage",
         "",
@@ -261,6 +262,18 @@ def layers_sentence(record: dict[str, Any]) -> str:
         f"the top {n - k} of {n} transformer layers; the embeddings and the lower {k} were frozen "
         f"and their outputs computed once for {frozen['tickets']:,} tickets in "
         f"{frozen['seconds']:.0f} s{why}"
+    )
+
+
+def replay_sentence(record: dict[str, Any]) -> str:
+    """Whether a replayed run ran as the recorded one (precision, device, backend)."""
+    differs = record.get("replay_differs") or []
+    if not differs:
+        return "the recorded run's precision, device and encoder backend, redone here"
+    return (
+        "this model differs from the recorded run it replays ("
+        + "; ".join(differs)
+        + "): same recipe, data, seed and steps, other arithmetic"
     )
 
 

@@ -19,16 +19,24 @@ How, exactly:
   routed calibration tickets and ``k_t`` errors among them (conditionally on ``n_t`` the errors
   are binomial). The certified threshold is the lowest one rejected; none rejected means
   **nothing is routed automatically** (never a silent 0 %).
-* The calibration tickets must be tickets nothing else was fitted on. The head's temperature
+* The calibration tickets must be tickets nothing else was fitted on, or chose on: searches and
+  sweeps rank and prune on the other part of validation only (``selection_part``), as does the
+  export's backend check. The head's temperature
   (and the cosine classifiers' temperature) is fitted on validation, and temperature scaling
   changes the *ranking* of top-class probabilities across tickets (only the argmax within a
   ticket is invariant), so validation is split once by seed (``split_validation``): a
   temperature part (``TEMPERATURE_SHARE``) the probabilities are fitted on, and a routing part
   that only this module uses, for the threshold and the prediction sets.
-* Prediction sets for the tickets a person sees: split conformal classification (MAPIE's
-  ``SplitConformalClassifier``, adaptive score ``aps``, last label included so a set is never
-  empty) calibrated on the same routing part; the quantile is stored and the sets rebuilt from
-  it at prediction time (``prediction_sets``, checked against MAPIE in the tests).
+* Lists for the tickets a person sees: split conformal classification (MAPIE's
+  ``SplitConformalClassifier``, adaptive score ``aps`` without its random part, last label
+  included so a list is never empty) calibrated on the routing part's tickets that the
+  operating point sends to review (the routing rule is a function of the score alone, so the
+  lists' coverage is promised, and measured, on the reviewed tickets); the quantile is stored
+  and the lists rebuilt from it at prediction time (``prediction_sets``, checked against MAPIE).
+* Too few calibration tickets certify nothing and give no lists, and the record says how many
+  would be needed (``certify_minimum``, ``list_minimum``) instead of failing.
+* The probabilities certified are those of one encoder backend (``routing.json`` ``backend``):
+  ``predict`` serving another refuses unless it re-certifies on ``--calibration`` tickets.
 
 Stored as ``routing.json`` in the model folder (``write_routing``/``read_routing``); monitoring
 (``monitor``) compares a labelled week's realised routed error with the target.
@@ -45,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.backends import backend_of
 from workbench.classifier import COSINE_TEMPERATURE
 from workbench.data import load_tickets, write_json
 from workbench.errors import BadInputError
@@ -95,6 +104,14 @@ def split_validation(
         temperature.extend(positions[:keep].tolist())
     chosen = validation.index.isin(temperature)
     return validation[chosen], validation[~chosen]
+
+
+def selection_part(split) -> pd.DataFrame:
+    """The validation tickets a choice may use: ranking and pruning a search's or sweep's
+    trials, and the export's backend check. That is the temperature part; the routing part
+    (``split_validation``, the split's seed) stays out of every choice, so the operating point
+    of whichever model wins is still certified on tickets nothing chose it on."""
+    return split_validation(split.validation, split.seed)[0]
 
 
 def ticket_hash(texts: list[str], labels: list[str]) -> str:
@@ -234,17 +251,36 @@ def _given_probabilities(n_classes: int):
     return estimator
 
 
+def _last_label_aps():
+    """MAPIE's ``aps`` score without its random part: a ticket's score is the probability of the
+    categories ranked above its true one, so the true category is in a list (built with the last
+    label included, as ``prediction_sets`` and MAPIE's ``include_last_label=True`` do) exactly
+    when the score is at most the quantile, and the lists cover what is asked, not more. MAPIE's
+    randomised score is lower than that, so its quantile gave lists that held the right category
+    for 97.7 % of the reviewed real tickets at 90 %, about one category longer than needed."""
+    from mapie.conformity_scores import APSConformityScore
+
+    class LastLabelAPS(APSConformityScore):
+        def get_conformity_scores(self, y, y_pred, y_enc=None, **kwargs):  # noqa: ARG002
+            above_and_true, self.cutoff = self.get_true_label_cumsum_proba(y, y_pred, self.classes)
+            true = np.take_along_axis(y_pred, np.asarray(y_enc).reshape(-1, 1), axis=1)
+            return above_and_true - true
+
+    return LastLabelAPS()
+
+
 def conformal_classifier(probabilities: np.ndarray, y: np.ndarray, coverage: float = SET_COVERAGE):
-    """MAPIE's split conformal classifier (``aps``) conformalized on these probabilities."""
+    """MAPIE's split conformal classifier (``aps``, not randomised) conformalized on these
+    probabilities."""
     from mapie.classification import SplitConformalClassifier
 
     probabilities = np.asarray(probabilities, dtype=np.float64)
     conformal = SplitConformalClassifier(
         estimator=_given_probabilities(probabilities.shape[1]),
         confidence_level=coverage,
-        conformity_score="aps",
+        conformity_score=_last_label_aps(),
         prefit=True,
-        random_state=0,  # the aps score is randomised: the same tickets give the same quantile
+        random_state=0,
     )
     with warnings.catch_warnings():
         # Calibration tickets need not hold every category: the sets are still valid marginally.
@@ -268,8 +304,8 @@ def prediction_sets(probabilities: np.ndarray, quantile: float) -> np.ndarray:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     order = np.argsort(-probabilities, axis=1, kind="stable")
     cumulative = np.cumsum(np.take_along_axis(probabilities, order, axis=1), axis=1)
-    # MAPIE's tolerance (EPSILON = 1e-8); the first category whose cumulative sum reaches it.
-    reached = cumulative >= quantile - 1e-8
+    # MAPIE's tolerance (EPSILON = 1e-8); the first category whose cumulative sum passes it.
+    reached = cumulative > quantile + 1e-8
     last = np.where(reached.any(axis=1), reached.argmax(axis=1), probabilities.shape[1] - 1)
     keep_sorted = np.arange(probabilities.shape[1])[None, :] <= last[:, None]
     sets = np.zeros_like(keep_sorted)
@@ -314,22 +350,56 @@ def calibrate(
         "sha256": ticket_hash(texts, [labels[i] for i in y]),
         "accuracy": float(correct.mean()),
     }
+    record["needed"] = {
+        "certify": certify_minimum(target_error, delta),
+        "lists": list_minimum(coverage),
+    }
+    reviewed = route(probabilities, record) == "review"
+    record["sets"], note = fit_sets(probabilities[reviewed], y[reviewed], coverage)
+    if note:
+        record["sets_note"] = note
+    return record
+
+
+def certify_minimum(target_error: float, delta: float) -> int:
+    """The fewest calibration tickets that can certify ``target_error`` at ``delta``: every one
+    routed and none wrong, ``(1 - target_error) ** n <= delta`` (45 at 5 % and 10 %)."""
+    return int(np.ceil(np.log(delta) / np.log1p(-target_error) - 1e-9))
+
+
+def list_minimum(coverage: float) -> int:
+    """The fewest calibration tickets split conformal lists at ``coverage`` rest on (MAPIE's
+    rule: at least 1 / (1 - coverage), 10 at 90 %; fewer leave the quantile undefined)."""
+    return int(np.ceil(max(1 / (1 - coverage), 1 / coverage) - 1e-9))
+
+
+def fit_sets(
+    probabilities: np.ndarray, y: np.ndarray, coverage: float
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The lists' quantile from the calibration tickets that go to a person, or why none."""
+    if len(y) < list_minimum(coverage):
+        return None, (
+            f"no lists: {len(y)} calibration tickets go to a person, and {coverage:.0%} lists "
+            f"need at least {list_minimum(coverage)}"
+        )
     if len(np.unique(y)) < 3:
         # MAPIE reads two categories among the calibration tickets as a binary problem and
         # refuses the adaptive score: no lists then (a tiny validation split), and it is said.
-        record["sets"] = None
-        record["sets_note"] = (
-            f"no conformal lists: the {len(y)} calibration tickets hold fewer than 3 categories"
+        return None, (
+            f"no lists: the {len(y)} calibration tickets that go to a person hold fewer than 3 "
+            "categories"
         )
-        return record
-    record["sets"] = {
+    quantile = conformal_quantile(probabilities, y, coverage)
+    sets = prediction_sets(probabilities, quantile)
+    return {
         "coverage": float(coverage),
-        "score": "aps",
-        "quantile": conformal_quantile(probabilities, y, coverage),
-    }
-    sets = prediction_sets(probabilities, record["sets"]["quantile"])
-    record["sets"]["calibration_mean_size"] = float(sets.sum(axis=1).mean())
-    return record
+        "score": "aps, not randomised",
+        "quantile": quantile,
+        "calibrated_on": "review",
+        "tickets": int(len(y)),
+        "calibration_mean_size": float(sets.sum(axis=1).mean()),
+        "calibration_coverage": float(sets[np.arange(len(y)), y].mean()),
+    }, None
 
 
 def write_routing(out_dir: str | Path, record: dict[str, Any]) -> Path:
@@ -411,6 +481,19 @@ def guarantee_sentence(record: dict[str, Any] | None) -> str:
         )
     target, delta = record["target_error"], record["delta"]
     n = record["calibration"]["tickets"]
+    needed = record.get("needed") or {}
+    if record.get("threshold") is None and n < needed.get("certify", 0):
+        lists = (
+            ""
+            if record.get("sets")
+            else f" and no lists are given (they need at least {needed['lists']})"
+        )
+        return (
+            f"Too few calibration tickets to certify anything — nothing is routed automatically"
+            f"{lists}: {n:,} calibration tickets, and certifying at most {target:.0%} error with "
+            f"{1 - delta:.0%} confidence needs at least {needed['certify']:,} (all routed, none "
+            "wrong); train with more labelled tickets or a larger validation_size."
+        )
     if record.get("threshold") is None:
         return (
             f"No threshold certified — nothing is routed automatically: on {n:,} calibration "
@@ -448,11 +531,13 @@ def outcome(
         sets = prediction_sets(probabilities, quantile)
         contains = sets[np.arange(n), np.maximum(y, 0)] & (y >= 0)
         size = sets.sum(axis=1)
+        reviewed = ~routed
         result["sets"] = {
             "level": float(record["sets"]["coverage"]),
             "coverage": float(contains.mean()),
             "mean_size": float(size.mean()),
-            "review_mean_size": float(size[~routed].mean()) if (~routed).any() else None,
+            "review_mean_size": float(size[reviewed].mean()) if reviewed.any() else None,
+            "review_coverage": float(contains[reviewed].mean()) if reviewed.any() else None,
         }
     return result
 
@@ -468,6 +553,8 @@ def outcome_sentence(result: dict[str, Any], name: str = "test tickets") -> str:
     if sets and sets.get("review_mean_size") is not None:
         level = sets.get("level", SET_COVERAGE)
         text += f", whose {level:.0%} list has {sets['review_mean_size']:.1f} categories on average"
+        if sets.get("review_coverage") is not None:  # older records measured all tickets only
+            text += f" and holds the right one for {sets['review_coverage']:.1%} of them"
     return text + "."
 
 
@@ -571,6 +658,7 @@ def fit_routing(
         source=source,
         ordering=learned,
     )
+    record["backend"] = backend_of(classifier.model)  # whose probabilities were certified
     write_routing(out_dir, record)
     return record
 
@@ -595,6 +683,24 @@ def summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in record.items() if k != "tested"}
 
 
+def sets_sentence(record: dict[str, Any]) -> str:
+    """How the lists a person sees were calibrated (or why there are none)."""
+    sets = record.get("sets")
+    if not sets:
+        return f"{record.get('sets_note') or 'no lists'}."
+    if sets.get("calibrated_on") != "review":  # a folder trained before lists were per review
+        return (
+            f"split conformal ({sets['score']}) at {sets['coverage']:.0%}, calibrated on every "
+            f"calibration ticket, quantile {sets['quantile']:.4f}."
+        )
+    return (
+        f"split conformal ({sets['score']}) at {sets['coverage']:.0%}, calibrated on the "
+        f"{sets['tickets']:,} calibration tickets that go to a person (quantile "
+        f"{sets['quantile']:.4f}): the {sets['coverage']:.0%} is promised for the tickets a "
+        "person reviews."
+    )
+
+
 def card_lines(record: dict[str, Any] | None) -> list[str]:
     """The model card's 'Automatic routing' section."""
     lines = ["", "## Automatic routing", ""]
@@ -617,12 +723,7 @@ def card_lines(record: dict[str, Any] | None) -> list[str]:
             f"{record['errors']:,} wrong; exact binomial {1 - record['delta']:.0%} upper bound "
             f"on the error {record['bound']:.2%}"
         )
-    sets = record.get("sets") or {}
-    if sets:
-        lines.append(
-            f"- **Lists for the others:** split conformal ({sets['score']}) at "
-            f"{sets['coverage']:.0%}, quantile {sets['quantile']:.4f}"
-        )
+    lines.append(f"- **Lists for the others:** {sets_sentence(record)}")
     if record.get("test"):
         lines.append(f"- **On the test split (measured once):** {outcome_sentence(record['test'])}")
     return lines
@@ -685,9 +786,26 @@ def for_prediction(
             source=f"--calibration {Path(calibration).name}",
             ordering=(learn_probabilities, learn_y),
         )
+        record["backend"] = backend_of(classifier.model)
         return record, used_note(record, "recalibrated")
-    record = read_routing(classifier.path)
+    record = stored_for(classifier)
     return record, used_note(record, "stored" if record else "none")
+
+
+def stored_for(classifier) -> dict[str, Any] | None:
+    """The stored operating point, refused in one line when ``classifier`` encodes with another
+    backend than the one whose probabilities certified it: an int8 encoder moves probabilities
+    near the threshold, so the guarantee is not that backend's (re-certify it instead)."""
+    record = read_routing(classifier.path)
+    certified, served = (record or {}).get("backend"), backend_of(classifier.model)
+    if certified and certified != served:
+        raise BadInputError(
+            f"{Path(classifier.path) / FILE}: the operating point was certified on the "
+            f"{certified} encoder's probabilities, and this run encodes with {served}; pass "
+            f"--inference {certified}, or --calibration FILE (labelled tickets the model never "
+            f"saw) to certify one for {served}"
+        )
+    return record
 
 
 def used_note(record: dict[str, Any] | None, origin: str) -> dict[str, Any]:
@@ -703,5 +821,6 @@ def used_note(record: dict[str, Any] | None, origin: str) -> dict[str, Any]:
         "calibration_sha256": record["calibration"]["sha256"],
         "source": record["calibration"]["source"],
         "set_quantile": (record.get("sets") or {}).get("quantile"),
+        "backend": record.get("backend"),
         "sentence": guarantee_sentence(record),
     }

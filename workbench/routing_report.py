@@ -32,12 +32,20 @@ class Automation:
     confidence: np.ndarray
     correct: np.ndarray
     per_category: pd.DataFrame = field(default_factory=pd.DataFrame)
+    backend: str | None = None  # the encoder backend that scored the evaluated tickets
 
     @property
     def headline(self) -> str:
         """The sentence at the top of the stakeholder page: the guarantee, then these tickets."""
         text = routing.guarantee_sentence(self.record)
         text = f"{text} {routing.outcome_sentence(self.outcome, self.evaluated_name)}"
+        certified = (self.record or {}).get("backend")
+        if certified and self.backend and certified != self.backend:
+            text = (
+                f"These tickets were scored with the {self.backend} encoder, and the operating "
+                f"point was certified on {certified}'s probabilities: the guarantee is not this "
+                f"backend's (evaluate with inference={certified}). {text}"
+            )
         return f"Routing alert: {self.check['note']}. {text}" if self.alert else text
 
     @property
@@ -53,6 +61,11 @@ class Automation:
             f"{reference['coverage']:.0%} routed, {shown} of them wrong; here: "
             f"{self.outcome['coverage']:.0%} routed, {now} wrong."
         )
+
+    @property
+    def lists_sentence(self) -> str:
+        """How the lists were calibrated, or why there are none."""
+        return "" if self.record is None else f"Lists: {routing.sets_sentence(self.record)}"
 
     @property
     def alert(self) -> bool:
@@ -89,7 +102,8 @@ class Automation:
         return risk_coverage_figure(self.record, self.confidence, self.correct, self.evaluated_name)
 
     def sets_table(self) -> pd.DataFrame:
-        """Conformal lists on the evaluated tickets: size and empirical coverage, by route."""
+        """Conformal lists on the evaluated tickets: size and empirical coverage on all of them
+        (marginal) beside those sent to a person (what the lists are calibrated for)."""
         sets = self.outcome.get("sets") or {}
         rows = [
             {
@@ -105,7 +119,7 @@ class Automation:
                     "tickets": "sent to a person",
                     "count": self.outcome["review"],
                     "mean list size": sets.get("review_mean_size"),
-                    "right category in list": None,
+                    "right category in list": sets.get("review_coverage"),
                 }
             )
         return pd.DataFrame(rows)
@@ -143,7 +157,16 @@ def evaluate(
         .reset_index()
         .sort_values("tickets", ascending=False, kind="stable")
     )
-    return Automation(record, outcome, check, evaluated_name, confidence, correct, per_category)
+    return Automation(
+        record,
+        outcome,
+        check,
+        evaluated_name,
+        confidence,
+        correct,
+        per_category,
+        backend=getattr(result, "backend", None),
+    )
 
 
 def calibration_curve(record: dict[str, Any] | None) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from workbench.data import Split, TicketData, corrected_split, load_tickets, spl
 from workbench.errors import BadInputError
 from workbench.labels import load_options_of, map_frame_labels, minimum_class_size, rare_record_of
 from workbench.maps import sample_points
+from workbench.routing import selection_part
 from workbench.texthash import count_seen, seen_texts_kind
 from workbench.training import read_recipe
 
@@ -34,6 +35,11 @@ class Scope:
     def evaluated(self) -> pd.DataFrame:
         """The tickets the headline metrics are computed on."""
         return self.split.test
+
+    @property
+    def selection(self) -> pd.DataFrame:
+        """The validation tickets choices are made on (never the routing part)."""
+        return selection_part(self.split)
 
     @property
     def evaluated_name(self) -> str:

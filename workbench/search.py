@@ -2,7 +2,9 @@
 
 A search file gives the space (``recipe``, ``learning_rate`` log-uniform, ``epochs``,
 ``max_seq_length``, ``head_C``, … any recipe knob), ``n_trials`` and/or a total time limit;
-the objective is validation macro-F1 (never test), sampled by Optuna's TPE with a fixed seed.
+the objective is validation macro-F1 (never test; on validation's temperature part only, so the
+routing part certifies the winner on tickets no choice saw), sampled by Optuna's TPE with a
+fixed seed.
 During the fine-tune a pruner is fed validation scores (every ``report_every`` steps, or once
 per epoch): macro-F1 of the nearest class centroid of the current embeddings, measured on up to
 ``prune_tickets`` validation tickets against centroids of as many training tickets. That costs
@@ -40,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench import runinfo
+from workbench import routing, runinfo
 from workbench.data import load_tickets, write_json
 from workbench.display import figure_html
 from workbench.embeddings import encode
@@ -195,11 +197,13 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
 
 def centroid_macro_f1(model, split, labels: list[str], tickets: int, seed: int) -> float:
     """Validation macro-F1 of the nearest training-class centroid of the current embeddings:
-    what the pruner is fed during the fine-tune (any recipe, no head needed)."""
+    what the pruner is fed during the fine-tune (any recipe, no head needed). Measured on the
+    selection part of validation only: the routing part certifies the winner."""
     from sklearn.metrics import f1_score
 
     train = split.train.sample(min(tickets, len(split.train)), random_state=seed)
-    validation = split.validation.sample(min(tickets, len(split.validation)), random_state=seed)
+    chosen_on = routing.selection_part(split)
+    validation = chosen_on.sample(min(tickets, len(chosen_on)), random_state=seed)
     train_vectors = encode(model, train["text"].tolist(), cache=False, description="pruning")
     centroids = np.zeros((len(labels), train_vectors.shape[1]), dtype=np.float32)
     index = {label: i for i, label in enumerate(labels)}

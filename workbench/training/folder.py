@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import evaluation, modelcard, routing, runinfo
-from workbench.backends import export_backends, warn
+from workbench.backends import choose_backend, export_backends, warn
 from workbench.baselines import WORD_CHAR_TFIDF, cheap_baselines, word_char_tfidf_svm
 from workbench.calibration import fit_model_temperature
 from workbench.classifier import classifier_scorer, load_classifier
@@ -33,7 +33,7 @@ from workbench.heads import (
 )
 from workbench.heads_io import save_head
 from workbench.labels import label_texts, load_options_of, minimum_class_size
-from workbench.models import load_model, torch_threads
+from workbench.models import load_model, pick_device, torch_threads
 from workbench.paths import PROJECT_DIR
 from workbench.texthash import seen_texts_record, write_seen_texts
 from workbench.training.loop import fit, frozen_layers, probe_train_seconds, seed_everything
@@ -175,6 +175,7 @@ def _prepare(
     params = resolve_recipe(name, overrides)
     if replay:
         params = {**params, "time_budget": 0.0, "head_tickets": int(replay["head_tickets"])}
+        replay = {**replay, "differs": replay_here(replay, params)}
     descriptions = dict(data.label_descriptions or {})
     check_label_texts(name, params, data.labels, descriptions)
     out_dir = Path(out_dir)
@@ -382,6 +383,13 @@ def _training_record(
         "processes": result.processes,
         "devices": result.devices or [result.device],
         "precision": result.precision,
+        # What "auto" became here, so a replay redoes it (``replay_settings``); the export adds
+        # the backend that serves the model.
+        "resolved": {
+            "precision": SHORT_PRECISION.get(result.precision, result.precision),
+            "device": str(result.device).split(":")[0],
+            "cpu_flags": runinfo.cpu_flags(),
+        },
         "frozen_layers": job.lower_states,
         "threads": torch_threads(),
         "time_budget": budget,
@@ -409,6 +417,14 @@ def _export_and_replay(job: _Job, record: dict, export: bool, result) -> None:
         record["backends"] = {}
         record["export_skipped"] = "replayed run" if job.replay else "no time left in the budget"
     record["replay"] = replay_record(result, job.params, export, job.replay)
+    served = choose_backend(job.out_dir, job.params["inference"])
+    record["resolved"]["backend"] = served
+    if job.replay:
+        differs = list(job.replay.get("differs") or [])
+        recorded = (job.replay.get("recorded") or {}).get("backend")
+        if recorded and recorded != served:
+            differs.append(f"backend: recorded {recorded}, served here by {served}")
+        record["replay_differs"] = differs
     write_json(job.out_dir / "recipe.json", record)
 
 
@@ -432,14 +448,19 @@ def _evaluate_folder(
         validation_scores = (
             classifier.scores(split.validation["text"].tolist()) if len(split.validation) else None
         )
+        # metrics.json "validation" is what searches and sweeps rank on: the selection part
+        # only, never the routing part that certifies the chosen model (routing.selection_part).
+        chosen_on = split.validation.index.isin(temperature_part.index)
         metrics.update(
             evaluation.metrics_payload(
                 split.test["label"],
                 scores,
                 labels,
                 job.name,
-                validation_true=split.validation["label"],
-                validation_scores=validation_scores,
+                validation_true=split.validation["label"][chosen_on],
+                validation_scores=None
+                if validation_scores is None
+                else validation_scores[chosen_on],
             )
         )
         metrics["training_seconds"] = record["training_seconds"]
@@ -447,16 +468,22 @@ def _evaluate_folder(
             texts = split.test["text"].tolist()
             probabilities = routing.confidences(classifier, texts, scores)
             routing.add_test_outcome(out_dir, routed, probabilities, split.test["label"], labels)
-        metrics.update(_baselines(split, labels, metrics, baselines))
+        # The baseline check compares on every validation ticket (it chooses nothing).
+        on_validation = None
+        if validation_scores is not None:
+            on_validation = evaluation.headline(
+                split.validation["label"], validation_scores, labels
+            )["macro-F1"]
+        metrics.update(_baselines(split, labels, on_validation, baselines))
     metrics["routing"] = routing.summary(routed)
     return metrics
 
 
-def _baselines(split, labels: list[str], metrics: dict, record: bool) -> dict[str, Any]:
-    """The cheap baselines on test (``record``) and the word+char check on validation, from
-    one fit of each baseline."""
+def _baselines(split, labels: list[str], model_f1: float | None, record: bool) -> dict[str, Any]:
+    """The cheap baselines on test (``record``) and the word+char check against the model's
+    validation macro-F1 ``model_f1`` (None: no validation), from one fit of each baseline."""
     out: dict[str, Any] = {}
-    validation = split.validation if "validation" in metrics else None
+    validation = split.validation if model_f1 is not None else None
     if record:
         out["baselines"] = cheap_baselines(split.train, split.test, labels, validation)
         on_validation = out["baselines"][WORD_CHAR_TFIDF].pop("validation", None)
@@ -464,7 +491,7 @@ def _baselines(split, labels: list[str], metrics: dict, record: bool) -> dict[st
         on_validation = word_char_tfidf_svm(split.train, validation, labels)
     if validation is not None:
         out["baseline_check"] = evaluation.baseline_check(
-            metrics["validation"]["macro-F1"],
+            model_f1,
             on_validation["macro-F1"],
             WORD_CHAR_TFIDF,
             len(validation),
@@ -726,7 +753,7 @@ def _export_estimate(params, split, per_ticket: float) -> tuple[int, float]:
     the reference machine by this one's encoding speed); none with ``inference=torch``."""
     if params["inference"] == "torch":
         return 0, 0.0
-    checked = min(EXPORT_CHECK_TICKETS, len(split.validation) or len(split.train))
+    checked = min(EXPORT_CHECK_TICKETS, len(export_check_sample(split, 0)))
     seconds = EXPORT_SECONDS_AT_REFERENCE * float(
         np.clip(per_ticket / REFERENCE_ENCODE_SECONDS_PER_TICKET, *EXPORT_SCALE)
     )
@@ -943,7 +970,7 @@ def fit_after_fine_tune(
     per_ticket = _encode_seconds_per_ticket(model, probe)
     slower = per_ticket / max(plan["encode_seconds_per_ticket"], 1e-9)
     scoring = _scoring_seconds(plan, per_ticket, export)
-    export_seconds = _export_seconds(plan, per_ticket, len(split.validation))
+    export_seconds = _export_seconds(plan, per_ticket, len(export_check_sample(split, 0)))
     here = per_ticket * _top_share(plan)  # this model's encodes, from the states if any
     head_tickets = 0
     fit_per_ticket = plan["head_fit_seconds_per_ticket"] * slower
@@ -1013,7 +1040,7 @@ def after_head_encoding(
         after["head_tickets"] = deadline.encoded
     if export and deadline.per_ticket is not None:
         full = deadline.per_ticket / _top_share(plan)
-        needed = _export_seconds(plan, full, len(split.validation))
+        needed = _export_seconds(plan, full, len(export_check_sample(split, 0)))
         needed += _scoring_seconds(plan, full, export)
         if time.perf_counter() + needed > deadline.at:
             export = False
@@ -1059,21 +1086,68 @@ def replay_settings(folder: str | Path) -> tuple[str, dict[str, Any], int, dict[
         "split_seed": int(split.get("seed", record.get("seed", 42))),
     }
     params = {k: v for k, v in record["params"].items() if k != "time_budget"}
+    recorded = recorded_resolution(record)
+    replay = {**replay, "recorded": recorded}
+    params.update({k: recorded[k] for k in ("precision", "device") if recorded.get(k)})
+    if recorded.get("backend") and params.get("inference") != "torch":
+        params["inference"] = recorded["backend"]
     return str(record["recipe"]), params, int(record.get("seed", 42)), replay, sizes
+
+
+SHORT_PRECISION = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_tile")
+
+
+def recorded_resolution(record: dict[str, Any]) -> dict[str, Any]:
+    """The precision, device kind and backend a training folder ran with (older folders: the
+    precision and device recorded beside the parameters; no backend)."""
+    resolved = dict(record.get("resolved") or {})
+    if "precision" not in resolved and record.get("precision"):
+        resolved["precision"] = SHORT_PRECISION.get(record["precision"], record["precision"])
+    if "device" not in resolved and record.get("device"):
+        resolved["device"] = str(record["device"]).split(":")[0]
+    return resolved
+
+
+def _bf16_units(flags: str) -> bool:
+    return any(flag in str(flags).split() for flag in BF16_CPU_FLAGS)
+
+
+def replay_here(replay: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """What of the recorded precision and device this replay changes (``--param``), or a
+    one-line refusal when this machine cannot redo them: a bf16 run on a CPU without bf16 units
+    (autocast would emulate bf16 with other kernels) or a GPU run without a GPU trains another
+    model, which ``--replay`` promises not to do unless asked."""
+    recorded = replay.get("recorded") or {}
+    differs = [
+        f"{key}: recorded {recorded[key]}, replayed with {params[key]}"
+        for key in ("device", "precision")
+        if recorded.get(key) and str(params.get(key)) != str(recorded[key])
+    ]
+    device, precision = params.get("device"), params.get("precision")
+    if device == recorded.get("device") == "cuda" and pick_device(None) != "cuda":
+        raise BadInputError(
+            "--replay: the recorded run trained on a GPU (cuda) and this machine has none; "
+            "--param device=cpu replays it on the CPU, as another model (its card says so)"
+        )
+    flags = runinfo.cpu_flags()
+    # A run recorded without bf16 units emulated bf16 there too: the same here.
+    had_units = _bf16_units(recorded["cpu_flags"]) if "cpu_flags" in recorded else True
+    bf16 = precision == recorded.get("precision") == "bf16" and device == "cpu"
+    if bf16 and had_units and not _bf16_units(flags):
+        raise BadInputError(
+            f"--replay: the recorded run trained in bf16 on a CPU with bf16 units "
+            f"({recorded.get('cpu_flags') or 'flags not recorded'}); this CPU has none "
+            f"({flags or 'no flags read'}), so it would train another model; --param "
+            "precision=fp32 replays it in fp32 anyway (its card says the model differs)"
+        )
+    return differs
 
 
 def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]:
     """Export ONNX/OpenVINO encoders into ``model/`` and check each against PyTorch on held-out
     tickets (validation, else training); returns the summary recorded in ``recipe.json``."""
-    # Held-out tickets with their true categories, none of which calibrated OpenVINO int8 (it is
-    # calibrated on training tickets): the check is paired (agreement with PyTorch and the
-    # bootstrap interval of the macro-F1 difference, see backends.MAX_MACRO_F1_DROP). Without
-    # a validation split the training tickets are all there is, with labels the head has seen.
-    pool = split.validation if len(split.validation) >= 8 else split.train
-    if len(pool) <= EXPORT_CHECK_TICKETS:
-        sample = pool
-    else:
-        sample = sample_rows(pool, EXPORT_CHECK_TICKETS, seed)
+    sample = export_check_sample(split, seed)
     calibration = split.train.sample(
         min(OPENVINO_CALIBRATION_TICKETS, len(split.train)), random_state=seed
     )
@@ -1102,6 +1176,22 @@ def export_inference_backends(out_dir: Path, split, seed: int) -> dict[str, Any]
         name: {k: v for k, v in entry.items() if k in kept}
         for name, entry in report["backends"].items()
     }
+
+
+def export_check_sample(split, seed: int) -> pd.DataFrame:
+    """The labelled tickets the export's backends are checked on (the gate that keeps them).
+
+    Held-out tickets with their true categories, none of which calibrated OpenVINO int8 (it is
+    calibrated on training tickets): the check is paired (agreement with PyTorch and the
+    bootstrap interval of the macro-F1 difference, see backends.MAX_MACRO_F1_DROP). The gate
+    is a choice, so it never sees the routing part that certifies the backend it keeps. Without
+    a validation split the training tickets are all there is, with labels the head has seen.
+    """
+    chosen_on = routing.selection_part(split)
+    pool = chosen_on if len(chosen_on) >= 8 else split.train
+    if len(pool) <= EXPORT_CHECK_TICKETS:
+        return pool
+    return sample_rows(pool, EXPORT_CHECK_TICKETS, seed)
 
 
 def final_settings(evaluated: str | Path) -> tuple[str, dict[str, Any], int, dict[str, Any]]:
