@@ -399,7 +399,10 @@ def test_the_budget_reserves_the_baselines_and_states_its_overrun(small_sample, 
     monkeypatch.setattr(folder, "head_fit_seconds_per_ticket", lambda *args: 0.001)
     split = split_tickets(load_tickets(small_sample), seed=42)
     model = load_model(max_seq_length=24)
-    fusion = resolve_recipe("fusion", {"time_budget": "10m", "inference": "torch"})
+    # frozen_layers=0: no training-step probe, which this test does not need.
+    fusion = resolve_recipe(
+        "fusion", {"time_budget": "10m", "inference": "torch", "frozen_layers": 0}
+    )
     _, with_baselines = folder.plan_time_budget(model, fusion, split, seed=42)
     _, without = folder.plan_time_budget(model, fusion, split, seed=42, baselines=False)
     expected = folder.BASELINE_FITS * 0.001 * len(split.train)
@@ -409,7 +412,9 @@ def test_the_budget_reserves_the_baselines_and_states_its_overrun(small_sample, 
     assert extra == pytest.approx(with_baselines["baseline_seconds"], abs=0.2)
     assert "expected_overrun_seconds" not in with_baselines
 
-    tight = resolve_recipe("fusion", {"time_budget": "1s", "inference": "torch"})
+    tight = resolve_recipe(
+        "fusion", {"time_budget": "1s", "inference": "torch", "frozen_layers": 0}
+    )
     _, plan = folder.plan_time_budget(model, tight, split, 42)
     # spent 0 + reserved + the fine-tune's quarter (0.25 s) − 1 s
     assert plan["expected_overrun_seconds"] == pytest.approx(
