@@ -351,7 +351,7 @@ def test_time_budget_bounds_the_whole_training(small_sample):
     """The fine-tune gets the budget minus the measured cost of what follows it, never < 1/4."""
     from workbench.data import load_tickets, split_tickets
     from workbench.models import load_model
-    from workbench.training.folder import plan_time_budget
+    from workbench.training.folder import export_check_sample, plan_time_budget
 
     split = split_tickets(load_tickets(small_sample), seed=42)
     model = load_model(max_seq_length=24)
@@ -365,7 +365,8 @@ def test_time_budget_bounds_the_whole_training(small_sample):
     fusion = resolve_recipe("fusion", {"time_budget": "10m", "inference": "auto"})
     _, with_head = plan_time_budget(model, fusion, split, seed=42)
     assert with_head["tickets_encoded_after"] == (
-        len(split.validation) + len(split.train) + 3 * len(split.validation)
+        # the export's check: 3 encodes of each ticket of validation's temperature part
+        len(split.validation) + len(split.train) + 3 * len(export_check_sample(split, 0))
     )
     # Head fit and export, measured or scaled on this machine, not constants of another one.
     assert with_head["head_fit_seconds_per_ticket"] > 0 and with_head["export_seconds"] > 0
