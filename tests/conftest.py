@@ -118,3 +118,25 @@ def trained_dir(tmp_path_factory, small_sample) -> Path:
     )
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_fusion(tmp_path_factory, small_sample):
+    """A real `fusion` fine-tune (16 examples, 32 tokens) and its split (test 0.2, val 0.1), and
+    the labels; one per test module that uses it (the head and explanation tests)."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.training import train
+
+    data = load_tickets(small_sample)
+    out = tmp_path_factory.mktemp("fusion") / "run"
+    train(
+        data,
+        out,
+        "fusion",
+        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32, "inference": "torch"},
+        progress=False,
+    )
+    split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
+    from workbench.classifier import load_classifier
+
+    return load_classifier(out), split, data.labels

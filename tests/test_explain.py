@@ -14,25 +14,6 @@ from workbench.explain import NEIGHBOUR_VECTORS, contributions, linear_view
 from workbench.heads import head_features
 
 
-@pytest.fixture(scope="module")
-def tiny_fusion(tmp_path_factory, small_sample):
-    """A real `fusion` fine-tune (16 examples, 32 tokens) and its split."""
-    from workbench.classifier import load_classifier
-    from workbench.data import load_tickets, split_tickets
-    from workbench.training import train
-
-    data = load_tickets(small_sample)
-    out = tmp_path_factory.mktemp("fusion") / "run"
-    train(
-        data,
-        out,
-        "fusion",
-        {"num_pairs": 16, "batch_size": 16, "max_seq_length": 32, "inference": "torch"},
-        progress=False,
-    )
-    return load_classifier(out), split_tickets(data)
-
-
 def _decision(view, head, classifier, texts, label_indices):
     features = head_features(
         {**head, "vectorizer": view.vectorizer, "embedding_weight": view.weight},
@@ -62,14 +43,14 @@ def _check_sums(classifier, head, texts):
 
 
 def test_contributions_add_up_to_the_decision_score(tiny_fusion):
-    classifier, split = tiny_fusion
+    classifier, split, _ = tiny_fusion
     _check_sums(classifier, classifier.head, split.test["text"].tolist()[:40])
 
 
 def test_a_cross_validated_fusion_head_is_explained_too(tiny_fusion):
     from workbench.training import fit_head, resolve_recipe
 
-    classifier, split = tiny_fusion
+    classifier, split, _ = tiny_fusion
     original = classifier.head
     params = resolve_recipe("fusion", {"max_seq_length": 32})
     head = fit_head(classifier.model, split.train, classifier.labels, params, seed=42)
@@ -82,7 +63,7 @@ def test_a_cross_validated_fusion_head_is_explained_too(tiny_fusion):
 
 
 def test_predict_explain_lists_terms_and_real_training_neighbours(tiny_fusion, tmp_path, capsys):
-    classifier, split = tiny_fusion
+    classifier, split, _ = tiny_fusion
     assert (classifier.path / NEIGHBOUR_VECTORS).exists()
     data = tmp_path / "new.csv"
     split.test.head(12).rename(columns={"text": "Document", "label": "Topic_group"})[
@@ -122,7 +103,7 @@ def test_explain_widget_shows_category_route_marked_words_and_neighbours(tiny_fu
     pytest.importorskip("ipywidgets")
     from workbench.review import ExplainWidget
 
-    classifier, split = tiny_fusion
+    classifier, split, _ = tiny_fusion
     widget = ExplainWidget(classifier)
     ticket = split.test["text"].iloc[0] + " <script>alert('x')</script>"
     widget.text.value = ticket
@@ -149,7 +130,7 @@ def test_a_folder_without_the_index_explains_without_neighbours_and_says_so(
 ):
     import shutil
 
-    classifier, split = tiny_fusion
+    classifier, split, _ = tiny_fusion
     old = tmp_path / "old-folder"
     shutil.copytree(classifier.path, old)
     (old / NEIGHBOUR_VECTORS).unlink()
