@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,20 +29,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu() -> str:
-    """The processor and the flags that decide encoding speed (from /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    name = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), "?"
-    )
-    flags = sorted({f for f in CPU_FLAGS if f" {f}" in text})
-    return f"{name}; flags: {', '.join(flags) or 'none'}; {os.cpu_count()} cores"
+from bench_routing import cpu  # noqa: E402  (the benches' one description of the processor)
 
 
 def sampled_file(data: Path, rows: int, folder: Path) -> Path:
