@@ -9,6 +9,7 @@ cost of the native 2-core AVX2 machine the budget was measured on (bench/RESULTS
     python bench/bench_frozen.py --setting frozen_layers=4 --setting frozen_layers=5
     python bench/bench_frozen.py --avx2 --setting time_budget=20m   # the planner's choice
     python bench/bench_frozen.py --setting frozen_layers=4 --seeds 42,43,44 --split-seed 42
+    python bench/bench_frozen.py --shared-cache /tmp/fc --setting frozen_layers=4,learning_rate=1e-4
 """
 
 from __future__ import annotations
@@ -33,11 +34,18 @@ def cpu_flags() -> str:
     return " ".join(flag for flag in ("avx2", "avx512_bf16") if f" {flag}" in text)
 
 
-def run(setting: list[str], seed: int, split_seed: int | None, avx2: bool, keep: Path) -> dict:
-    """One cold-cache ``workbench train``; the row of its numbers."""
+def run(
+    setting: list[str],
+    seed: int,
+    split_seed: int | None,
+    avx2: bool,
+    keep: Path,
+    shared_cache: Path | None = None,
+) -> dict:
+    """One ``workbench train`` (cold cache unless ``shared_cache``); the row of its numbers."""
     out = keep / f"{'-'.join(setting) or 'default'}-seed{seed}{'-avx2' if avx2 else ''}"
     shutil.rmtree(out, ignore_errors=True)
-    cache = Path(tempfile.mkdtemp(prefix="bench-frozen-cache-"))
+    cache = shared_cache or Path(tempfile.mkdtemp(prefix="bench-frozen-cache-"))
     env = {**os.environ, "WORKBENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     params = (
         [*setting, "inference=torch"] if not any("inference" in s for s in setting) else setting
@@ -54,7 +62,8 @@ def run(setting: list[str], seed: int, split_seed: int | None, avx2: bool, keep:
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    shutil.rmtree(cache, ignore_errors=True)
+    if shared_cache is None:
+        shutil.rmtree(cache, ignore_errors=True)
     record = json.loads((out / "recipe.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     frozen = record.get("frozen_layers") or {}
@@ -73,6 +82,7 @@ def run(setting: list[str], seed: int, split_seed: int | None, avx2: bool, keep:
         "seconds_per_step": budget.get("seconds_per_step"),
         "steps": record["steps"],
         "whole_seconds": round(wall, 1),
+        "cache": "shared (warm after the first run)" if shared_cache else "cold",
         "export": sorted(record.get("backends") or {}),
         "cpu": f"{cpu_flags()}{' (AVX2 emulated, 1 core)' if avx2 else ''}",
         "folder": str(out),
@@ -86,6 +96,12 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int)
     parser.add_argument("--avx2", action="store_true")
     parser.add_argument("--keep", type=Path, default=Path(tempfile.gettempdir()) / "bench-frozen")
+    parser.add_argument(
+        "--shared-cache",
+        type=Path,
+        help="one cache for every run (quality comparisons: the lower states are computed once; "
+        "the seconds of later runs are then not a cold user's)",
+    )
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA} not found: the real tickets sit beside the project in shared/")
@@ -94,7 +110,12 @@ def main() -> None:
     for setting in args.setting or [""]:
         for seed in (int(s) for s in args.seeds.split(",")):
             row = run(
-                [s for s in setting.split(",") if s], seed, args.split_seed, args.avx2, args.keep
+                [s for s in setting.split(",") if s],
+                seed,
+                args.split_seed,
+                args.avx2,
+                args.keep,
+                args.shared_cache,
             )
             print(json.dumps(row), flush=True)
 
