@@ -114,6 +114,31 @@ def test_frozen_layers_refused_in_one_line():
     assert resolve_recipe("seed")["frozen_layers"] == 0  # the reference recipe stays exact
 
 
+def test_learning_rate_auto_follows_what_trains():
+    """fusion's ``learning_rate=auto``: the reference rate when every layer trains, the higher
+    top-layer rate when lower layers are frozen; a number is used as given, nonsense refused."""
+    from workbench.errors import BadInputError
+    from workbench.training.loop import (
+        FULL_LEARNING_RATE,
+        TOP_LAYERS_LEARNING_RATE,
+        learning_rate,
+    )
+    from workbench.training.recipes import resolve_recipe
+
+    fusion = resolve_recipe("fusion")
+    assert fusion["learning_rate"] == "auto"
+    assert learning_rate({**fusion, "frozen_layers": 0}) == FULL_LEARNING_RATE
+    assert learning_rate({**fusion, "frozen_layers": "auto"}) == FULL_LEARNING_RATE  # unplanned
+    assert learning_rate({**fusion, "frozen_layers": 4}) == TOP_LAYERS_LEARNING_RATE
+    assert TOP_LAYERS_LEARNING_RATE > FULL_LEARNING_RATE
+    given = resolve_recipe("fusion", {"learning_rate": "1e-4", "frozen_layers": 4})
+    assert learning_rate(given) == pytest.approx(1e-4)
+    assert resolve_recipe("seed")["learning_rate"] == pytest.approx(5e-5)  # the card, exactly
+    for bad in ("fast", "-1e-5"):
+        with pytest.raises(BadInputError, match="learning_rate=.*number ≥ 0 or auto"):
+            resolve_recipe("fusion", {"learning_rate": bad})
+
+
 # Seconds per example of a step with k frozen layers (shaped like the 2-core AVX2 probe).
 SPEEDS = {0: 0.035, 1: 0.031, 2: 0.0235, 3: 0.017, 4: 0.011, 5: 0.0053}
 
@@ -169,6 +194,13 @@ def test_fine_tune_with_frozen_layers_trains_the_top_only(small_sample, tmp_path
     assert main([*args, *TINY_TRAINING, "--param", "frozen_layers=4"]) == 0
     record = json.loads((out / "recipe.json").read_text())
     assert record["params"]["frozen_layers"] == 4
+    # learning_rate=auto resolved for the top layers, recorded (a replay redoes it) and used.
+    from workbench.training.loop import TOP_LAYERS_LEARNING_RATE
+
+    assert record["params"]["learning_rate"] == pytest.approx(TOP_LAYERS_LEARNING_RATE)
+    log = pd.read_csv(out / "training_log.csv")
+    assert log["learning_rate"].max() == pytest.approx(TOP_LAYERS_LEARNING_RATE, rel=0.5)
+    assert log["learning_rate"].max() > 2 * 5e-5
     assert record["frozen_layers"]["frozen_layers"] == 4
     assert record["frozen_layers"]["tickets"] > 0 and record["steps"] > 0
     base, tuned = _model(), frozen.encoder_layers(_load(out))[1]

@@ -18,6 +18,7 @@ from workbench.training import (
     make_optimizer,
     resolve_recipe,
 )
+from workbench.training.loop import learning_rate
 
 LABELS = ["Access", "Hardware", "Purchase"]
 
@@ -606,7 +607,8 @@ def test_layer_lr_decay_slows_the_lower_layers():
     def parameter(suffix: str):  # "0.model." or "0.auto_model.", by version
         return next(p for name, p in named.items() if name.endswith(suffix))
 
-    lr = params["learning_rate"]
+    lr = learning_rate(params)  # auto, every layer training: the reference rate
+    assert lr == pytest.approx(5e-5)
     query = "encoder.layer.{}.attention.self.query.weight"
     assert rate_of[id(parameter(query.format(5)))] == pytest.approx(lr)  # top layer: full rate
     assert rate_of[id(parameter(query.format(0)))] == pytest.approx(lr * 0.5**5)

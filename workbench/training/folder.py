@@ -36,7 +36,13 @@ from workbench.labels import label_texts, load_options_of, minimum_class_size
 from workbench.models import load_model, pick_device, torch_threads
 from workbench.paths import PROJECT_DIR
 from workbench.texthash import seen_texts_record, write_seen_texts
-from workbench.training.loop import fit, frozen_layers, probe_train_seconds, seed_everything
+from workbench.training.loop import (
+    fit,
+    frozen_layers,
+    learning_rate,
+    probe_train_seconds,
+    seed_everything,
+)
 from workbench.training.pairs import build_pairs
 from workbench.training.recipes import (
     DEFAULT_RECIPE,
@@ -231,6 +237,7 @@ def _fine_tune(job: _Job, progress: bool, fit_callback, fit_callback_every: int)
     )
     # What the planner chose (or the recipe said) is what the folder records and a replay redoes.
     chosen = {key: fine_tune_params[key] for key in ("frozen_layers", "epochs")}
+    chosen["learning_rate"] = learning_rate({**params, **chosen})
     job.params = params = {**params, **chosen}
     # Before the fine-tune's hours, not after; with every ticket the head may learn from, since
     # a fine-tune that ends early gives the head back the tickets the plan cut.

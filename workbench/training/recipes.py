@@ -63,7 +63,9 @@ _CLASSIFY_PARAMS = {
     "loss": "softmax",
     "num_pairs": 0,
     "epochs": 2.0,
-    "learning_rate": 5e-5,
+    # auto: 5e-5 when every layer trains, TOP_LAYERS_LEARNING_RATE when the budget freezes the
+    # lower ones (loop.learning_rate): two top layers learn best at a higher rate.
+    "learning_rate": "auto",
     "warmup_ratio": 0.1,
     "weight_decay": 0.01,
     "max_seq_length": 128,
@@ -166,6 +168,10 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
         try:
             if key == "time_budget":
                 value = parse_duration(value)
+            elif key == "learning_rate":
+                value = "auto" if str(value).strip().lower() == "auto" else float(value)
+                if value != "auto" and value < 0:
+                    raise ValueError(value)
             elif key == "frozen_layers":
                 value = "auto" if str(value).strip().lower() == "auto" else int(value)
                 if value != "auto" and value < 0:
@@ -184,6 +190,7 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
             kind = {
                 "time_budget": "duration such as 20m, 90s or 1h (0 = no limit)",
                 "frozen_layers": "number of lower layers to freeze (0 = none) or auto",
+                "learning_rate": "number ≥ 0 or auto",
             }.get(key, type(default).__name__)
             raise BadInputError(f"parameter {key}={value!r} must be a {kind}") from None
         params[key] = value
@@ -213,8 +220,8 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
         raise BadInputError(
             f"parameter layer_lr_decay={params['layer_lr_decay']} must be in (0, 1] (1 = no decay)"
         )
-    if params["epochs"] < 0 or params["learning_rate"] < 0 or params["negatives_per_positive"] < 0:
-        raise BadInputError("epochs, learning_rate and negatives_per_positive must be ≥ 0")
+    if params["epochs"] < 0 or params["negatives_per_positive"] < 0:
+        raise BadInputError("epochs and negatives_per_positive must be ≥ 0")
     return params
 
 
