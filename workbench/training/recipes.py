@@ -63,7 +63,7 @@ _CLASSIFY_PARAMS = {
     "loss": "softmax",
     "num_pairs": 0,
     "epochs": 2.0,
-    # auto: 5e-5 when every layer trains, TOP_LAYERS_LEARNING_RATE when the budget freezes the
+    # auto: 5e-5 when every layer trains, TOP_LAYERS_LEARNING_RATE (4e-4) when the budget freezes the
     # lower ones (loop.learning_rate): two top layers learn best at a higher rate.
     "learning_rate": "auto",
     "warmup_ratio": 0.1,
