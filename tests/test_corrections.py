@@ -302,7 +302,8 @@ def test_compare_before_and_after_corrections(tmp_path, capsys):
     assert change is not None
     value, low, high = (float(x) for x in change.groups())
     assert low <= value <= high and value > 0 and low > 0
-    assert "categories moved most (F1): " in out
+    assert "categories moved most (F1): " in out and "nan" not in out
+    assert "120 shared tickets" in out
     assert "relabelled/dropped: train 7/2, validation 0/0, test 0/0" in out
     text = page.read_text(encoding="utf-8")
     assert "Label corrections: tickets relabelled and dropped per split" in text

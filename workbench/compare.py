@@ -208,7 +208,8 @@ def moved_categories(per_class: pd.DataFrame, top: int = 5) -> str:
     if not len(per_class) or "change" not in per_class:
         return ""
     moved = per_class["change"].dropna()
-    moved = moved[moved != 0].reindex(moved.abs().sort_values(ascending=False).index)
+    moved = moved[moved != 0]  # unchanged categories are not listed, not even as NaN
+    moved = moved.reindex(moved.abs().sort_values(ascending=False).index)
     return ", ".join(f"{category} {change:+.3f}" for category, change in moved.head(top).items())
 
 
@@ -566,7 +567,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
     for scored_on, row in comparison.macro_f1.iterrows():
         lines.append(
             f"  macro-F1 change {row['change']:+.3f} (95% interval {row['95% low']:+.3f} to "
-            f"{row['95% high']:+.3f}; {row['tickets']} shared tickets, {scored_on})"
+            f"{row['95% high']:+.3f}; {int(row['tickets']):,} shared tickets, {scored_on})"
         )
     moved = moved_categories(comparison.per_class)
     if moved:
