@@ -24,6 +24,8 @@ def candidates(small_sample):
 
 def test_candidates_carry_the_schema_and_the_context(candidates):
     table, labels, train = candidates
+    again = review_candidates(train, labels, limit=12)  # the same tickets every time
+    assert again["text_hash"].tolist() == table["text_hash"].tolist()
     assert 3 < len(table) <= 12
     assert table["quality"].is_monotonic_increasing  # worst label first
     texts = set(train["text"])
