@@ -3,9 +3,10 @@
 The candidates are the tickets cleanlab flags on out-of-fold probabilities (the label page's
 check, ``workbench.label_issues``), worst label quality first, each with the top three categories of
 those probabilities and its nearest tickets (cosine on the same TF-IDF features, itself left out).
-:class:`ReviewWidget` pages through them; every *keep*, *relabel as …* or *drop* is appended at
-once, atomically, to a corrections CSV (``workbench.corrections``: the schema ``workbench
-report --corrections`` reads), so a crashed kernel loses nothing already clicked, and a new
+:class:`ReviewWidget` pages through them (buttons, or keys through ``ipyevents``: :data:`KEYS`
+and the digits); every *keep*, *relabel as …* or *drop* is appended at once, atomically, to
+a corrections CSV (``workbench.corrections``: the schema ``workbench report --corrections``
+reads), so a crashed kernel loses nothing already clicked, and a new
 widget on the same file carries on where the last one stopped. *skip* records nothing.
 :func:`export_candidates` writes the same candidates for review in a spreadsheet; the file comes
 back as corrections as it is (rows left without a decision are ignored).
