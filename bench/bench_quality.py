@@ -63,9 +63,9 @@ def fit_svm(features, y, sample_weight=None):
 
 def interval_points(truth, reference, predicted) -> list[float]:
     """95 % paired bootstrap interval of macro-F1(predicted) − macro-F1(reference), in points."""
-    from workbench.backends import paired_drop_interval
+    from workbench.backends import paired_change_interval
 
-    low, high = paired_drop_interval(truth, predicted, reference)
+    low, high = paired_change_interval(truth, reference, predicted)
     return [round(100 * low, 2), round(100 * high, 2)]
 
 

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import log_loss
     from sklearn.svm import LinearSVC
 
-    from workbench.backends import paired_drop_interval
+    from workbench.backends import paired_change_interval
     from workbench.classifier import load_classifier
     from workbench.data import load_tickets, split_tickets
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         vec, model, _ = fitted[key]
         rows[f"{name} {key}"] = model.predict(features_of(vec, vectors["test"], texts["test"]))
     for name, predicted in rows.items():
-        low, high = paired_drop_interval(y["test"], predicted, baseline_predicted)
+        low, high = paired_change_interval(y["test"], baseline_predicted, predicted)
         emit(
             test=name,
             macro_f1=round(macro_f1(y["test"], predicted), 4),

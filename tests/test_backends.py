@@ -134,15 +134,33 @@ def test_two_exports_of_one_model_choose_the_same_backend(exported, tmp_path):
 
 
 def test_paired_interval_of_the_macro_f1_difference():
-    """Identical predictions: no difference at all; a backend wrong on 30 of 400 tickets that
-    PyTorch gets right: an interval clearly above zero."""
+    """Identical predictions: no change at all; predictions wrong on 30 of 400 tickets the
+    reference gets right: an interval clearly below zero (and above zero the other way round,
+    which is how the export check reads a drop)."""
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 4, size=400)
-    assert backends.paired_drop_interval(truth, truth, truth.copy()) == (0.0, 0.0)
+    assert backends.paired_change_interval(truth, truth, truth.copy()) == (0.0, 0.0)
     worse = truth.copy()
     worse[:30] = (worse[:30] + 1) % 4
-    low, high = backends.paired_drop_interval(truth, truth, worse)
+    low, high = backends.paired_change_interval(truth, truth, worse)
+    assert -0.2 < low < high < 0.0
+    low, high = backends.paired_change_interval(truth, worse, truth)
     assert 0.0 < low < high < 0.2
+
+
+def test_paired_interval_holds_sklearns_macro_f1_change():
+    """The bincount bootstrap averages over the same categories as sklearn's macro-F1: its
+    interval holds the observed change, also with a category only one side predicts."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    truth = rng.choice(["a", "b", "c"], size=300)
+    reference, current = truth.copy(), truth.copy()
+    reference[:40] = "b"
+    current[:20] = "d"
+    change = f1_score(truth, current, average="macro") - f1_score(truth, reference, average="macro")
+    low, high = backends.paired_change_interval(truth, reference, current)
+    assert low < change < high
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]"])

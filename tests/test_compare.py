@@ -294,3 +294,12 @@ def test_comparison_page_escapes_ticket_text_it_renders(tmp_path):
     page = write_comparison_page(comparison, tmp_path / "page.html").read_text()
     assert "<script>alert('wb-xss')</script>" not in page
     assert "&lt;script&gt;alert(" in page and "wb-xss" in page
+
+
+def test_moved_categories_lists_only_the_categories_that_moved():
+    """Unchanged categories are left out (all unchanged: nothing), largest move first."""
+    from workbench.compare import moved_categories
+
+    table = pd.DataFrame({"change": [0.0, -0.2, 0.05, np.nan]}, index=["a", "b", "c", "d"])
+    assert moved_categories(table) == "b -0.200, c +0.050"
+    assert moved_categories(table.assign(change=0.0)) == ""

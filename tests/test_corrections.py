@@ -302,7 +302,8 @@ def test_compare_before_and_after_corrections(tmp_path, capsys):
     assert change is not None
     value, low, high = (float(x) for x in change.groups())
     assert low <= value <= high and value > 0 and low > 0
-    assert "categories moved most (F1): " in out
+    assert "categories moved most (F1): " in out and "nan" not in out
+    assert "120 shared tickets" in out
     assert "relabelled/dropped: train 7/2, validation 0/0, test 0/0" in out
     text = page.read_text(encoding="utf-8")
     assert "Label corrections: tickets relabelled and dropped per split" in text
@@ -327,3 +328,101 @@ def test_compare_with_corrected_evaluation_labels_scores_both_label_sets(tmp_pat
     assert list(comparison.macro_f1.index) == ["reference labels", "current labels"]
     assert comparison.macro_f1.loc["current labels", "current"] == pytest.approx(1.0)
     assert comparison.macro_f1.loc["reference labels", "change"] < 0
+
+
+def _recorded_run(folder: Path, corrections: Path, sha256: str) -> Path:
+    """A training folder's recipe.json and metrics.json as far as ``--replay`` and ``--final``
+    read them before loading anything (nothing is trained)."""
+    from workbench.training import resolve_recipe
+
+    folder.mkdir()
+    record = {
+        "recipe": "seed",
+        "params": {**resolve_recipe("seed", {}), "inference": "torch"},
+        "seed": 42,
+        "split": {"test_size": 0.2, "validation_size": 0.1, "seed": 42},
+        "data": {"text_column": "Document", "label_column": "Topic_group", "sha256": ""},
+        "corrections": {
+            "file": corrections.name, "path": str(corrections.resolve()), "sha256": sha256,
+            "scope": "train", "rows": 1,
+        },
+    }  # fmt: skip
+    (folder / "recipe.json").write_text(json.dumps(record))
+    (folder / "metrics.json").write_text(json.dumps({"headline": {"macro-F1": 0.5}}))
+    return folder
+
+
+@pytest.mark.parametrize("flag", ["--replay", "--final"])
+def test_replay_and_final_refuse_a_missing_or_changed_corrections_file(
+    tmp_path, small_sample, capsys, flag
+):
+    """The recorded corrections are reapplied or nothing is trained: a missing or edited file
+    is one line naming the file and the recorded hash."""
+    path = _write(tmp_path, [{"text": "vpn is down", "decision": "drop"}])
+    digest = file_sha256(path)
+    run = _recorded_run(tmp_path / "run", path, digest)
+    out = tmp_path / "again"
+    command = ["train", "--data", str(small_sample), "--out", str(out), flag, str(run)]
+    path.write_text(path.read_text() + "printer jams,drop,\n")  # edited since the run
+    assert cli.main(command) == 2
+    path.unlink()
+    assert cli.main(command) == 2
+    changed, missing = capsys.readouterr().err.strip().splitlines()
+    assert str(path.resolve()) in changed and f"recorded SHA-256 {digest}" in changed
+    assert "is not the one that run applied" in changed
+    assert str(path.resolve()) in missing and f"recorded SHA-256 {digest}" in missing
+    assert "is missing" in missing and not out.exists()
+
+
+def test_the_recorded_corrections_are_found_where_they_were_or_where_they_are_now(tmp_path):
+    """The recorded path with the recorded hash, or the same bytes passed with --corrections
+    from elsewhere; a run without corrections keeps what was given."""
+    from workbench.training.folder import recorded_corrections
+
+    path = _write(tmp_path, [{"text": "vpn is down", "decision": "drop"}])
+    run = _recorded_run(tmp_path / "run", path, file_sha256(path))
+    assert recorded_corrections("--replay", run, None, None) == (path.resolve(), "train")
+    moved = tmp_path / "moved.csv"
+    moved.write_bytes(path.read_bytes())
+    path.unlink()
+    assert recorded_corrections("--replay", run, moved, None) == (moved, "train")
+    with pytest.raises(BadInputError, match="that run corrected 'train'"):
+        recorded_corrections("--replay", run, moved, "all")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "recipe.json").write_text(json.dumps({"recipe": "seed"}))
+    assert recorded_corrections("--final", plain, moved, None) == (moved, None)
+
+
+@pytest.mark.slow
+def test_replay_and_final_reapply_the_recorded_corrections(tmp_path, small_sample):
+    """End to end on the tiny sample: a run trained with corrections, then its --replay and its
+    --final refit, train on the same corrected labels (the neighbour index holds the model's
+    training rows) and record the same corrections hash."""
+    from conftest import TINY_TRAINING
+
+    from workbench.explain import NEIGHBOUR_TICKETS
+
+    train = split_tickets(load_tickets(small_sample)).train
+    labels = sorted(train["label"].unique())
+    moved = train[train["label"] == labels[0]].head(3)
+    rows = [
+        {"text_hash": ticket_hash(t), "decision": "relabel", "new_label": labels[1]}
+        for t in moved["text"]
+    ]
+    path = _write(tmp_path, rows)
+    base = ["train", "--data", str(small_sample), "--recipe", "seed", *TINY_TRAINING]
+    first = tmp_path / "first"
+    assert cli.main([*base, "--out", str(first), "--corrections", str(path)]) == 0
+    for flag in ("--replay", "--final"):
+        out = tmp_path / flag.strip("-")
+        assert (
+            cli.main(["train", "--data", str(small_sample), "--out", str(out), flag, str(first)])
+            == 0
+        )
+        recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+        assert recipe["corrections"]["sha256"] == file_sha256(path)
+        assert recipe["corrections"]["relabelled"] == 3
+        rows_trained = pd.read_parquet(out / NEIGHBOUR_TICKETS)
+        trained = dict(zip(rows_trained["text"], rows_trained["label"], strict=False))
+        assert all(trained[t] == labels[1] for t in moved["text"])

@@ -221,6 +221,7 @@ def test_notebooks_train_and_evaluate(small_sample, tmp_path):
     page = (run / "04_evaluation.html").read_text(encoding="utf-8")
     assert payload not in page  # never raw
     assert "&lt;script&gt;alert(" in page and "wb-xss" in page  # shown, escaped
+    assert "nearest training tickets" in page and "top terms" in page  # explained, escaped too
     assert 'src="https://cdn' not in page and "Reliability diagram" in page
     assert "Confusion matrix (share of each true category)" in page
     training_page = (run / "02_fine_tuning.html").read_text(encoding="utf-8")

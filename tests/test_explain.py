@@ -144,3 +144,47 @@ def test_a_folder_without_the_index_explains_without_neighbours_and_says_so(
     assert "old-folder has no neighbour index" in capsys.readouterr().out
     table = pd.read_csv(out, keep_default_na=False)
     assert (table["nearest_training"] == "").all() and (table["explain_terms"] != "[]").any()
+
+
+def test_page_ticket_tables_explain_each_ticket_shown_and_escape_it(tiny_fusion):
+    """The misclassified table and the routing mistakes carry, per ticket shown, the top terms
+    and the nearest training tickets of ``explain_tickets``; ``<script>`` in a ticket stays
+    text on the page."""
+    from workbench import evaluation, routing_report
+    from workbench.display import table_html
+    from workbench.explain import explain_tickets
+
+    classifier, split, labels = tiny_fusion
+    test = split.test.head(16).copy()
+    test["text"] = test["text"] + " <script>alert('x')</script>"
+    # Each ticket labelled as the next category: most predictions are now mistakes.
+    test["label"] = [labels[(labels.index(label) + 1) % len(labels)] for label in test["label"]]
+    result = evaluation.evaluate(classifier.path, split.train, test, baselines=False)
+    wrong = evaluation.misclassified(
+        result.table, result.labels, limit=len(test), classifier=result.classifier
+    )
+    assert len(wrong) >= 1
+    full = dict(zip(result.table["row"], result.table["text"], strict=True))
+    texts = [full[row] for row in wrong["row"]]
+    expected = explain_tickets(classifier, texts, wrong["predicted"].tolist())
+    train = dict(zip(split.train["text"], split.train["label"], strict=False))
+    for cell, found in zip(
+        wrong["nearest training tickets"], expected["nearest_training"], strict=True
+    ):
+        neighbours = json.loads(found)
+        assert len(neighbours) == 3
+        for neighbour in neighbours:
+            assert train[neighbour["text"]] == neighbour["label"]  # a real training ticket
+            assert f"{neighbour['label']} ({neighbour['cosine']:.2f})" in cell
+    for cell, terms in zip(wrong["top terms"], expected["explain_terms"], strict=True):
+        assert all(name in cell for name, _ in json.loads(terms))
+    assert any(wrong["top terms"])  # the fusion head lists terms
+    page = table_html(wrong, cell_limit=240)
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+
+    routed = routing_report.routing_mistakes(result, {"threshold": 0.0}, limit=len(test))
+    assert set(routed["row"]) == set(wrong["row"])  # everything routed: the mistakes are these
+    assert set(routed["mistake"]) == {"routed to a wrong category"}
+    assert {"top terms", "nearest training tickets"} <= set(routed.columns)
+    assert "<script>alert" not in table_html(routed)
+    assert routing_report.routing_mistakes(result, None).empty  # nothing routed, no lists

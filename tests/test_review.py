@@ -24,6 +24,8 @@ def candidates(small_sample):
 
 def test_candidates_carry_the_schema_and_the_context(candidates):
     table, labels, train = candidates
+    again = review_candidates(train, labels, limit=12)  # the same tickets every time
+    assert again["text_hash"].tolist() == table["text_hash"].tolist()
     assert 3 < len(table) <= 12
     assert table["quality"].is_monotonic_increasing  # worst label first
     texts = set(train["text"])
@@ -71,6 +73,49 @@ def test_three_clicks_survive_a_crash_and_read_back_as_corrections(
     split = split_tickets(load_tickets(small_sample, corrections=path))
     assert (split.corrections["kept"], split.corrections["relabelled"]) == (1, 1)
     assert split.corrections["dropped"] == 1
+
+
+def _key(widget: ReviewWidget, key: str, **modifiers: bool) -> None:
+    """A key press as the browser sends it: an ipyevents custom message into the widget's
+    ``_handle_msg``, which dispatches it to the registered DOM-event handlers."""
+    content = {"type": "keydown", "key": key, "code": f"Key{key.upper()}", "repeat": False}
+    content |= {m: modifiers.get(m, False) for m in ("altKey", "ctrlKey", "metaKey", "shiftKey")}
+    widget.keys._handle_msg(
+        {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
+    )
+
+
+def test_key_presses_record_the_same_decisions_as_the_buttons(candidates, tmp_path):
+    """k, r, a digit, s and d through ipyevents write what keep, relabel, relabel, skip and drop
+    clicks write; a key with Ctrl and an unknown key record nothing."""
+    table, labels, _ = candidates
+    clicked = ReviewWidget(table, tmp_path / "clicked.csv", labels=labels, reviewer="ana")
+    pressed = ReviewWidget(table, tmp_path / "pressed.csv", labels=labels, reviewer="ana")
+    assert pressed.keys.source is pressed.ticket and pressed.keys.watched_events == ["keydown"]
+    assert "<b>k</b> keep" in pressed.help.value and f"<b>2</b> {labels[1]}" in pressed.help.value
+    other = labels[-1]
+    clicked.buttons["keep"].click()
+    clicked.target.value = other
+    clicked.buttons["relabel"].click()
+    clicked.target.value = labels[1]
+    clicked.buttons["relabel"].click()
+    clicked.buttons["skip"].click()
+    clicked.buttons["drop"].click()
+    _key(pressed, "k")
+    _key(pressed, "d", ctrlKey=True)  # a browser shortcut, not a decision
+    _key(pressed, "x")
+    assert pressed.progress.value == f"1 of {len(table)} reviewed"
+    pressed.target.value = other
+    _key(pressed, "r")
+    _key(pressed, "2")
+    _key(pressed, "s")
+    _key(pressed, "d")
+    columns = ["text_hash", "decision", "new_label", "old_label"]
+    by_click = pd.read_csv(tmp_path / "clicked.csv", dtype=str, keep_default_na=False)
+    by_key = pd.read_csv(tmp_path / "pressed.csv", dtype=str, keep_default_na=False)
+    assert by_key["decision"].tolist() == ["keep", "relabel", "relabel", "drop"]
+    assert by_key[columns].equals(by_click[columns])
+    assert pressed.progress.value == clicked.progress.value
 
 
 def test_exported_candidates_come_back_as_corrections(candidates, tmp_path, small_sample):

@@ -328,6 +328,9 @@ def test_monitoring_run_flags_the_week_in_summary_and_index(drifted_week):
     assert "Routing alert:" in index
     page = (drifted_week / "04_evaluation-stakeholder.html").read_text()
     assert "64 test tickets): 0% routed, — of them wrong; here: 100% routed" in page
+    # Everything is routed: the wrong tickets are listed as routing mistakes, each explained.
+    assert "Routing mistakes, the first 20" in page and "routed to a wrong category" in page
+    assert "nearest training tickets" in page
 
 
 def test_report_section_is_drawn_in_chromium(drifted_week, chromium):

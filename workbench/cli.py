@@ -441,7 +441,7 @@ def _train_file(args: argparse.Namespace, train_file, parse_assignments):
         final=args.final,
         replay=args.replay,
         corrections=args.corrections,
-        corrections_scope=args.corrections_scope or "train",
+        corrections_scope=args.corrections_scope,  # None: the default, or a replay's record
         **_data_options(args),
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.backends import paired_change_interval
 from workbench.display import figure_html, shorten, table_html
 from workbench.drift import compare_profiles
 from workbench.errors import BadInputError
@@ -202,45 +203,13 @@ def macro_f1_change(reference: RunRecord, current: RunRecord, key: str) -> pd.Da
     return pd.DataFrame(rows).set_index("scored on")
 
 
-def paired_change_interval(
-    truth: np.ndarray,
-    reference: np.ndarray,
-    current: np.ndarray,
-    resamples: int = 2000,
-    seed: int = 42,
-) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of macro-F1(current) − macro-F1(reference), tickets
-    resampled together (paired). Counted with bincounts, all resamples at once: sklearn's
-    ``f1_score`` per resample took seconds per comparison; macro-F1 averages, as sklearn's does,
-    over the categories present in the resample's labels or predictions."""
-    classes, codes = np.unique(np.concatenate([truth, reference, current]), return_inverse=True)
-    k, n = len(classes), len(truth)
-    y, a, b = codes[:n], codes[n : 2 * n], codes[2 * n :]
-    rng = np.random.default_rng(seed)
-    changes = []
-    for start in range(0, resamples, 200):
-        picks = rng.integers(0, n, size=(min(200, resamples - start), n))
-        offset = np.arange(len(picks))[:, None] * k
-        changes.append(_macro_f1(y, b, picks, offset, k) - _macro_f1(y, a, picks, offset, k))
-    low, high = np.percentile(np.concatenate(changes), [2.5, 97.5])
-    return float(low), float(high)
-
-
-def _macro_f1(y: np.ndarray, predicted: np.ndarray, picks, offset, k: int) -> np.ndarray:
-    size = len(picks) * k
-    truth, guess = (y[picks] + offset).ravel(), (predicted[picks] + offset).ravel()
-    hits = np.bincount(truth[truth == guess], minlength=size).reshape(-1, k)
-    total = (np.bincount(truth, minlength=size) + np.bincount(guess, minlength=size)).reshape(-1, k)
-    f1 = np.divide(2 * hits, total, out=np.zeros(total.shape), where=total > 0)
-    return f1.sum(axis=1) / (total > 0).sum(axis=1)
-
-
 def moved_categories(per_class: pd.DataFrame, top: int = 5) -> str:
     """The categories whose F1 moved most, as one phrase ('' without per-class figures)."""
     if not len(per_class) or "change" not in per_class:
         return ""
     moved = per_class["change"].dropna()
-    moved = moved[moved != 0].reindex(moved.abs().sort_values(ascending=False).index)
+    moved = moved[moved != 0]  # unchanged categories are not listed, not even as NaN
+    moved = moved.reindex(moved.abs().sort_values(ascending=False).index)
     return ", ".join(f"{category} {change:+.3f}" for category, change in moved.head(top).items())
 
 
@@ -598,7 +567,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
     for scored_on, row in comparison.macro_f1.iterrows():
         lines.append(
             f"  macro-F1 change {row['change']:+.3f} (95% interval {row['95% low']:+.3f} to "
-            f"{row['95% high']:+.3f}; {row['tickets']} shared tickets, {scored_on})"
+            f"{row['95% high']:+.3f}; {int(row['tickets']):,} shared tickets, {scored_on})"
         )
     moved = moved_categories(comparison.per_class)
     if moved:

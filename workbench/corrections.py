@@ -73,6 +73,7 @@ class Corrections:
         """What runs, model cards and MLflow record next to the data hash."""
         return {
             "file": self.path.name,
+            "path": str(self.path.resolve()),  # where --replay and --final find it again
             "sha256": self.sha256,
             "scope": self.scope,
             "rows": self.rows,

@@ -19,6 +19,7 @@ from workbench.backends import backend_of
 from workbench.classifier import SCORE_PREFIX, load_classifier, predictions_frame
 from workbench.data import write_json
 from workbench.display import shorten
+from workbench.explain import explained_columns
 from workbench.figures import heatmap
 
 
@@ -393,18 +394,34 @@ def most_confused(counts: np.ndarray, labels: list[str], top: int = 10) -> pd.Da
 
 
 def misclassified(
-    table: pd.DataFrame, labels: list[str], limit: int = 20, text_limit: int = 200
+    table: pd.DataFrame,
+    labels: list[str],
+    limit: int = 20,
+    text_limit: int = 200,
+    classifier: Any = None,
 ) -> pd.DataFrame:
-    """Wrong predictions, most confident first, with the score of the true category."""
+    """Wrong predictions, most confident first, with the score of the true category; with the
+    ``classifier``, why each shown one got its category (``shown_tickets``)."""
     wrong = table[table["label"] != table["predicted"]].copy()
     wrong["true score"] = [
         row.get(f"{SCORE_PREFIX}{row['label']}", np.nan) for _, row in wrong.iterrows()
     ]
     wrong = wrong.sort_values("score", ascending=False).head(limit)
-    wrong["text"] = wrong["text"].map(lambda t: shorten(t, text_limit))
-    return wrong[["row", "text", "label", "predicted", "score", "true score"]].reset_index(
-        drop=True
-    )
+    columns = ["row", "text", "label", "predicted", "score", "true score"]
+    return shown_tickets(wrong[columns], classifier, text_limit)
+
+
+def shown_tickets(tickets: pd.DataFrame, classifier: Any, text_limit: int = 200) -> pd.DataFrame:
+    """A page's ticket table (``text``, ``predicted``): with a classifier, each ticket's top
+    terms and nearest training tickets (``explain.explained_columns``, computed for these rows
+    only, on the whole text), then the text shortened for the page."""
+    tickets = tickets.reset_index(drop=True)
+    if classifier is not None and len(tickets):
+        explained = explained_columns(
+            classifier, tickets["text"].astype(str).tolist(), tickets["predicted"].tolist()
+        )
+        tickets = pd.concat([tickets, explained], axis=1)
+    return tickets.assign(text=tickets["text"].map(lambda t: shorten(t, text_limit)))
 
 
 def calibration(
@@ -554,6 +571,8 @@ class Evaluation:
     # and the groups are cut by the evaluated support instead.
     train_support: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
     support_source: str = "training"  # which tickets ``support()`` counts
+    # The loaded model, kept to explain the tickets a page shows (``misclassified``).
+    classifier: Any = field(default=None, repr=False)
 
     def support(self) -> pd.Series:
         """Tickets per category that define the head/middle/tail groups and table order."""
@@ -682,6 +701,7 @@ def evaluate(
         calibration_note=classifier.calibration_note(),
         train_support=train_support,
         support_source="training" if len(train_support) else "evaluated",
+        classifier=classifier,
     )
 
 

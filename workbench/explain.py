@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.classifier import Classifier
+from workbench.display import shorten
 from workbench.embeddings import encode
 
 NEIGHBOUR_VECTORS = "neighbours.npy"
@@ -192,6 +193,26 @@ def explain_tickets(
     )
     frame["nearest_training"] = _neighbours(classifier.path, vectors, k)
     return frame
+
+
+def explained_columns(
+    classifier: Classifier, texts: list[str], predicted: list[str], text_limit: int = 60
+) -> pd.DataFrame:
+    """``top terms`` and ``nearest training tickets`` as plain text for a page's ticket table
+    (``explain_tickets`` on these tickets only; the page escapes them like any cell)."""
+    explained = explain_tickets(classifier, list(texts), list(predicted))
+    terms = [
+        ", ".join(f"{name} {value:+.2f}" for name, value in json.loads(listed))
+        for listed in explained["explain_terms"]
+    ]
+    neighbours = [
+        "; ".join(
+            f"{n['label']} ({n['cosine']:.2f}): {shorten(n['text'], text_limit)}"
+            for n in json.loads(found or "[]")
+        )
+        for found in explained["nearest_training"]
+    ]
+    return pd.DataFrame({"top terms": terms, "nearest training tickets": neighbours})
 
 
 def explain_note(classifier: Classifier) -> list[str]:

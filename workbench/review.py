@@ -3,9 +3,10 @@
 The candidates are the tickets cleanlab flags on out-of-fold probabilities (the label page's
 check, ``workbench.label_issues``), worst label quality first, each with the top three categories of
 those probabilities and its nearest tickets (cosine on the same TF-IDF features, itself left out).
-:class:`ReviewWidget` pages through them; every *keep*, *relabel as …* or *drop* is appended at
-once, atomically, to a corrections CSV (``workbench.corrections``: the schema ``workbench
-report --corrections`` reads), so a crashed kernel loses nothing already clicked, and a new
+:class:`ReviewWidget` pages through them (buttons, or keys through ``ipyevents``: :data:`KEYS`
+and the digits); every *keep*, *relabel as …* or *drop* is appended at once, atomically, to
+a corrections CSV (``workbench.corrections``: the schema ``workbench report --corrections``
+reads), so a crashed kernel loses nothing already clicked, and a new
 widget on the same file carries on where the last one stopped. *skip* records nothing.
 :func:`export_candidates` writes the same candidates for review in a spreadsheet; the file comes
 back as corrections as it is (rows left without a decision are ignored).
@@ -33,6 +34,9 @@ from workbench.routing import add_columns, confidences, read_routing
 from workbench.runinfo import now_iso
 
 REVIEWER_ENV = "WORKBENCH_REVIEWER"
+# Keyboard shortcuts: one letter per decision, and the digits 1–9 relabel at once as the first
+# nine categories in the "new label" list (so r and a digit never mean two things).
+KEYS = {"k": "keep", "d": "drop", "s": "skip", "r": "relabel"}
 CONTEXT = ("suggested", "quality", "top3", "neighbours", "text")
 
 
@@ -143,15 +147,43 @@ class ReviewWidget:
         }
         for name, button in self.buttons.items():
             button.on_click(lambda _button, name=name: self.decide(name))
+        self.keys = self._key_events()
+        self.help = widgets.HTML(key_help(list(self.target.options)))
         self.position = self._next_open(0)
         self.box = widgets.VBox(
             [
                 widgets.HBox([self.progress, self.reviewer]),
                 self.ticket,
                 widgets.HBox([*self.buttons.values(), self.target]),
+                self.help,
             ]
         )
         self.render()
+
+    def _key_events(self):
+        """Key presses over the ticket panel only: ipyevents takes every key while the pointer is
+        over its widget, so the reviewer field and the label list keep their typing."""
+        from ipyevents import Event
+
+        events = Event(source=self.ticket, watched_events=["keydown"])
+        events.on_dom_event(self._on_key)
+        return events
+
+    def _on_key(self, event: dict) -> None:
+        if event.get("type") != "keydown" or any(
+            event.get(m) for m in ("ctrlKey", "altKey", "metaKey")
+        ):
+            return
+        self.press(str(event.get("key", "")))
+
+    def press(self, key: str) -> None:
+        """A shortcut: the same decision as its button (unknown keys do nothing)."""
+        options = list(self.target.options)
+        if key.isdigit() and 1 <= int(key) <= min(9, len(options)):
+            self.target.value = options[int(key) - 1]
+            self.decide("relabel")
+        elif key.lower() in KEYS:
+            self.decide(KEYS[key.lower()])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -204,6 +236,16 @@ class ReviewWidget:
         if row["suggested"] in self.target.options:
             self.target.value = row["suggested"]
         self.ticket.value = candidate_html(row)
+
+
+def key_help(labels: list[str]) -> str:
+    """The help line: which key does what (digits: the first nine categories, in list order)."""
+    digits = " · ".join(f"<b>{i}</b> {html.escape(label)}" for i, label in enumerate(labels[:9], 1))
+    return (
+        "<small>Keys, with the pointer over the ticket: <b>k</b> keep · <b>d</b> drop · "
+        "<b>s</b> skip · <b>r</b> relabel as the chosen label · relabel at once as "
+        f"{digits}</small>"
+    )
 
 
 def candidate_html(row: pd.Series) -> str:

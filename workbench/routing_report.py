@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from workbench import routing
 from workbench.data import write_json
+from workbench.evaluation import shown_tickets
 from workbench.figures import escape_label
 
 
@@ -167,6 +168,26 @@ def evaluate(
         per_category,
         backend=getattr(result, "backend", None),
     )
+
+
+def routing_mistakes(
+    result, record: dict[str, Any] | None, limit: int = 20, text_limit: int = 200
+) -> pd.DataFrame:
+    """The evaluated tickets the operating point gets wrong: routed automatically to a wrong
+    category (first), or sent to a person with a list that misses the right one; most
+    confident first, each explained like the misclassified table (``shown_tickets``)."""
+    columns = ["row", "text", "label", "predicted", "score"]
+    table = routing.add_columns(result.table[columns], result.probabilities, record, result.labels)
+    wrong = table["label"] != table["predicted"]
+    routed = table["route"] == "auto"
+    missed = [
+        bool(listed) and label not in listed.split(routing.CANDIDATE_SEPARATOR)
+        for label, listed in zip(table["label"], table["candidates"], strict=True)
+    ]
+    table["mistake"] = np.where(routed, "routed to a wrong category", "list misses the right one")
+    shown = table[(routed & wrong) | (~routed & np.asarray(missed, dtype=bool))]
+    shown = shown.sort_values(["route", "score"], ascending=[True, False], kind="stable")
+    return shown_tickets(shown.head(limit), getattr(result, "classifier", None), text_limit)
 
 
 def calibration_curve(record: dict[str, Any] | None) -> pd.DataFrame:

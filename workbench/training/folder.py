@@ -35,7 +35,7 @@ from workbench.heads_io import save_head
 from workbench.labels import label_texts, load_options_of, minimum_class_size
 from workbench.models import load_model, pick_device, torch_threads
 from workbench.paths import PROJECT_DIR
-from workbench.texthash import seen_texts_record, write_seen_texts
+from workbench.texthash import file_sha256, seen_texts_record, write_seen_texts
 from workbench.training.loop import (
     fit,
     frozen_layers,
@@ -545,7 +545,7 @@ def train_file(
     label_descriptions: str | Path | None = None,
     replay: str | Path | None = None,
     corrections: str | Path | None = None,
-    corrections_scope: str = "train",
+    corrections_scope: str | None = None,
 ) -> TrainingResult:
     """``workbench train``: load, split (``test_size``/``validation_size`` params), train.
 
@@ -557,7 +557,8 @@ def train_file(
     seed are refit on every labelled row (no test or validation split), and the file is read as
     the evaluated run read its data (text columns, rare categories, descriptions).
     ``min_class_size``/``rare``: categories below the size the split needs are merged into
-    ``other (rare)`` by default (see ``workbench.labels``).
+    ``other (rare)`` by default (see ``workbench.labels``). Both ``replay`` and ``final``
+    reapply the corrections file the recorded run applied (``recorded_corrections``).
     """
     started_at = time.perf_counter()
     overrides = dict(overrides or {})
@@ -586,18 +587,15 @@ def train_file(
             final, overrides, given_validation, options, text_column, label_column
         )
         test_size = 0.0
+    if replay or final:
+        corrections, corrections_scope = recorded_corrections(
+            "--replay" if replay else "--final", replay or final, corrections, corrections_scope
+        )
     if replay:
         recorded = load_options_of(read_recipe(_training_folder(replay)))
         given = {"text_column": text_column, "label_column": label_column}
         options.update({k: v for k, v in recorded.items() if not given.get(k)})
-    data = load_tickets(
-        data_path, **options, corrections=corrections, corrections_scope=corrections_scope
-    )
-    if replayed and data.sha256 != read_recipe(_training_folder(replay))["data"].get("sha256"):
-        warn(
-            f"--replay {replay}: {Path(data_path).name} is not the file that run trained on "
-            "(SHA-256 differs): the replay trains the same way on other data"
-        )
+    data = _load_data(data_path, options, corrections, corrections_scope, replay)
     return train(
         data,
         out_dir,
@@ -611,6 +609,58 @@ def train_file(
         started_at=started_at,
         split_seed=split_seed,
     )
+
+
+def _load_data(
+    data_path: str | Path,
+    options: dict[str, Any],
+    corrections: str | Path | None,
+    corrections_scope: str | None,
+    replay: str | Path | None,
+) -> TicketData:
+    """The tickets, corrected; a replay on another file than the recorded one warns."""
+    data = load_tickets(
+        data_path,
+        **options,
+        corrections=corrections,
+        corrections_scope=corrections_scope or "train",
+    )
+    if replay and data.sha256 != read_recipe(_training_folder(replay))["data"].get("sha256"):
+        warn(
+            f"--replay {replay}: {Path(data_path).name} is not the file that run trained on "
+            "(SHA-256 differs): the replay trains the same way on other data"
+        )
+    return data
+
+
+def recorded_corrections(
+    flag: str, folder: str | Path, given: str | Path | None, scope: str | None
+) -> tuple[str | Path | None, str | None]:
+    """The corrections a recorded run applied, for ``--replay`` and ``--final``: the same file
+    (at its recorded path, or ``given`` where it lives now) with the same SHA-256 and scope;
+    refused in one line naming the file and the recorded hash when it is missing or changed.
+    A run recorded without corrections: ``given`` as it is."""
+    record = read_recipe(_training_folder(folder)).get("corrections")
+    if not record:
+        return given, scope
+    path, sha256 = Path(given or record.get("path") or record["file"]), record["sha256"]
+    recorded_scope = record.get("scope", "train")
+    if scope and scope != recorded_scope:
+        raise BadInputError(
+            f"{flag} {folder}: --corrections-scope {scope}, but that run corrected "
+            f"'{recorded_scope}'; drop --corrections-scope"
+        )
+    if not path.is_file():
+        raise BadInputError(
+            f"{flag} {folder}: its corrections file {path} is missing (recorded SHA-256 "
+            f"{sha256}); pass --corrections FILE with that file"
+        )
+    if file_sha256(path) != sha256:
+        raise BadInputError(
+            f"{flag} {folder}: corrections file {path} is not the one that run applied "
+            f"(recorded SHA-256 {sha256}); pass --corrections FILE with that file"
+        )
+    return path, recorded_scope
 
 
 def _split_seed(value: Any, final: str | Path | None) -> int | None:
