@@ -172,3 +172,39 @@ def test_parquet_resume_and_refusals(trained_dir, small_sample, tmp_path, capsys
     assert frame["row"].tolist() == kept
     assert not (tmp_path / "p.parquet.parts").exists()
     assert not streaming.progress_path(out).exists()
+
+
+def test_ray_read_task_streams_a_shard_in_blocks(small_sample, tmp_path):
+    """Ray's read task (called directly: no Ray, no model) yields blocks of at most the chunk,
+    the tickets of load_tickets, and counts the shard's drops; the shards' metrics are counted a
+    batch at a time and equal those of the whole table."""
+    from workbench import scale
+    from workbench.data import load_tickets
+    from workbench.evaluation import headline
+
+    data, kept = _with_empty_texts(small_sample, tmp_path)
+    labels = sorted(pd.read_csv(data)["Topic_group"].unique())
+    options = {"text_column": "Document", "label_column": "Topic_group"}
+    batch = pd.DataFrame({"shard": ["tickets.csv"], "path": [str(data)]})
+    blocks = list(scale._read_shard(batch, options, labels, None, str(tmp_path), 37))
+    assert max(len(b) for b in blocks) <= 37
+    rows = pd.concat(blocks, ignore_index=True)
+    whole = load_tickets(data, require_labels=False).frame
+    assert rows["row"].tolist() == kept == whole["row"].tolist()
+    assert rows["text"].tolist() == whole["text"].tolist()
+    stats = json.loads((tmp_path / "tickets.csv.json").read_text())
+    assert stats["rows_read"] == 320 and stats["rows_used"] == 318
+    assert stats["dropped"] == {"empty text": 2} and stats["labelled"]
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((len(rows), len(labels)))
+    table = pd.DataFrame({"label": rows["label"]})
+    for j, label in enumerate(labels):
+        table[f"score::{label}"] = scores[:, j]
+    shards = tmp_path / "scored"
+    shards.mkdir()
+    table.iloc[:100].to_parquet(shards / "a.parquet")
+    table.iloc[100:].to_parquet(shards / "b.parquet")
+    counted = scale.headline_counts(shards, labels, batch=33).metrics(labels)
+    expected = headline(rows["label"], scores, labels)
+    assert counted == pytest.approx(expected, abs=1e-9)
