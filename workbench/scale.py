@@ -251,7 +251,7 @@ def _read_shard(
     task holding it whole; its counts go to ``stats_dir`` (the rows stream on, the shard's
     bookkeeping would otherwise be lost)."""
     for shard, file in zip(batch["shard"], batch["path"], strict=True):
-        rows_read, rows_used, labelled = 0, 0, False
+        rows_read, rows_used, labelled, names = 0, 0, False, []
         dropped: Counter = Counter()
         mapped: Counter = Counter()
         for piece in read_ticket_chunks(
@@ -262,12 +262,12 @@ def _read_shard(
             dropped.update(piece.dropped)
             dropped["label unknown to the model"] += len(piece.frame) - len(frame)
             mapped.update(moved)
-            labelled = piece.label_column is not None
+            labelled, names = piece.label_column is not None, piece.text_columns
             if len(frame):
                 frame.insert(0, "shard", shard)
                 yield frame
         if not rows_used:
-            raise no_usable_rows(Path(file), dict(+dropped), [])
+            raise no_usable_rows(Path(file), dict(+dropped), names)
         stats = {
             "file": shard,
             "sha256": file_sha256(file),
@@ -465,8 +465,3 @@ def headline_counts(out_dir: str | Path, labels: list[str], batch: int = 65_536)
             frame = part.to_pandas()
             counts.add(frame["label"], frame[columns[1:]].to_numpy(), labels)
     return counts
-
-
-def read_predictions(out_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """The Parquet shards of a ``--engine ray`` run as one frame (``_``-files skipped)."""
-    return pd.read_parquet(Path(out_dir), columns=columns)
