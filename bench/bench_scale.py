@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_scale.py --sizes 10k,100k            # a shared machine
     .venv/bin/python bench/bench_scale.py --sizes 10k,100k,300k,1M     # alone, ~24 GiB
+    .venv/bin/python bench/bench_scale.py --sizes 10k,100k --steps predict-stream  # constant RSS
 
 Synthetic ticket sets of each size come from ``workbench.sample_data.generate_tickets`` (cached
 as CSV under ``--cache``). Per size, each step runs in its own subprocess, so its peak RSS is
@@ -28,6 +29,9 @@ imports, so the step's own share is the difference):
 * ``predict-local`` / ``predict-ray``: ``workbench predict --engine local|ray`` on the first
   ``--predict-rows`` (20,000) tickets of the set (the whole set when it is not bigger), with a tiny trained model (``--model``, or one
   trained once into the cache). For Ray only the driver's RSS is counted, not the actors'.
+* ``predict-stream``: ``workbench predict`` (local engine, which reads, scores and appends the
+  file ``--chunk-size`` tickets at a time) on the *whole* set, with the same model: its peak RSS
+  should stay flat as the set grows (the growth exponent near 0), its time grow linearly.
 
 Before a step starts, its peak RSS is extrapolated from the smaller sizes (log-log fit); a step
 that would not fit ``--memory-gib`` says so in one line and is skipped. The end is a Markdown
@@ -53,7 +57,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
-STEPS = ["load", "tfidf", "encode", "head", "umap", "predict-local", "predict-ray"]
+STEPS = [
+    "load",
+    "tfidf",
+    "encode",
+    "head",
+    "umap",
+    "predict-local",
+    "predict-ray",
+    "predict-stream",
+]
 UMAP_POINTS = 10_000  # the report's umap_max_points (workbench/report/params.py)
 TINY_TRAINING = {
     "num_pairs": "32",
@@ -255,6 +268,30 @@ def step_predict(args, engine: str) -> dict:
     }
 
 
+def step_predict_stream(args) -> dict:
+    """The whole set through ``workbench predict`` in chunks: peak RSS of the CLI process."""
+    out = Path(args.work) / f"out-stream-{args.size}.csv"
+    _remove(out)
+    command = [sys.executable, "-m", "workbench.cli", "predict", "--model", str(args.model)]
+    command += ["--data", str(args.data), "--out", str(out), "--chunk-size", str(args.chunk_size)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=_child_env())
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    summary = [line for line in done.stdout.splitlines() if "predictions" in line]
+    _remove(out)
+    return {
+        "seconds": seconds,
+        "peak_mib": rss,
+        "base_mib": 0.0,
+        "rate": args.size / seconds,
+        "detail": f"{args.size} rows in chunks of {args.chunk_size:,}, "
+        f"{args.size / seconds:.1f} tickets/s end to end; CLI: {summary[-1] if summary else '?'}",
+    }
+
+
 def _remove(path: Path) -> None:
     import shutil
 
@@ -286,6 +323,8 @@ def _run_step(args) -> None:
         result = step_predict(args, "local")
     elif args.child == "predict-ray":
         result = step_predict(args, "ray")
+    elif args.child == "predict-stream":
+        result = step_predict_stream(args)
     else:
         result = {
             "load": step_load,
@@ -361,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encode-count", type=int, default=2000)
     parser.add_argument("--predict-rows", type=int, default=20_000)
     parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument(
+        "--chunk-size", type=int, default=20_000, help="predict-stream: tickets per chunk"
+    )
     parser.add_argument("--model", type=Path, default=None, help="trained folder for predict")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per step")
     # internal: one step in a child process
@@ -406,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--size", str(size), "--work", str(args.cache), "--vectors", str(vectors)]
             command += ["--encode-count", str(args.encode_count)]
             command += ["--predict-rows", str(args.predict_rows), "--actors", str(args.actors)]
+            command += ["--chunk-size", str(args.chunk_size)]
             if model is not None:
                 command += ["--model", str(model)]
             started = time.perf_counter()

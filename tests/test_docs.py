@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench import evaluation, explore, maps, routing, scale, search
+from workbench import evaluation, explore, maps, routing, scale, search, streaming
 from workbench.cli import build_parser
 from workbench.labels import minimum_class_size
 from workbench.report.params import DEFAULT_PROFILE, PROFILES, known_parameters
@@ -180,6 +180,7 @@ def _stated_defaults() -> list[tuple[str, str]]:
             f"({len(sample):,} synthetic tickets, {sample['Topic_group'].nunique()} categories",
         ),
         ("scaling.md", f"(`--actors N`, default {scale.DEFAULT_ACTORS})"),
+        ("training.md", f"(`--chunk-size N`, default {streaming.DEFAULT_CHUNK_SIZE:,} tickets)"),
         ("data.md", f"the {evaluation.TOP_CONFUSED_K} most confused categories above"),
         ("data.md", f"above {evaluation.TOP_CONFUSED_ABOVE}"),
         ("data.md", f"the maps colour the {maps.MAP_LEGEND_LIMIT} biggest"),

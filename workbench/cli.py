@@ -209,7 +209,8 @@ def _predict_command(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--out",
         required=True,
-        help="CSV of predictions to write (--engine ray: a folder of Parquet shards)",
+        help="CSV or Parquet file of predictions to write, by its ending (--engine ray: a "
+        "folder of Parquet shards)",
     )
     predict.add_argument(
         "--inference",
@@ -244,6 +245,20 @@ def _predict_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="per ticket: the TF-IDF terms that pushed it most towards its category (exact "
         "contributions of the fusion head), the embedding's share and the nearest training tickets",
+    )
+    predict.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--engine local: tickets read, scored and appended to --out at a time, so memory "
+        "is bounded by N, not by the file (default: 20000)",
+    )
+    predict.add_argument(
+        "--resume",
+        action="store_true",
+        help="--engine local: go on with an interrupted run from its last complete chunk "
+        "(refused if the model, --data or the options differ)",
     )
     predict.add_argument(
         "--engine",
@@ -537,24 +552,10 @@ def _without_processes(argv: list[str]) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from workbench.classifier import load_classifier
-    from workbench.data import load_tickets, write_json
-    from workbench.evaluation import predictions_table
-    from workbench.labels import map_frame_labels, rare_record_of
 
     out = Path(args.out)
-    if args.engine == "local" and (args.actors is not None or args.batch_size is not None):
-        raise _bad("--actors and --batch-size apply to --engine ray only")
-    if args.engine == "local" and out.suffix.lower() != ".csv":
-        raise _bad(f"--out {out}: predictions are written as CSV; end the name with .csv")
-    if args.engine == "ray" and (args.calibration or args.target_error or args.delta):
-        raise _bad("--calibration/--target-error/--delta apply to --engine local only")
-    if args.engine == "ray" and args.explain:
-        raise _bad("--explain applies to --engine local only")
-    if args.engine == "ray" and args.cache:
-        raise _bad("--cache applies to --engine local only (Ray actors never use the cache)")
+    _check_predict_options(args, out)
     if args.engine == "ray":
         from workbench.scale import check_paths
 
@@ -564,46 +565,86 @@ def _predict(args: argparse.Namespace) -> int:
     options = _predict_options(args, classifier)
     if args.engine == "ray":
         return _predict_ray(args, classifier, options)
-    data = load_tickets(args.data, require_labels=False, **options)
-    frame, mapped = map_frame_labels(
-        data.frame, classifier.labels, rare_record_of(classifier.recipe)
+    return _predict_local(args, classifier, options)
+
+
+def _check_predict_options(args: argparse.Namespace, out: Path) -> None:
+    """Options of one engine given to the other, and a wrong --out, before the model loads."""
+    if args.engine == "local":
+        from workbench.streaming import output_format
+
+        if args.actors is not None or args.batch_size is not None:
+            raise _bad("--actors and --batch-size apply to --engine ray only")
+        output_format(out)
+        if args.chunk_size is not None and args.chunk_size < 1:
+            raise _bad(f"--chunk-size {args.chunk_size}: give at least 1 ticket per chunk")
+        return
+    if args.calibration or args.target_error or args.delta:
+        raise _bad("--calibration/--target-error/--delta apply to --engine local only")
+    if args.explain:
+        raise _bad("--explain applies to --engine local only")
+    if args.cache:
+        raise _bad("--cache applies to --engine local only (Ray actors never use the cache)")
+    if args.resume or args.chunk_size is not None:
+        raise _bad(
+            "--chunk-size and --resume apply to --engine local only (Ray Data reads and writes "
+            "in blocks already)"
+        )
+
+
+def _predict_local(args: argparse.Namespace, classifier, options: dict) -> int:
+    """The file scored chunk by chunk into --out (``workbench.streaming``), then the summary."""
+    from workbench import routing
+    from workbench.data import table_path, write_json
+    from workbench.evaluation import HeadlineCounts
+    from workbench.streaming import DEFAULT_CHUNK_SIZE, run_identity, stream_predictions
+    from workbench.texthash import file_sha256
+
+    out, data_path = Path(args.out), table_path(args.data)
+    operating, used = routing.for_prediction(
+        classifier, args.target_error, args.delta, args.calibration, options
     )
+    calibration = file_sha256(args.calibration) if args.calibration else None
+    settings = {"inference": args.inference, "explain": args.explain, "calibration": calibration}
+    settings |= {"target_error": args.target_error, "delta": args.delta}
+    if args.explain:
+        from workbench.explain import explain_note
+
+        for line in explain_note(classifier):
+            print(f"note: {line}")
+    data = stream_predictions(
+        classifier,
+        data_path,
+        out,
+        options,
+        operating,
+        run_identity(classifier, data_path, options | settings),
+        chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+        explain=args.explain,
+        resume=args.resume,
+    )
+    done = data.progress
+    record = prediction_record(classifier, data, args.inference)
+    record["routing"] = used | {"auto": done.auto}
+    record["chunk_size"] = args.chunk_size or DEFAULT_CHUNK_SIZE
+    print(f"{done.rows_used} predictions written to {out} (encoder backend {record['backend']})")
+    print(f"routing: {done.auto} auto, {done.rows_used - done.auto} review. {used['sentence']}")
+    _print_counts(done.mapped, done.dropped)
+    if done.counts:
+        _print_metrics(record, HeadlineCounts.from_record(done.counts), classifier.labels)
+    write_json(out.with_suffix(".json"), record)
+    return 0
+
+
+def _print_counts(mapped: dict[str, int], dropped: dict[str, int]) -> None:
+    """The lines for labels mapped as in training and rows dropped (summed over the input)."""
     if mapped:
         print(
             "labels mapped as in training: "
             + ", ".join(f"{label} ({count})" for label, count in sorted(mapped.items()))
         )
-    from workbench import routing
-
-    operating, used = routing.for_prediction(
-        classifier, args.target_error, args.delta, args.calibration, options
-    )
-    scores = classifier.scores(frame["text"].tolist())
-    table = predictions_table(frame, scores, classifier.labels)
-    probabilities = routing.confidences(classifier, frame["text"].tolist(), scores)
-    table = routing.add_columns(table, probabilities, operating, classifier.labels)
-    if args.explain:
-        from workbench.explain import explain_note, explain_tickets
-
-        explained = explain_tickets(classifier, frame["text"].tolist(), table["predicted"].tolist())
-        table = pd.concat([table, explained], axis=1)
-        for line in explain_note(classifier):
-            print(f"note: {line}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    record = prediction_record(classifier, data, args.inference)
-    record["routing"] = used | {"auto": int((table["route"] == "auto").sum())}
-    print(f"{len(table)} predictions written to {out} (encoder backend {record['backend']})")
-    print(
-        f"routing: {record['routing']['auto']} auto, {len(table) - record['routing']['auto']} "
-        f"review. {used['sentence']}"
-    )
-    if data.dropped:
-        print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in data.dropped.items()))
-    if "label" in frame:
-        _print_metrics(record, frame["label"], scores, classifier.labels)
-    write_json(out.with_suffix(".json"), record)
-    return 0
+    if dropped:
+        print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in dropped.items()))
 
 
 def _predict_options(args: argparse.Namespace, classifier) -> dict:
@@ -619,12 +660,11 @@ def _predict_options(args: argparse.Namespace, classifier) -> dict:
     return options
 
 
-def _print_metrics(record: dict, labels, scores, known: list[str]) -> None:
-    """The metrics line (and unknown-label note) of a labelled file; stored in the record."""
-    from workbench.evaluation import headline
-
-    unknown = sorted(set(labels) - set(known))
-    metrics = headline(labels, scores, known)
+def _print_metrics(record: dict, counts, known: list[str]) -> None:
+    """The metrics line (and unknown-label note) of a labelled file, from the counts summed
+    over its chunks or shards (``evaluation.HeadlineCounts``); stored in the record."""
+    unknown = sorted({label for label, _ in counts.pairs} - set(known))
+    metrics = counts.metrics(known)
     print(" · ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     if unknown:
         print(f"note: labels the model does not know count as errors: {', '.join(unknown)}")
@@ -633,15 +673,14 @@ def _print_metrics(record: dict, labels, scores, known: list[str]) -> None:
 
 def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
     """``--engine ray``: Parquet shards in --out, a summary line, the same run record."""
-    from workbench.classifier import SCORE_PREFIX
     from workbench.data import write_json
     from workbench.routing import stored_for, used_note
     from workbench.scale import (
         DEFAULT_ACTORS,
         DEFAULT_BATCH_SIZE,
         RECORD_FILE,
+        headline_counts,
         predict_ray,
-        read_predictions,
     )
 
     stored = stored_for(classifier)  # before the actors: refused if another backend certified
@@ -665,23 +704,15 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
         "input_shards": run["input_shards"],
         "output_shards": run["output_shards"],
     }
-    if run["mapped"]:
-        print(
-            "labels mapped as in training: "
-            + ", ".join(f"{label} ({count})" for label, count in sorted(run["mapped"].items()))
-        )
-    if run["dropped"]:
-        print("dropped: " + ", ".join(f"{n} rows with {r}" for r, n in run["dropped"].items()))
+    _print_counts(run["mapped"], run["dropped"])
     print(
         f"{run['rows']} predictions from {run['input_shards']} shard(s) written to {args.out} "
         f"as {run['output_shards']} Parquet shard(s) in {run['seconds']:.1f} s "
         f"({run['tickets_per_second']:.0f} tickets/s; {run['actors']} actors × "
         f"{run['threads_per_actor']} threads, encoder backend {record['backend']})"
     )
-    columns = [f"{SCORE_PREFIX}{label}" for label in classifier.labels]
     if run["rows"] and run["labelled"]:
-        frame = read_predictions(args.out, ["label", *columns])
-        _print_metrics(record, frame["label"], frame[columns].to_numpy(), classifier.labels)
+        _print_metrics(record, headline_counts(args.out, classifier.labels), classifier.labels)
     write_json(Path(args.out) / RECORD_FILE, record)
     return 0
 

@@ -7,8 +7,9 @@ counted per reason and reported, never silently lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +93,8 @@ class TicketData:
         return describe_rare(self.rare)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read CSV, Parquet or JSON Lines as strings, with one-line errors for unreadable files."""
+def table_path(path: str | Path) -> Path:
+    """``path`` once it is known to be a non-empty file of a supported type (one line if not)."""
     path = Path(path)
     if not path.exists():
         raise BadInputError(
@@ -108,7 +109,27 @@ def read_table(path: str | Path) -> pd.DataFrame:
         )
     if path.stat().st_size == 0:
         raise BadInputError(f"{path}: the file is empty")
+    return path
+
+
+@contextlib.contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """A reader's own exceptions (pandas, pyarrow for corrupt Parquet) as one line naming the file."""
+    kind = SUPPORTED_SUFFIXES[path.suffix.lower()]
     try:
+        yield
+    except BadInputError:
+        raise
+    except Exception as error:  # noqa: BLE001 — pandas, pyarrow and OSError alike: one line
+        detail = " ".join(str(error).split())[:200]
+        raise BadInputError(f"{path}: cannot read as {kind}: {detail}") from error
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read CSV, Parquet or JSON Lines as strings, with one-line errors for unreadable files."""
+    path = table_path(path)
+    suffix = path.suffix.lower()
+    with _read_errors(path):
         if suffix == ".csv":
             _check_utf8(path)
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -116,18 +137,30 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         _check_utf8(path)
         return pd.read_json(path, lines=True, dtype=False)
-    except BadInputError:
-        raise
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as error:
-        detail = " ".join(str(error).split())[:200]
-        raise BadInputError(
-            f"{path}: cannot read as {SUPPORTED_SUFFIXES[suffix]}: {detail}"
-        ) from error
-    except Exception as error:  # pyarrow raises its own types for corrupt Parquet
-        detail = " ".join(str(error).split())[:200]
-        raise BadInputError(
-            f"{path}: cannot read as {SUPPORTED_SUFFIXES[suffix]}: {detail}"
-        ) from error
+
+
+def read_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """The file's rows in frames of at most ``chunk_size``, parsed as :func:`read_table` parses
+    the whole file (same readers, dtypes and empty-cell rule), so that a file scored in pieces
+    gives the tickets of the file read at once while memory stays bounded by the piece."""
+    path = table_path(path)
+    suffix = path.suffix.lower()
+    with _read_errors(path):
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+                yield batch.to_pandas()
+            return
+        _check_utf8(path)
+        if suffix == ".csv":
+            reader = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_size
+            )
+        else:
+            reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size)
+        with reader:
+            yield from reader
 
 
 def _check_utf8(path: Path) -> None:
@@ -215,13 +248,12 @@ def load_tickets(
         label_descriptions = read_label_descriptions(label_descriptions)
     descriptions = dict(label_descriptions or {})
 
-    frame = pd.DataFrame({"row": range(1, len(raw) + 1)})
-    frame["text"] = join_text_columns(raw, names).to_numpy()
-    if has_labels:
-        frame["label"] = codes_as_text(raw[label_column]).to_numpy()
+    frame = _ticket_frame(raw, names, label_column if has_labels else None)
     frame, dropped, dropped_rows = _drop_invalid(
         frame, path, has_labels, drop_invalid, ", ".join(names), label_column
     )
+    if frame.empty:
+        raise no_usable_rows(path, dropped, names)
     if require_labels:
         _check_two_classes(path, label_column, sorted(frame["label"].unique()))
     rare_record = None
@@ -258,6 +290,66 @@ def load_tickets(
             "train/validation/test split needs, see --min-class-size): add labelled tickets"
         )
     return data
+
+
+def _ticket_frame(
+    raw: pd.DataFrame, names: list[str], label_column: str | None, first_row: int = 1
+):
+    """``row`` (1-based in the file), ``text`` (the columns joined) and ``label`` when given."""
+    frame = pd.DataFrame({"row": range(first_row, first_row + len(raw))})
+    frame["text"] = join_text_columns(raw, names).to_numpy()
+    if label_column is not None:
+        frame["label"] = codes_as_text(raw[label_column]).to_numpy()
+    return frame
+
+
+@dataclass
+class TicketChunk:
+    """One piece of a file read in chunks: its usable tickets and what was dropped, and why."""
+
+    frame: pd.DataFrame  # row, text, label (when the file has the label column)
+    rows_read: int
+    dropped: dict[str, int]
+    text_columns: list[str]
+    label_column: str | None
+
+
+def read_ticket_chunks(
+    path: str | Path,
+    chunk_size: int,
+    text_column: str | Sequence[str] = DEFAULT_TEXT_COLUMN,
+    label_column: str | None = DEFAULT_LABEL_COLUMN,
+    start_row: int = 1,
+) -> Iterator[TicketChunk]:
+    """Tickets for scoring, ``chunk_size`` input rows at a time, from row ``start_row`` on.
+
+    The checks and drops of ``load_tickets(require_labels=False)``: columns checked on the
+    first piece, empty texts and missing labels dropped and counted per piece (the caller sums
+    them and says "no usable rows" if nothing is left: :func:`no_usable_rows`). Rows before
+    ``start_row`` are parsed and skipped, not cleaned or counted (a resumed run counted them).
+    """
+    path = Path(path)
+    first, names, has_labels = 1, None, False
+    for raw in read_chunks(path, chunk_size):
+        raw.columns = [str(c) for c in raw.columns]
+        if names is None:
+            names = text_columns_of(text_column, list(raw.columns))
+            has_labels = _check_columns(path, raw, names, label_column, False)
+        skip = min(len(raw), max(0, start_row - first))
+        frame = _ticket_frame(
+            raw.iloc[skip:], names, label_column if has_labels else None, first + skip
+        )
+        first += len(raw)
+        if not len(frame):
+            continue
+        frame, dropped, _ = _drop_invalid(
+            frame, path, has_labels, True, ", ".join(names), label_column
+        )
+        yield TicketChunk(
+            frame, len(raw) - skip, dropped, names, label_column if has_labels else None
+        )
+    if names is None:
+        raise BadInputError(f"{path}: no rows below the header")
 
 
 def _check_columns(
@@ -317,10 +409,14 @@ def _drop_invalid(
         dropped[reason] = len(rows)
         dropped_rows[reason] = rows
         keep &= ~mask
-    frame = frame[keep].reset_index(drop=True)
-    if frame.empty:
-        raise BadInputError(f"{path}: no usable rows: {_describe(dropped)} (column '{text_name}')")
-    return frame, dropped, dropped_rows
+    return frame[keep].reset_index(drop=True), dropped, dropped_rows
+
+
+def no_usable_rows(path: Path, dropped: dict[str, int], names: Sequence[str]) -> BadInputError:
+    """The one line for a file whose every row was dropped (read at once or in chunks)."""
+    return BadInputError(
+        f"{path}: no usable rows: {_describe(dropped)} (column '{', '.join(names)}')"
+    )
 
 
 def _add_notes(data: TicketData, descriptions: dict[str, str], rare_record) -> None:

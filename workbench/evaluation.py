@@ -6,6 +6,7 @@ the recipe and the baselines are measured by the same code on the same tickets.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,22 +28,22 @@ def _predicted(scores: np.ndarray, labels: list[str]) -> np.ndarray:
     return np.asarray(labels, dtype=object)[scores.argmax(axis=1)]
 
 
-def top_k_accuracy(
+def top_k_hits(
     y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str], k: int = 2
-) -> float:
-    """Share of tickets whose true category is among the ``k`` highest scores.
+) -> int:
+    """How many tickets have their true category among the ``k`` highest scores.
 
-    scikit-learn's ``top_k_accuracy_score``; tickets whose category the model does not know
-    count as misses, and with ``k`` or fewer categories every known ticket is a hit.
+    scikit-learn's ``top_k_accuracy_score`` (unnormalised); tickets whose category the model
+    does not know count as misses, and with ``k`` or fewer categories every known ticket is a hit.
     """
     from sklearn.metrics import top_k_accuracy_score
 
     y_true = np.asarray(list(y_true), dtype=object)
     if not len(y_true):
-        return float("nan")
+        return 0
     known = np.isin(y_true, np.asarray(labels, dtype=object))
     if len(labels) <= k or not known.any():
-        return float(known.mean())
+        return int(known.sum())
     order = np.argsort(np.asarray(labels, dtype=object), kind="stable")  # sklearn wants sorted
     ordered = np.asarray(scores, dtype=float)[known][:, order]
     ordered = np.where(np.isfinite(ordered), ordered, np.finfo(float).min)  # -inf: no score
@@ -53,10 +54,20 @@ def top_k_accuracy(
         labels=np.asarray(labels, dtype=object)[order],
         normalize=False,
     )
-    return float(hits) / len(y_true)
+    return int(round(float(hits)))
 
 
-def balanced_accuracy(y_true: pd.Series | list[str], predicted) -> float:
+def top_k_accuracy(
+    y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str], k: int = 2
+) -> float:
+    """Share of tickets whose true category is among the ``k`` highest scores (:func:`top_k_hits`)."""
+    y_true = list(y_true)
+    if not y_true:
+        return float("nan")
+    return top_k_hits(y_true, scores, labels, k) / len(y_true)
+
+
+def balanced_accuracy(y_true: pd.Series | list[str], predicted, sample_weight=None) -> float:
     """Mean recall over the true categories (scikit-learn's ``balanced_accuracy_score``).
 
     Every category counts the same, however many tickets it has: with 50 imbalanced
@@ -72,7 +83,55 @@ def balanced_accuracy(y_true: pd.Series | list[str], predicted) -> float:
     with warnings.catch_warnings():
         # A predicted category absent from the true ones has no recall: sklearn warns, we agree.
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        return float(balanced_accuracy_score(y_true, list(predicted)))
+        return float(balanced_accuracy_score(y_true, list(predicted), sample_weight=sample_weight))
+
+
+@dataclass
+class HeadlineCounts:
+    """(true, predicted) pair counts and top-2 hits: what the headline metrics need, summable
+    over the chunks of a file, so millions of scored tickets are measured without keeping their
+    rows (``workbench predict`` streams; its resume file stores :meth:`record`)."""
+
+    pairs: Counter = field(default_factory=Counter)
+    top2_hits: int = 0
+
+    def add(self, y_true, scores: np.ndarray, labels: list[str]) -> HeadlineCounts:
+        y_true = list(y_true)
+        self.pairs.update(zip(y_true, _predicted(scores, labels).tolist(), strict=True))
+        self.top2_hits += top_k_hits(y_true, scores, labels, k=2)
+        return self
+
+    def metrics(self, labels: list[str]) -> dict:
+        """The :func:`headline` metrics from the counts (each pair weighted by its count)."""
+        from sklearn.metrics import accuracy_score, f1_score
+
+        if not self.pairs:
+            return dict.fromkeys(HEADLINE_METRICS, float("nan"))
+        true = [t for t, _ in self.pairs]
+        predicted = [p for _, p in self.pairs]
+        weight = np.array(list(self.pairs.values()), dtype=float)
+        f1 = {"labels": labels, "sample_weight": weight, "zero_division": 0}
+        return {
+            "accuracy": float(accuracy_score(true, predicted, sample_weight=weight)),
+            "balanced accuracy": balanced_accuracy(true, predicted, sample_weight=weight),
+            "macro-F1": float(f1_score(true, predicted, average="macro", **f1)),
+            "weighted-F1": float(f1_score(true, predicted, average="weighted", **f1)),
+            "top-2 accuracy": self.top2_hits / weight.sum(),
+        }
+
+    def record(self) -> dict:
+        return {
+            "pairs": [[t, p, n] for (t, p), n in self.pairs.items()],
+            "top2_hits": self.top2_hits,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict) -> HeadlineCounts:
+        pairs = Counter({(t, p): int(n) for t, p, n in record["pairs"]})
+        return cls(pairs, int(record["top2_hits"]))
+
+
+HEADLINE_METRICS = ("accuracy", "balanced accuracy", "macro-F1", "weighted-F1", "top-2 accuracy")
 
 
 def headline(y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str]) -> dict:
@@ -81,21 +140,7 @@ def headline(y_true: pd.Series | list[str], scores: np.ndarray, labels: list[str
     Macro-F1 and balanced accuracy weight every category equally, weighted-F1 and accuracy
     weight every ticket: on imbalanced data the two pairs differ, and both are shown.
     """
-    from sklearn.metrics import accuracy_score, f1_score
-
-    y_true = np.asarray(list(y_true), dtype=object)
-    predicted = _predicted(scores, labels)
-    return {
-        "accuracy": float(accuracy_score(y_true, predicted)),
-        "balanced accuracy": balanced_accuracy(y_true, predicted),
-        "macro-F1": float(
-            f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)
-        ),
-        "weighted-F1": float(
-            f1_score(y_true, predicted, labels=labels, average="weighted", zero_division=0)
-        ),
-        "top-2 accuracy": top_k_accuracy(y_true, scores, labels, k=2),
-    }
+    return HeadlineCounts().add(y_true, scores, labels).metrics(labels)
 
 
 def per_class(y_true: pd.Series | list[str], predicted, labels: list[str]) -> pd.DataFrame:

@@ -8,13 +8,15 @@ The same code runs in local mode (``ray.init(num_cpus=…)``) or against a clust
 (``RAY_ADDRESS``).
 
 Reading, validation and label handling are the local path's own functions: each shard goes
-through ``workbench.data.load_tickets`` (text columns joined, empty texts and missing labels
-dropped and counted) and ``workbench.labels.map_frame_labels`` (rare or unseen categories
+through ``workbench.data.read_ticket_chunks`` (``load_tickets``'s checks, a block of rows at a
+time: text columns joined, empty texts and missing labels dropped and counted) and ``workbench.labels.map_frame_labels`` (rare or unseen categories
 mapped as in training), so a row scores the same under both engines. Ray Data's readers
 (``read_csv`` …) are not used for the rows themselves: they split files into blocks without
 telling a row its position in the file, and infer column types (a CSV code ``047`` becomes the
 integer 47), while each output row must keep its ``shard`` and 1-based ``row`` so results
-can be keyed back to the input.
+can be keyed back to the input. Nothing is gathered on the driver: shards are read a block at a
+time, scored rows go straight to Parquet, and the metrics of a labelled input are counted from
+the written shards a batch at a time (``headline_counts``).
 
 ``import ray`` happens only inside these functions: the local engine never needs it.
 """
@@ -35,15 +37,16 @@ from typing import Any
 import pandas as pd
 import psutil
 
-from workbench.classifier import load_classifier
-from workbench.data import SUPPORTED_SUFFIXES, load_tickets, text_columns_of
+from workbench.classifier import SCORE_PREFIX, load_classifier
+from workbench.data import SUPPORTED_SUFFIXES, no_usable_rows, read_ticket_chunks, text_columns_of
 from workbench.embeddings import encode
 from workbench.errors import BadInputError
-from workbench.evaluation import predictions_table
+from workbench.evaluation import HeadlineCounts, predictions_table
 from workbench.heads import head_probabilities
 from workbench.labels import map_frame_labels, rare_record_of
 from workbench.models import cpu_cores
 from workbench.routing import add_columns, confidences_from_vectors, read_routing
+from workbench.texthash import file_sha256
 
 STATS_DIR = "_shards"  # per-shard counts; "_" so Parquet readers skip it
 RECORD_FILE = "_prediction.json"
@@ -243,29 +246,38 @@ def _read_shard(
     stats_dir: str,
     chunk: int,
 ) -> Iterator[pd.DataFrame]:
-    """Ray task: one shard read and validated as the local path reads a file, its rows yielded
-    in blocks of ``chunk`` so that one large shard still feeds every actor; its counts go to
-    ``stats_dir`` (the rows stream on, the shard's bookkeeping would otherwise be lost)."""
+    """Ray task: one shard read ``chunk`` rows at a time with the local path's reader and
+    checks (``read_ticket_chunks``), so a shard of any size streams to every actor without the
+    task holding it whole; its counts go to ``stats_dir`` (the rows stream on, the shard's
+    bookkeeping would otherwise be lost)."""
     for shard, file in zip(batch["shard"], batch["path"], strict=True):
-        data = load_tickets(file, require_labels=False, **options)
-        frame, mapped = map_frame_labels(data.frame, labels, rare_record)
-        dropped = dict(data.dropped)
-        left_out = len(data.frame) - len(frame)
-        if left_out:
-            dropped["label unknown to the model"] = left_out
+        rows_read, rows_used, labelled, names = 0, 0, False, []
+        dropped: Counter = Counter()
+        mapped: Counter = Counter()
+        for piece in read_ticket_chunks(
+            file, chunk, options["text_column"], options.get("label_column")
+        ):
+            frame, moved = map_frame_labels(piece.frame, labels, rare_record)
+            rows_read, rows_used = rows_read + piece.rows_read, rows_used + len(frame)
+            dropped.update(piece.dropped)
+            dropped["label unknown to the model"] += len(piece.frame) - len(frame)
+            mapped.update(moved)
+            labelled, names = piece.label_column is not None, piece.text_columns
+            if len(frame):
+                frame.insert(0, "shard", shard)
+                yield frame
+        if not rows_used:
+            raise no_usable_rows(Path(file), dict(+dropped), names)
         stats = {
             "file": shard,
-            "sha256": data.sha256,
-            "rows_read": data.rows_read,
-            "rows_used": len(frame),
-            "dropped": dropped,
-            "mapped": mapped,
-            "labelled": data.label_column is not None,
+            "sha256": file_sha256(file),
+            "rows_read": rows_read,
+            "rows_used": rows_used,
+            "dropped": dict(+dropped),
+            "mapped": dict(mapped),
+            "labelled": labelled,
         }
         Path(stats_dir, f"{shard}.json").write_text(json.dumps(stats), encoding="utf-8")
-        frame.insert(0, "shard", shard)
-        for start in range(0, len(frame), chunk):
-            yield frame.iloc[start : start + chunk].reset_index(drop=True)
 
 
 class Scorer:
@@ -441,6 +453,15 @@ def _bad_input_in(error: BaseException) -> BadInputError | None:
     return None
 
 
-def read_predictions(out_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """The Parquet shards of a ``--engine ray`` run as one frame (``_``-files skipped)."""
-    return pd.read_parquet(Path(out_dir), columns=columns)
+def headline_counts(out_dir: str | Path, labels: list[str], batch: int = 65_536) -> HeadlineCounts:
+    """The headline metrics' counts of a run's Parquet shards, read a batch at a time: the
+    driver never holds the whole predictions table (a million rows × every category's score)."""
+    import pyarrow.parquet as pq
+
+    columns = ["label", *(f"{SCORE_PREFIX}{label}" for label in labels)]
+    counts = HeadlineCounts()
+    for shard in sorted(Path(out_dir).glob("*.parquet")):
+        for part in pq.ParquetFile(shard).iter_batches(batch_size=batch, columns=columns):
+            frame = part.to_pandas()
+            counts.add(frame["label"], frame[columns[1:]].to_numpy(), labels)
+    return counts
