@@ -251,13 +251,7 @@ def step_predict(args, engine: str) -> dict:
     command += ["--model", str(args.model), "--data", str(subset), "--out", str(out)]
     if engine == "ray":
         command += ["--actors", str(args.actors)]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=_child_env())
-    seconds = time.perf_counter() - started
-    if done.returncode:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    summary = [line for line in done.stdout.splitlines() if "predictions" in line]
+    seconds, rss, summary = _run_predict(command)
     return {
         "seconds": seconds,
         "peak_mib": rss,
@@ -268,19 +262,25 @@ def step_predict(args, engine: str) -> dict:
     }
 
 
-def step_predict_stream(args) -> dict:
-    """The whole set through ``workbench predict`` in chunks: peak RSS of the CLI process."""
-    out = Path(args.work) / f"out-stream-{args.size}.csv"
-    _remove(out)
-    command = [sys.executable, "-m", "workbench.cli", "predict", "--model", str(args.model)]
-    command += ["--data", str(args.data), "--out", str(out), "--chunk-size", str(args.chunk_size)]
+def _run_predict(command: list[str]) -> tuple[float, float, list[str]]:
+    """Run one ``workbench predict``: its seconds, the children's peak RSS (MiB) and the CLI's
+    summary lines."""
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env())
     seconds = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    summary = [line for line in done.stdout.splitlines() if "predictions" in line]
+    return seconds, rss, [line for line in done.stdout.splitlines() if "predictions" in line]
+
+
+def step_predict_stream(args) -> dict:
+    """The whole set through ``workbench predict`` in chunks: peak RSS of the CLI process."""
+    out = Path(args.work) / f"out-stream-{args.size}.csv"
+    _remove(out)
+    command = [sys.executable, "-m", "workbench.cli", "predict", "--model", str(args.model)]
+    command += ["--data", str(args.data), "--out", str(out), "--chunk-size", str(args.chunk_size)]
+    seconds, rss, summary = _run_predict(command)
     _remove(out)
     return {
         "seconds": seconds,

@@ -220,16 +220,8 @@ def test_appended_rows_read_back_with_the_same_schema(tmp_path, sample_path, pla
 @pytest.mark.slow
 def test_report_with_corrections_trains_on_corrected_labels(tmp_path, small_sample):
     """End to end: the training folder's own split counts move, and every record holds the hash."""
-    from workbench.data import load_tickets
 
-    train = split_tickets(load_tickets(small_sample)).train
-    labels = sorted(train["label"].unique())
-    moved = train[train["label"] == labels[0]].head(3)
-    rows = [
-        {"text_hash": ticket_hash(t), "decision": "relabel", "new_label": labels[1]}
-        for t in moved["text"]
-    ]
-    path = _write(tmp_path, rows)
+    train, labels, moved, path = _three_relabelled(small_sample, tmp_path)
     reports = tmp_path / "reports"
     code = cli.main(
         [
@@ -403,14 +395,7 @@ def test_replay_and_final_reapply_the_recorded_corrections(tmp_path, small_sampl
 
     from workbench.explain import NEIGHBOUR_TICKETS
 
-    train = split_tickets(load_tickets(small_sample)).train
-    labels = sorted(train["label"].unique())
-    moved = train[train["label"] == labels[0]].head(3)
-    rows = [
-        {"text_hash": ticket_hash(t), "decision": "relabel", "new_label": labels[1]}
-        for t in moved["text"]
-    ]
-    path = _write(tmp_path, rows)
+    train, labels, moved, path = _three_relabelled(small_sample, tmp_path)
     base = ["train", "--data", str(small_sample), "--recipe", "seed", *TINY_TRAINING]
     first = tmp_path / "first"
     assert cli.main([*base, "--out", str(first), "--corrections", str(path)]) == 0
@@ -426,3 +411,17 @@ def test_replay_and_final_reapply_the_recorded_corrections(tmp_path, small_sampl
         rows_trained = pd.read_parquet(out / NEIGHBOUR_TICKETS)
         trained = dict(zip(rows_trained["text"], rows_trained["label"], strict=False))
         assert all(trained[t] == labels[1] for t in moved["text"])
+
+
+def _three_relabelled(small_sample, tmp_path):
+    """Three training tickets of the first category relabelled as the second, in a file."""
+    from workbench.data import load_tickets
+
+    train = split_tickets(load_tickets(small_sample)).train
+    labels = sorted(train["label"].unique())
+    moved = train[train["label"] == labels[0]].head(3)
+    rows = [
+        {"text_hash": ticket_hash(t), "decision": "relabel", "new_label": labels[1]}
+        for t in moved["text"]
+    ]
+    return train, labels, moved, _write(tmp_path, rows)
