@@ -501,7 +501,7 @@ def test_a_head_sample_cut_up_front_grows_back_when_the_fine_tune_leaves_time(
     params, _ = folder.fit_after_fine_tune(
         model, during, split, plan, time.perf_counter() + 3600, export=False
     )
-    assert params["head_tickets"] == 0  # every training ticket
+    assert params["head_tickets"] == fusion["head_tickets"]  # the recipe's own: every ticket
     assert "head_tickets_cut" not in plan
     after = plan["after_fine_tune"]
     assert after["head_tickets"] == len(split.train) and after["planned_head_tickets"] == cut["to"]
