@@ -152,3 +152,23 @@ def test_the_sample_is_stated_on_the_model_card_and_page(curve_run, monkeypatch)
     model_page.show(result.out_dir)
     assert any(stated in line for line in shown)
     assert any("baselines were trained on the same 56" in line for line in shown)
+
+
+def test_frozen_layers_auto_does_not_plan_states_beyond_memory(small_sample, monkeypatch):
+    """At 700k training tickets the lower layers' states (~26 GiB) would not fit 24 GiB: the
+    planner freezes nothing and says why; here the same with the memory made small."""
+    from workbench.data import load_tickets, split_tickets
+    from workbench.modelcard import layers_sentence
+    from workbench.models import load_model
+    from workbench.training import folder
+
+    split = split_tickets(load_tickets(small_sample), seed=42)
+    model = load_model(max_seq_length=24)
+    params = resolve_recipe("fusion", {"time_budget": "1h", "inference": "torch"})
+    monkeypatch.setattr(folder, "available_mib", lambda: 0.01)
+    chosen, plan = folder.plan_time_budget(model, params, split, seed=42)
+    assert chosen["frozen_layers"] == 0 and plan["frozen_layers"]["frozen_layers"] == 0
+    reason = plan["frozen_layers"]["reason"]
+    assert "states of 256 tickets would need" in reason
+    record = {"steps": 3, "frozen_layers": None, "time_budget": plan}
+    assert reason in layers_sentence(record)

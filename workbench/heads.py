@@ -315,6 +315,7 @@ def _curve_step_in_time(deadline: EncodingDeadline | None, curve, size: int) -> 
         return True
     last = curve[-1]
     per_ticket = last["encode_seconds"] / max(last["tickets"] - _previous_size(curve), 1)
+    deadline.per_ticket = per_ticket  # the export's re-decision reads the speed from here
     needed = per_ticket * (size - last["tickets"]) + deadline.seconds_after(per_ticket, size)
     return time.perf_counter() + needed <= deadline.at
 

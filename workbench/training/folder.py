@@ -18,15 +18,16 @@ from workbench.baselines import WORD_CHAR_TFIDF, cheap_baselines, word_char_tfid
 from workbench.calibration import fit_model_temperature
 from workbench.classifier import classifier_scorer, load_classifier
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
-from workbench.embeddings import encode, model_fingerprint
+from workbench.embeddings import embedding_dimension, encode, model_fingerprint
 from workbench.errors import BadInputError
 from workbench.evaluation import loss_figure
 from workbench.explain import write_neighbour_index
 from workbench.explore import sample_rows
-from workbench.frozen import attach, attached, build_lower_states, layer_count
+from workbench.frozen import STATES_DTYPE, attach, attached, build_lower_states, layer_count
 from workbench.heads import (
     AUTO,
     EncodingDeadline,
+    available_mib,
     check_head_fits,
     explicit_head_tickets,
     fit_fusion,
@@ -861,9 +862,14 @@ def _head_tickets_that_fit(params, train_tickets: int, room: float, per_ticket: 
     head_tickets = head_ticket_count(params, train_tickets)
     fits = max(int(room / per_ticket), MIN_HEAD_TICKETS)
     if not explicit_head_tickets(params) and fits < head_tickets:
-        cut = {"from": head_tickets, "to": fits}
-        return fits, cut if params["head_tickets"] != AUTO else {**cut, "recipe": AUTO}
+        return fits, _with_recipe_value({"from": head_tickets, "to": fits}, params)
     return head_tickets, None
+
+
+def _with_recipe_value(cut: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A time cut of the head's sample, with ``head_tickets=auto`` remembered (``recipe``) so
+    that ``fit_after_fine_tune`` can give the tickets back as the recipe chose them."""
+    return {**cut, "recipe": AUTO} if params.get("head_tickets") == AUTO else cut
 
 
 def _warn_unbounded(total: float, spent: float, tickets: int, per_ticket: float, reserved: float):
@@ -898,6 +904,10 @@ def _plan_frozen_layers(
     )
     measured = probe_train_seconds(model, texts.astype(str).tolist(), params, tuple(range(layers)))
     tickets = len(split.train) + len(split.validation)  # the states' tickets (_lower_states)
+    too_big = _states_beyond_memory(model, texts.astype(str).tolist(), tickets)
+    if too_big:
+        chosen = {"frozen_layers": 0, "epochs": float(params["epochs"]), "reason": too_big}
+        return {**params, "frozen_layers": 0}, {**chosen, "states_seconds": 0.0, "top_share": 1.0}
     choice = choose_frozen_layers(
         seconds,
         layers,
@@ -911,6 +921,29 @@ def _plan_frozen_layers(
     )
     chosen = {"frozen_layers": choice["frozen_layers"], "epochs": choice["epochs"]}
     return {**params, **chosen}, choice
+
+
+# The frozen layers' states stay in memory through the fine-tune and the head: at most this
+# share of the memory available when the plan is made (the head's sample plans for the rest).
+STATES_MEMORY_SHARE = 0.5
+
+
+def _states_beyond_memory(model, probe: list[str], tickets: int) -> str:
+    """Why ``frozen_layers=auto`` must not freeze layers here ('' when it may): the lower
+    layers' states of ``tickets`` tickets (``STATES_DTYPE``, per token, the probe's mean length)
+    would not fit ``STATES_MEMORY_SHARE`` of the available memory (800k tickets of ~45 tokens
+    need ~26 GiB)."""
+    lengths = model.tokenizer(probe, truncation=True, max_length=int(model.max_seq_length))
+    tokens = float(np.mean([len(ids) for ids in lengths["input_ids"]])) if probe else 0.0
+    width = embedding_dimension(model) * np.dtype(STATES_DTYPE).itemsize
+    need = tickets * tokens * width / 2**20
+    available = available_mib()
+    if need <= STATES_MEMORY_SHARE * available:
+        return ""
+    return (
+        f"the lower layers' states of {tickets:,} tickets would need about {need / 1024:.0f} GiB "
+        f"of the {available / 1024:.0f} GiB available: every layer trains, within the budget's steps"
+    )
 
 
 def choose_frozen_layers(
@@ -1080,7 +1113,8 @@ def fit_after_fine_tune(
         room = left - scoring - keeps - here * len(split.validation)
         fits = max(int(room / (here + fit_per_ticket)), MIN_HEAD_TICKETS)
         if fits < head_tickets:
-            plan["head_tickets_cut"] = {"from": head_tickets, "to": fits, "after_fine_tune": True}
+            cut = {"from": head_tickets, "to": fits, "after_fine_tune": True}
+            plan["head_tickets_cut"] = _with_recipe_value(cut, params)
             params = {**params, "head_tickets": fits}
             head_tickets = fits
             head_seconds = (here + fit_per_ticket) * fits + here * len(split.validation)
