@@ -44,6 +44,21 @@ def test_the_curve_doubles_until_doubling_stops_helping_or_memory_ends():
     assert "0.1 macro-F1 point" in heads.curve_record(flat, 465_920, 700_000, 30_000)["reason"]
 
 
+def test_under_a_time_budget_the_curve_stops_where_the_next_size_would_end_too_late():
+    """The next size's encoding plus what follows the head (the planner's ``seconds_after``)
+    against the budget's deadline: a passed deadline stops the curve, an hour away does not."""
+    import time
+
+    curve = [{"tickets": 100, "macro_f1": 0.5, "encode_seconds": 1.0}]
+    late = heads.EncodingDeadline(at=time.perf_counter() - 1, seconds_after=lambda s, n: 0.0)
+    assert not heads._curve_step_in_time(late, curve, 200)
+    roomy = heads.EncodingDeadline(at=time.perf_counter() + 3600, seconds_after=lambda s, n: 1.0)
+    assert heads._curve_step_in_time(roomy, curve, 200) and roomy.per_ticket == 0.01
+    assert heads._curve_step_in_time(None, curve, 200)  # no budget: memory and gain decide
+    points = _curve((100, 0.5), (200, 0.6))
+    assert "time budget" in heads.curve_record(points, 400, 1000, 50, stopped="time")["reason"]
+
+
 def test_data_that_fits_keeps_every_ticket_and_700k_is_not_refused(monkeypatch, sample_path):
     """On 24 GiB the bundled sample's and the 26,788 real training tickets keep every ticket
     (as before auto); 700k training tickets get a sample that fits instead of a refusal, and only
