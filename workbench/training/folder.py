@@ -902,12 +902,12 @@ def _plan_frozen_layers(
     texts = split.train["text"].sample(
         min(TRAIN_PROBE_TICKETS, len(split.train)), random_state=seed + 1
     )
-    measured = probe_train_seconds(model, texts.astype(str).tolist(), params, tuple(range(layers)))
     tickets = len(split.train) + len(split.validation)  # the states' tickets (_lower_states)
     too_big = _states_beyond_memory(model, texts.astype(str).tolist(), tickets)
     if too_big:
         chosen = {"frozen_layers": 0, "epochs": float(params["epochs"]), "reason": too_big}
         return {**params, "frozen_layers": 0}, {**chosen, "states_seconds": 0.0, "top_share": 1.0}
+    measured = probe_train_seconds(model, texts.astype(str).tolist(), params, tuple(range(layers)))
     choice = choose_frozen_layers(
         seconds,
         layers,
