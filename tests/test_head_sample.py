@@ -181,9 +181,10 @@ def test_frozen_layers_auto_does_not_plan_states_beyond_memory(small_sample, mon
     model = load_model(max_seq_length=24)
     params = resolve_recipe("fusion", {"time_budget": "1h", "inference": "torch"})
     monkeypatch.setattr(folder, "available_mib", lambda: 0.01)
-    chosen, plan = folder.plan_time_budget(model, params, split, seed=42)
-    assert chosen["frozen_layers"] == 0 and plan["frozen_layers"]["frozen_layers"] == 0
-    reason = plan["frozen_layers"]["reason"]
+    # The planner's frozen-layers step (plan_time_budget records its choice as the plan's).
+    chosen, choice = folder._plan_frozen_layers(model, params, split, 42, 3600, 0.01, 224, 0, 0)
+    assert chosen["frozen_layers"] == 0 and choice["frozen_layers"] == 0
+    reason = choice["reason"]
     assert "states of 256 tickets would need" in reason
-    record = {"steps": 3, "frozen_layers": None, "time_budget": plan}
+    record = {"steps": 3, "frozen_layers": None, "time_budget": {"frozen_layers": choice}}
     assert reason in layers_sentence(record)
