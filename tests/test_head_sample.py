@@ -188,3 +188,17 @@ def test_frozen_layers_auto_does_not_plan_states_beyond_memory(small_sample, mon
     assert "states of 256 tickets would need" in reason
     record = {"steps": 3, "frozen_layers": None, "time_budget": {"frozen_layers": choice}}
     assert reason in layers_sentence(record)
+
+
+def test_the_reports_evaluation_trains_its_baselines_on_the_heads_sample(curve_run, small_sample):
+    """``evaluation.evaluate`` (notebook 04) on the run's own split: the baselines learn from the
+    head's 56 tickets too, and its metrics say so."""
+    from workbench import evaluation
+    from workbench.baselines import WORD_CHAR_TFIDF
+    from workbench.data import load_tickets, split_tickets
+
+    result, _ = curve_run
+    split = split_tickets(load_tickets(small_sample), 0.2, 0.1, seed=42)
+    evaluated = evaluation.evaluate(result.out_dir, split.train, split.test)
+    assert evaluated.metrics()["baselines_trained_on"] == {"tickets": 56, "of": len(split.train)}
+    assert WORD_CHAR_TFIDF in evaluated.baselines

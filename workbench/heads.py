@@ -84,6 +84,15 @@ def head_positions(train: pd.DataFrame, params: dict[str, Any], seed: int) -> np
     return stratified_order(train, seed)[: head_ticket_count(params, len(train))]
 
 
+def head_sample_rows(train: pd.DataFrame, tickets: int, seed: int) -> pd.DataFrame:
+    """The head's stratified sample of ``train`` (the first ``tickets`` of ``stratified_order``,
+    as ``head_tickets`` takes them), in ``train``'s order; all of it for 0 or more: the TF-IDF
+    baselines learn from the same rows as the head they are compared with."""
+    if not tickets or tickets >= len(train):
+        return train
+    return train.iloc[np.sort(stratified_order(train, seed)[:tickets])]
+
+
 def _encode_head_rows(model, train: pd.DataFrame, positions, deadline: EncodingDeadline | None):
     """The head's rows and their embeddings, or those of the prefix of ``positions`` encoded
     before ``deadline``; both in ``train``'s order (the fit's cross-validation folds follow it)."""

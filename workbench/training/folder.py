@@ -32,7 +32,7 @@ from workbench.heads import (
     explicit_head_tickets,
     fit_fusion,
     fit_head,
-    head_positions,
+    head_sample_rows,
     head_ticket_count,
 )
 from workbench.heads_io import save_head
@@ -526,11 +526,7 @@ def head_rows(job: _Job) -> pd.DataFrame:
     train, params = job.split.train, job.params
     if params["head"] not in HEADS_THAT_ENCODE:
         return train
-    tickets = replayed_head_tickets(params, job.head_sample) or len(train)
-    if tickets >= len(train):
-        return train
-    positions = head_positions(train, {**params, "head_tickets": tickets}, job.seed)
-    return train.iloc[np.sort(positions)]
+    return head_sample_rows(train, replayed_head_tickets(params, job.head_sample), job.seed)
 
 
 def replayed_head_tickets(params: dict[str, Any], sample: dict[str, Any] | None) -> int:
