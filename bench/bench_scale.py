@@ -32,6 +32,13 @@ imports, so the step's own share is the difference):
 * ``predict-stream``: ``workbench predict`` (local engine, which reads, scores and appends the
   file ``--chunk-size`` tickets at a time) on the *whole* set, with the same model: its peak RSS
   should stay flat as the set grows (the growth exponent near 0), its time grow linearly.
+* ``train``: ``workbench train`` on the whole set with the default recipe (``fusion``, whose
+  ``head_tickets=auto`` samples the head's tickets by a learning curve beyond 100k training
+  tickets or memory) plus any ``--train-param KEY=VALUE``; time and peak RSS of the CLI process,
+  the head's tickets and the curve's sizes (from ``recipe.json``). On 2 AVX2 cores the default
+  recipe fine-tunes every training ticket for 2 epochs (~46 ms an example: ~18 h at 1M) and
+  encodes 300k validation and test tickets: a 1M run wants e.g. ``--train-param
+  time_budget=3h --train-param test_size=0.02 --train-param validation_size=0.02``.
 
 Before a step starts, its peak RSS is extrapolated from the smaller sizes (log-log fit); a step
 that would not fit ``--memory-gib`` says so in one line and is skipped. The end is a Markdown
@@ -66,6 +73,7 @@ STEPS = [
     "predict-local",
     "predict-ray",
     "predict-stream",
+    "train",
 ]
 UMAP_POINTS = 10_000  # the report's umap_max_points (workbench/report/params.py)
 TINY_TRAINING = {
@@ -165,7 +173,8 @@ def step_head(args) -> dict:
 
     data = load_report_data(str(args.data), "Document", "Topic_group")
     split = split_tickets(data, test_size=0.2, validation_size=0.1, seed=42)
-    params = resolve_recipe("fusion", {})
+    # Every training ticket (head_tickets=0): this step measures how the whole head grows.
+    params = resolve_recipe("fusion", {"head_tickets": 0})
     check_head_fits(params, len(split.train))  # training's own check: one line, then nothing
     encoded = np.load(args.vectors)
     encoded_labels = np.load(_labels_path(args.vectors))
@@ -251,7 +260,7 @@ def step_predict(args, engine: str) -> dict:
     command += ["--model", str(args.model), "--data", str(subset), "--out", str(out)]
     if engine == "ray":
         command += ["--actors", str(args.actors)]
-    seconds, rss, summary = _run_predict(command)
+    seconds, rss, summary = _run_cli(command)
     return {
         "seconds": seconds,
         "peak_mib": rss,
@@ -262,16 +271,16 @@ def step_predict(args, engine: str) -> dict:
     }
 
 
-def _run_predict(command: list[str]) -> tuple[float, float, list[str]]:
-    """Run one ``workbench predict``: its seconds, the children's peak RSS (MiB) and the CLI's
-    summary lines."""
+def _run_cli(command: list[str], marker: str = "predictions") -> tuple[float, float, list[str]]:
+    """Run one ``workbench`` command: its seconds, the children's peak RSS (MiB) and the CLI's
+    summary lines (those with ``marker``)."""
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=_child_env())
     seconds = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return seconds, rss, [line for line in done.stdout.splitlines() if "predictions" in line]
+    return seconds, rss, [line for line in done.stdout.splitlines() if marker in line]
 
 
 def step_predict_stream(args) -> dict:
@@ -280,7 +289,7 @@ def step_predict_stream(args) -> dict:
     _remove(out)
     command = [sys.executable, "-m", "workbench.cli", "predict", "--model", str(args.model)]
     command += ["--data", str(args.data), "--out", str(out), "--chunk-size", str(args.chunk_size)]
-    seconds, rss, summary = _run_predict(command)
+    seconds, rss, summary = _run_cli(command)
     _remove(out)
     return {
         "seconds": seconds,
@@ -289,6 +298,30 @@ def step_predict_stream(args) -> dict:
         "rate": args.size / seconds,
         "detail": f"{args.size} rows in chunks of {args.chunk_size:,}, "
         f"{args.size / seconds:.1f} tickets/s end to end; CLI: {summary[-1] if summary else '?'}",
+    }
+
+
+def step_train(args) -> dict:
+    """``workbench train`` on the whole set, default recipe: peak RSS of the CLI process."""
+    out = Path(args.work) / f"train-{args.size}"
+    _remove(out)
+    command = [sys.executable, "-m", "workbench.cli", "train", "--data", str(args.data)]
+    command += ["--out", str(out)]
+    for setting in args.train_param or []:
+        command += ["--param", setting]
+    seconds, rss, _ = _run_cli(command)
+    record = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    sample = record.get("head_sample") or {}
+    curve = ", ".join(f"{p['tickets']:,}: {p['macro_f1']:.3f}" for p in sample.get("curve", []))
+    head = f"head on {sample['tickets']:,} of {sample['of']:,}" if sample else "head on all"
+    _remove(out)
+    return {
+        "seconds": seconds,
+        "peak_mib": rss,
+        "base_mib": 0.0,
+        "detail": f"{record['split']['train']:,} training tickets, {head}"
+        + (f" (curve {curve})" if curve else "")
+        + f", {record['steps']} steps; settings: {' '.join(args.train_param or []) or 'default'}",
     }
 
 
@@ -325,6 +358,8 @@ def _run_step(args) -> None:
         result = step_predict(args, "ray")
     elif args.child == "predict-stream":
         result = step_predict_stream(args)
+    elif args.child == "train":
+        result = step_train(args)
     else:
         result = {
             "load": step_load,
@@ -404,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk-size", type=int, default=20_000, help="predict-stream: tickets per chunk"
     )
     parser.add_argument("--model", type=Path, default=None, help="trained folder for predict")
+    parser.add_argument(
+        "--train-param", action="append", metavar="KEY=VALUE", help="train: a --param to pass"
+    )
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per step")
     # internal: one step in a child process
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -449,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--encode-count", str(args.encode_count)]
             command += ["--predict-rows", str(args.predict_rows), "--actors", str(args.actors)]
             command += ["--chunk-size", str(args.chunk_size)]
+            for setting in args.train_param or []:
+                command += ["--train-param", setting]
             if model is not None:
                 command += ["--model", str(model)]
             started = time.perf_counter()

@@ -22,6 +22,7 @@ from workbench.data import write_json
 from workbench.display import shorten
 from workbench.explain import explained_columns
 from workbench.figures import heatmap
+from workbench.heads import head_sample_rows
 
 
 def _predicted(scores: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -607,6 +608,8 @@ class Evaluation:
     counts: np.ndarray
     normalised: np.ndarray
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The head's sample the baselines learned from (None: the whole training split).
+    baselines_trained_on: dict[str, int] | None = None
     training_seconds: float = 0.0
     validation_headline: dict[str, float] | None = None  # same keys, validation tickets
     validation_tickets: int = 0
@@ -663,6 +666,11 @@ class Evaluation:
                 label: float(self.per_class.loc[label, "F1"]) for label in self.labels
             },
             "baselines": self.baselines,
+            **(
+                {"baselines_trained_on": self.baselines_trained_on}
+                if self.baselines_trained_on
+                else {}
+            ),
             "recipe": self.recipe,
             "training_seconds": float(self.training_seconds),
             "evaluated_on": {"test": len(self.table), "validation": self.validation_tickets},
@@ -719,10 +727,10 @@ def evaluate(
     if validation is not None and len(validation):
         validation_scores = classifier.scores(validation["text"].tolist())
         validation_headline = headline(validation["label"], validation_scores, labels)
-    compared = {}
+    compared, rows = {}, _head_rows_of(recipe, train)
     if baselines:
         compared = base.all_baselines(
-            train,
+            rows,
             test,
             labels,
             base_model or recipe.get("params", {}).get("base_model") or base.DEFAULT_BASE_MODEL,
@@ -739,6 +747,9 @@ def evaluate(
         counts=counts,
         normalised=normalised,
         baselines=compared,
+        baselines_trained_on=None
+        if not compared or len(rows) == len(train)
+        else {"tickets": len(rows), "of": len(train)},
         training_seconds=float(recipe.get("training_seconds", 0.0)),
         validation_headline=validation_headline,
         validation_tickets=0 if validation_headline is None else len(validation),
@@ -748,6 +759,16 @@ def evaluate(
         support_source="training" if len(train_support) else "evaluated",
         classifier=classifier,
     )
+
+
+def _head_rows_of(recipe: dict[str, Any], train: pd.DataFrame) -> pd.DataFrame:
+    """The training tickets the evaluated model's head learned from, when ``head_tickets=auto``
+    sampled them (``recipe.json`` ``head_sample``) and ``train`` is that run's training split:
+    the baselines then learn from the same rows (and never from 700k tickets at once)."""
+    sample = recipe.get("head_sample") or {}
+    if not sample or len(train) != sample.get("of"):
+        return train
+    return head_sample_rows(train, int(sample["tickets"]), int(recipe.get("seed", 42)))
 
 
 def model_training_support(

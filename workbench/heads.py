@@ -84,6 +84,15 @@ def head_positions(train: pd.DataFrame, params: dict[str, Any], seed: int) -> np
     return stratified_order(train, seed)[: head_ticket_count(params, len(train))]
 
 
+def head_sample_rows(train: pd.DataFrame, tickets: int, seed: int) -> pd.DataFrame:
+    """The head's stratified sample of ``train`` (the first ``tickets`` of ``stratified_order``,
+    as ``head_tickets`` takes them), in ``train``'s order; all of it for 0 or more: the TF-IDF
+    baselines learn from the same rows as the head they are compared with."""
+    if not tickets or tickets >= len(train):
+        return train
+    return train.iloc[np.sort(stratified_order(train, seed)[:tickets])]
+
+
 def _encode_head_rows(model, train: pd.DataFrame, positions, deadline: EncodingDeadline | None):
     """The head's rows and their embeddings, or those of the prefix of ``positions`` encoded
     before ``deadline``; both in ``train``'s order (the fit's cross-validation folds follow it)."""
@@ -138,15 +147,20 @@ def fit_head(
         if prototypes is None:
             raise BadInputError("head=prototypes needs loss=softmax")
         return {"kind": "prototypes", **learned}
+    index = {label: i for i, label in enumerate(labels)}
+    for_curve = _held_out(validation, labels, set(train["label"].map(index)))
+    if _learns_by_curve(params, train, for_curve):
+        curve = fit_fusion_by_curve(model, train, labels, params, seed, for_curve, deadline, method)
+        return {**learned, **curve}
     # Cached under the fine-tuned model's fingerprint: notebooks 03/04 ask for them again.
     positions = head_positions(train, params, seed)
     frame, vectors = _encode_head_rows(model, train, positions, deadline)
     texts = frame["text"].tolist()
-    y = frame["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    y = frame["label"].map(index).to_numpy()
     held_out = _held_out(validation, labels, set(np.unique(y)))
     if held_out is not None:
         held_texts = held_out["text"].tolist()
-        held_y = held_out["label"].map({label: i for i, label in enumerate(labels)}).to_numpy()
+        held_y = held_out["label"].map(index).to_numpy()
         held_vectors = encode(model, held_texts, description="encoding validation tickets")
     if params["head"] == "logreg":
         from sklearn.linear_model import LogisticRegression
@@ -162,7 +176,10 @@ def fit_head(
         head.update(estimator=estimator, calibration_method=method)
         return head
     held = None if held_out is None else (held_texts, held_vectors, held_y)
-    return {**learned, **fit_fusion(texts, vectors, y, params, seed, held, method)}
+    head = fit_fusion(texts, vectors, y, params, seed, held, method)
+    if params.get("head_tickets") == AUTO and len(frame) < len(train):  # no curve measured
+        head["sample"] = curve_record([], len(frame), len(train), 0)
+    return {**learned, **head}
 
 
 def fit_fusion(
@@ -190,13 +207,30 @@ def fit_fusion(
             "calibration": "cv",
             "calibration_method": method,
         }
-    held_texts, held_vectors, held_y = held
+    head, svm = _fit_fusion_estimator(texts, vectors, y, params, seed)
+    return _calibrated_fusion(head, svm, held, method)
+
+
+def _fit_fusion_estimator(
+    texts: list[str], vectors: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int
+) -> tuple[dict[str, Any], Any]:
+    """The fusion head's TF-IDF and linear SVM, not yet calibrated."""
+    from sklearn.svm import LinearSVC
+
     head = {
         "kind": "fusion",
         "vectorizer": word_char_vectorizer().fit(texts),
-        "embedding_weight": weight,
+        "embedding_weight": float(params["embedding_weight"]),
     }
-    svm.fit(head_features(head, vectors, texts), y)
+    svm = LinearSVC(
+        C=float(params["head_C"]), random_state=seed, class_weight=sklearn_class_weight(params)
+    )
+    return head, svm.fit(head_features(head, vectors, texts), y)
+
+
+def _calibrated_fusion(head: dict[str, Any], svm: Any, held, method: str) -> dict[str, Any]:
+    """``head`` with ``svm`` frozen and its probabilities calibrated on ``held``."""
+    held_texts, held_vectors, held_y = held
     head["estimator"] = calibrate_frozen(
         svm, head_features(head, held_vectors, held_texts), held_y, method
     )
@@ -204,10 +238,139 @@ def fit_fusion(
     return head
 
 
+def _learns_by_curve(params: dict[str, Any], train: pd.DataFrame, held_out) -> bool:
+    """``head_tickets=auto`` on more tickets than it keeps whole, with validation tickets to
+    measure the learning curve on (without: the largest sample that fits memory)."""
+    if params.get("head_tickets") != AUTO or params["head"] != "fusion" or held_out is None:
+        return False
+    return auto_head_ceiling(params, len(train)) is not None
+
+
+def fit_fusion_by_curve(
+    model: SentenceTransformer,
+    train: pd.DataFrame,
+    labels: list[str],
+    params: dict[str, Any],
+    seed: int,
+    held_out: pd.DataFrame,
+    deadline: EncodingDeadline | None = None,
+    method: str = CALIBRATION_METHOD,
+) -> dict[str, Any]:
+    """The fusion head on the stratified sample a learning curve chose (``head_tickets=auto``).
+
+    Nested prefixes of ``stratified_order`` (``next_curve_size``: doubling up to what fits
+    memory) are fitted in turn and scored by macro-F1 on ``held_out`` — validation's
+    temperature part only: the routing part certifies the model and test measures it, so
+    neither chooses. Each size encodes only its new tickets; under a time budget the curve also
+    stops where the next size would not end before ``deadline``. The kept head
+    (``chosen_curve_size``) is calibrated on the same part, as every fusion head is; the curve
+    is returned under ``"sample"`` (recipe.json, the model page and card state it).
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    held_texts = held_out["text"].tolist()
+    held_vectors = encode(model, held_texts, description="encoding validation tickets")
+    held = (held_texts, held_vectors, held_out["label"].map(index).to_numpy())
+    ceiling = head_ticket_count(params, len(train))
+    order = stratified_order(train, seed)
+    curve: list[dict[str, Any]] = []
+    kept: list[tuple[int, dict[str, Any], Any]] = []  # the last two sizes' heads
+    vectors = np.zeros((0, held_vectors.shape[1]), dtype=np.float32)
+    size, stopped = next_curve_size(curve, ceiling), ""
+    while size is not None:
+        started = time.perf_counter()
+        new_texts = train["text"].iloc[order[len(vectors) : size]].tolist()
+        vectors = np.concatenate(
+            [vectors, encode(model, new_texts, description="encoding training tickets")]
+        )
+        encoded = time.perf_counter()
+        head, svm, macro_f1 = _curve_point(train, order[:size], vectors, index, params, seed, held)
+        curve.append(
+            {
+                "tickets": size,
+                "macro_f1": round(macro_f1, 5),
+                "fit_seconds": round(time.perf_counter() - encoded, 1),
+                "encode_seconds": round(encoded - started, 1),
+                "peak_mib_estimate": round(fusion_mib(size)),
+            }
+        )
+        kept = [*kept[-1:], (size, head, svm)]
+        size = next_curve_size(curve, ceiling)
+        if size is not None and not _curve_step_in_time(deadline, curve, size):
+            size, stopped = None, "time"
+    chosen = chosen_curve_size(curve)
+    _, head, svm = next(entry for entry in kept if entry[0] == chosen)
+    head = _calibrated_fusion(head, svm, held, method)
+    head["sample"] = curve_record(curve, ceiling, len(train), len(held_texts), stopped)
+    return head
+
+
+def _curve_point(train, positions, vectors, index, params, seed, held):
+    """One point of the learning curve: the head fitted on ``train``'s rows at ``positions``
+    (embedded as ``vectors``, row for row) and its macro-F1 on ``held``."""
+    from sklearn.metrics import f1_score
+
+    in_order = np.argsort(positions, kind="stable")  # train's order, as head_tickets=N fits
+    frame = train.iloc[positions[in_order]]
+    texts, y = frame["text"].tolist(), frame["label"].map(index).to_numpy()
+    head, svm = _fit_fusion_estimator(texts, vectors[in_order], y, params, seed)
+    predicted = svm.predict(head_features(head, held[1], held[0]))
+    return head, svm, float(f1_score(held[2], predicted, average="macro"))
+
+
+def _curve_step_in_time(deadline: EncodingDeadline | None, curve, size: int) -> bool:
+    """Whether the curve's next ``size`` (its new tickets' encoding, then what follows the head)
+    still ends before a time budget's deadline, at the speed the last size showed."""
+    if deadline is None:
+        return True
+    last = curve[-1]
+    per_ticket = last["encode_seconds"] / max(last["tickets"] - _previous_size(curve), 1)
+    deadline.per_ticket = per_ticket  # the export's re-decision reads the speed from here
+    needed = per_ticket * (size - last["tickets"]) + deadline.seconds_after(per_ticket, size)
+    return time.perf_counter() + needed <= deadline.at
+
+
+def _previous_size(curve) -> int:
+    return int(curve[-2]["tickets"]) if len(curve) > 1 else 0
+
+
+def curve_record(curve, ceiling: int, training: int, held: int, stopped: str = "") -> dict:
+    """What recipe.json records of the head's sample: the curve and why it ended there."""
+    chosen = chosen_curve_size(curve) if curve else ceiling
+    if not curve:
+        reason = "no validation tickets to measure a learning curve on: the largest that fits"
+    elif chosen < curve[-1]["tickets"]:
+        reason = f"doubling gained less than {100 * CURVE_MIN_GAIN:.1f} macro-F1 point"
+    elif stopped == "time":
+        reason = "the next size would not fit the time budget"
+    elif chosen < training:
+        reason = "the next size would not fit this machine's memory"
+    else:
+        reason = "every training ticket (each doubling still helped)"
+    return {
+        "tickets": chosen,
+        "of": training,
+        "ceiling": ceiling,
+        "reason": reason,
+        "min_gain": CURVE_MIN_GAIN,
+        "scored_on": {"part": "validation (temperature part)", "tickets": held},
+        "curve": curve,
+    }
+
+
 def head_ticket_count(params: dict[str, Any], training_tickets: int) -> int:
-    """How many training tickets the head learns from (``head_tickets``; 0 = all)."""
-    limit = int(params.get("head_tickets", 0) or 0)
+    """How many training tickets the head learns from (``head_tickets``; 0 = all; ``auto``: all
+    when they fit, else at most the largest sample the learning curve may reach)."""
+    value = params.get("head_tickets", 0) or 0
+    if value == AUTO:
+        ceiling = auto_head_ceiling(params, training_tickets)
+        return training_tickets if ceiling is None else ceiling
+    limit = int(value)
     return min(limit, training_tickets) if limit else training_tickets
+
+
+def explicit_head_tickets(params: dict[str, Any]) -> bool:
+    """True when the user fixed the head's sample (``head_tickets=N``); 0 and auto are not."""
+    return (params.get("head_tickets", 0) or 0) not in (0, AUTO)
 
 
 # Peak memory of fitting the fusion head (bench/bench_scale.py --steps head, bench/RESULTS.md):
@@ -215,27 +378,86 @@ def head_ticket_count(params: dict[str, Any], training_tickets: int) -> int:
 # inside liblinear, the embeddings), rounded up, over a training process's own ~1 GiB.
 FUSION_BASE_MIB = 1024.0
 FUSION_MIB_PER_TICKET = 0.04
+# The share of the available memory a sample may plan for: the rest of the training process
+# (the tickets, the encoder, the embedding cache, the previous size's head) keeps the last fifth.
+FUSION_MEMORY_SHARE = 0.8
+# head_tickets=auto (the fusion recipe's default): every training ticket up to this many when
+# they fit memory, as before; beyond, a stratified sample chosen by a learning curve measured on
+# validation's temperature part: nested samples doubling from CURVE_START_TICKETS until doubling
+# gains less than CURVE_MIN_GAIN macro-F1 (0.1 point), or the next size would not fit the memory
+# or the time budget. The real 26,788 training tickets and the bundled sample keep every ticket.
+AUTO = "auto"
+AUTO_ALL_TICKETS = 100_000
+CURVE_START_TICKETS = 25_000
+CURVE_MIN_GAIN = 0.001
+
+
+def fusion_mib(tickets: int) -> float:
+    """The fusion head's estimated peak memory (MiB) when fitted on ``tickets`` tickets."""
+    return FUSION_BASE_MIB + FUSION_MIB_PER_TICKET * tickets
+
+
+def available_mib() -> float:
+    import psutil
+
+    return psutil.virtual_memory().available / 2**20
+
+
+def auto_head_ceiling(params: dict[str, Any], training_tickets: int) -> int | None:
+    """``head_tickets=auto``: None when the head learns from every ticket (not a fusion head,
+    or at most ``AUTO_ALL_TICKETS`` that fit memory), else the largest sample the learning curve
+    may reach (every ticket if they fit ``FUSION_MEMORY_SHARE`` of the available memory)."""
+    if params["head"] != "fusion":
+        return None
+    available = available_mib()
+    if training_tickets <= AUTO_ALL_TICKETS and fusion_mib(training_tickets) <= available:
+        return None
+    fits = int((FUSION_MEMORY_SHARE * available - FUSION_BASE_MIB) / FUSION_MIB_PER_TICKET)
+    return max(min(fits, training_tickets), 1)
 
 
 def check_head_fits(params: dict[str, Any], training_tickets: int) -> None:
-    """One line before training when the fusion head would not fit this machine's memory."""
+    """One line before training when the fusion head would not fit this machine's memory
+    (with ``head_tickets=auto``: when even the learning curve's smallest sample would not)."""
     if params["head"] != "fusion":
         return
-    import psutil
-
     tickets = head_ticket_count(params, training_tickets)
-    need = FUSION_BASE_MIB + FUSION_MIB_PER_TICKET * tickets
-    available = psutil.virtual_memory().available / 2**20
+    if params.get("head_tickets") == AUTO:
+        tickets = min(training_tickets, CURVE_START_TICKETS)
+    need = fusion_mib(tickets)
+    available = available_mib()
     if need <= available:
         return
-    # The suggestion leaves a fifth of the memory free for the rest of the training process.
-    fits = int((0.8 * available - FUSION_BASE_MIB) / FUSION_MIB_PER_TICKET) // 1000 * 1000
-    raise BadInputError(
-        f"the fusion head on {tickets:,} training tickets needs about {need / 1024:.0f} GiB and "
-        f"this machine has {available / 1024:.0f} GiB available: add --param "
-        f"head_tickets={max(fits, 1000)} (a stratified sample for the head; the fine-tune "
-        "still sees every ticket) or use a machine with more memory"
+    fits = int((FUSION_MEMORY_SHARE * available - FUSION_BASE_MIB) / FUSION_MIB_PER_TICKET)
+    smallest = (
+        "the learning curve's smallest sample: " if params.get("head_tickets") == AUTO else ""
     )
+    raise BadInputError(
+        f"the fusion head on {smallest}{tickets:,} training tickets needs about {need / 1024:.0f} GiB and "
+        f"this machine has {available / 1024:.0f} GiB available: add --param "
+        f"head_tickets={max(fits // 1000 * 1000, 1000)} (a stratified sample for the head; the "
+        "fine-tune still sees every ticket) or use a machine with more memory"
+    )
+
+
+def next_curve_size(curve: list[dict[str, Any]], ceiling: int) -> int | None:
+    """The learning curve's next nested sample size, or None when it is done: the first size
+    is ``CURVE_START_TICKETS`` (or the ceiling), each next one doubles (the last is the
+    ceiling); it stops when the last doubling gained less than ``CURVE_MIN_GAIN``."""
+    if not curve:
+        return min(CURVE_START_TICKETS, ceiling)
+    if len(curve) > 1 and curve[-1]["macro_f1"] - curve[-2]["macro_f1"] < CURVE_MIN_GAIN:
+        return None
+    size = int(curve[-1]["tickets"])
+    return None if size >= ceiling else min(2 * size, ceiling)
+
+
+def chosen_curve_size(curve: list[dict[str, Any]]) -> int:
+    """The sample the head keeps: the smaller of the last two sizes when doubling gained less
+    than ``CURVE_MIN_GAIN`` (more tickets stopped helping), else the largest measured."""
+    if len(curve) > 1 and curve[-1]["macro_f1"] - curve[-2]["macro_f1"] < CURVE_MIN_GAIN:
+        return int(curve[-2]["tickets"])
+    return int(curve[-1]["tickets"])
 
 
 def sklearn_class_weight(params: dict[str, Any]) -> str | None:

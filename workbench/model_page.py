@@ -14,7 +14,14 @@ import pandas as pd
 
 from workbench import display as wb
 from workbench.evaluation import loss_figure
-from workbench.modelcard import budget_sentence, final_sentence, layers_sentence, replay_sentence
+from workbench.modelcard import (
+    baselines_sample_sentence,
+    budget_sentence,
+    final_sentence,
+    head_sample_sentence,
+    layers_sentence,
+    replay_sentence,
+)
 from workbench.training import read_log, read_recipe
 
 if TYPE_CHECKING:
@@ -59,6 +66,8 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     else:
         wb.note("Time budget: " + budget_sentence(budget) + ".")
     wb.note("Layers trained: " + layers_sentence(record) + ".")
+    if record.get("head_sample"):
+        wb.note("Head's training tickets: " + head_sample_sentence(record["head_sample"]) + ".")
     if record.get("replay_differs"):
         wb.warning("Replay: " + replay_sentence(record) + ".")
     metrics_file = folder / "metrics.json"
@@ -66,6 +75,8 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     check = metrics.get("baseline_check")
     if check:
         (wb.warning if check["below"] else wb.note)(check["sentence"])
+    if metrics.get("baselines_trained_on"):
+        wb.note(baselines_sample_sentence(metrics["baselines_trained_on"]))
     if record.get("final"):
         final = record["final"]
         (wb.note if final.get("same_training", True) else wb.warning)(final_sentence(final))

@@ -152,6 +152,11 @@ def _procedure_lines(record: dict[str, Any], log: pd.DataFrame) -> list[str]:
         f"({record['fine_tune_seconds']:.1f} s fine-tuning, {record['steps']} steps)",
         f"- **Time budget:** {budget_sentence(record.get('time_budget'))}",
         f"- **Layers trained:** {layers_sentence(record)}",
+        *(
+            [f"- **Head's training tickets:** {head_sample_sentence(record['head_sample'])}"]
+            if record.get("head_sample")
+            else []
+        ),
         "",
         "### Hyper-parameters",
         "",
@@ -184,6 +189,8 @@ def _evaluation_lines(record: dict[str, Any], metrics: dict[str, Any]) -> list[s
             {"method": name, **values} for name, values in metrics.get("baselines", {}).items()
         ]
         lines.append(_markdown_table(pd.DataFrame(rows).fillna("")))
+        if metrics.get("baselines_trained_on"):
+            lines += ["", baselines_sample_sentence(metrics["baselines_trained_on"])]
         lines += ["", "### F1 per category", ""]
         lines.append(
             _markdown_table(
@@ -274,6 +281,41 @@ def replay_sentence(record: dict[str, Any]) -> str:
         "this model differs from the recorded run it replays ("
         + "; ".join(differs)
         + "): same recipe, data, seed and steps, other arithmetic"
+    )
+
+
+def head_sample_sentence(sample: dict[str, Any]) -> str:
+    """How many training tickets a ``head_tickets=auto`` head learned from and why, in one
+    sentence (card and model page): the learning curve's last step on validation."""
+    tickets, of, curve = sample["tickets"], sample["of"], sample.get("curve") or []
+    learned = (
+        f"the head learned from all {of:,} training tickets"
+        if tickets >= of
+        else f"the head learned from a stratified sample of {tickets:,} of {of:,} training tickets"
+    )
+    if not curve:
+        return f"{learned}, the largest that fits this machine's memory ({sample['reason']})"
+    on = f"on {sample['scored_on']['tickets']:,} validation tickets (macro-F1)"
+    sizes = [point["tickets"] for point in curve]
+    if len(curve) == 1:
+        return f"{learned}, the largest that fits ({sample['reason']}; {on})"
+    at = sizes.index(tickets)
+    step = curve[at + 1] if at + 1 < len(curve) else curve[at]
+    before = curve[at] if at + 1 < len(curve) else curve[at - 1]
+    gain = 100 * (step["macro_f1"] - before["macro_f1"])
+    if at + 1 < len(curve):
+        return f"{learned}: doubling to {step['tickets']:,} gained {gain:+.2f} points {on}"
+    return (
+        f"{learned}: the last doubling, from {before['tickets']:,}, gained {gain:+.2f} points "
+        f"{on}; {sample['reason']}"
+    )
+
+
+def baselines_sample_sentence(trained_on: dict[str, Any]) -> str:
+    """The baselines learned from the head's sample, so the comparison is on the same rows."""
+    return (
+        f"The TF-IDF baselines were trained on the same {trained_on['tickets']:,} of "
+        f"{trained_on['of']:,} training tickets as the model's head (its stratified sample)."
     )
 
 

@@ -18,17 +18,21 @@ from workbench.baselines import WORD_CHAR_TFIDF, cheap_baselines, word_char_tfid
 from workbench.calibration import fit_model_temperature
 from workbench.classifier import classifier_scorer, load_classifier
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
-from workbench.embeddings import encode, model_fingerprint
+from workbench.embeddings import embedding_dimension, encode, model_fingerprint
 from workbench.errors import BadInputError
 from workbench.evaluation import loss_figure
 from workbench.explain import write_neighbour_index
 from workbench.explore import sample_rows
-from workbench.frozen import attach, attached, build_lower_states, layer_count
+from workbench.frozen import STATES_DTYPE, attach, attached, build_lower_states, layer_count
 from workbench.heads import (
+    AUTO,
     EncodingDeadline,
+    available_mib,
     check_head_fits,
+    explicit_head_tickets,
     fit_fusion,
     fit_head,
+    head_sample_rows,
     head_ticket_count,
 )
 from workbench.heads_io import save_head
@@ -119,7 +123,7 @@ def train(
     training_seconds = time.perf_counter() - tuned.started
     budget = result.budget if tuned.reserve is None else {**(result.budget or {}), **tuned.reserve}
 
-    _write_model(out_dir, tuned.model, job.labels, head, result.log, job.split.train)
+    _write_model(out_dir, tuned.model, job.labels, head, result.log, head_rows(job))
     parts = (temperature_part, routing_part)
     record = _training_record(job, tuned, round(training_seconds, 2), budget, temperature, parts)
     if final_from is not None:
@@ -158,6 +162,7 @@ class _Job:
     out_dir: Path
     command_started: float  # perf_counter: the time budget bounds the whole call from here
     lower_states: dict[str, Any] | None = None  # frozen lower layers: what their states cost
+    head_sample: dict[str, Any] | None = None  # head_tickets=auto sampled: its learning curve
     baselines: bool = True  # metrics.json records the cheap baselines (planned in the budget)
 
     @property
@@ -328,6 +333,7 @@ def _fit_head_and_temperature(
         validation=temperature_part,
         deadline=deadline,
     )
+    job.head_sample = head.pop("sample", None) if head else None
     temperature = fit_model_temperature(
         model, temperature_part, job.labels, job.params, prototypes, job.descriptions
     )
@@ -401,6 +407,7 @@ def _training_record(
         "threads": torch_threads(),
         "time_budget": budget,
         "calibration": temperature,  # None: no validation rows, or the head is calibrated
+        "head_sample": job.head_sample,  # head_tickets=auto chose a sample: its learning curve
         "routing_split": {
             "temperature_tickets": len(parts[0]),
             "routing_tickets": len(parts[1]),
@@ -423,7 +430,8 @@ def _export_and_replay(job: _Job, record: dict, export: bool, result) -> None:
     elif job.params["inference"] != "torch":
         record["backends"] = {}
         record["export_skipped"] = "replayed run" if job.replay else "no time left in the budget"
-    record["replay"] = replay_record(result, job.params, export, job.replay)
+    learned = {**job.params, "head_tickets": replayed_head_tickets(job.params, job.head_sample)}
+    record["replay"] = replay_record(result, learned, export, job.replay)
     served = choose_backend(job.out_dir, job.params["inference"])
     record["resolved"]["backend"] = served
     if job.replay:
@@ -481,21 +489,27 @@ def _evaluate_folder(
             on_validation = evaluation.headline(
                 split.validation["label"], validation_scores, labels
             )["macro-F1"]
-        metrics.update(_baselines(split, labels, on_validation, baselines))
+        metrics.update(_baselines(split, head_rows(job), labels, on_validation, baselines))
     metrics["routing"] = routing.summary(routed)
     return metrics
 
 
-def _baselines(split, labels: list[str], model_f1: float | None, record: bool) -> dict[str, Any]:
+def _baselines(
+    split, rows: pd.DataFrame, labels: list[str], model_f1: float | None, record: bool
+) -> dict[str, Any]:
     """The cheap baselines on test (``record``) and the word+char check against the model's
-    validation macro-F1 ``model_f1`` (None: no validation), from one fit of each baseline."""
+    validation macro-F1 ``model_f1`` (None: no validation), from one fit of each baseline on
+    ``rows``: the training tickets the head learned from (``head_rows``), so the comparison is
+    on the same rows; a sampled head's baselines record that sample's size."""
     out: dict[str, Any] = {}
     validation = split.validation if model_f1 is not None else None
+    if len(rows) < len(split.train):
+        out["baselines_trained_on"] = {"tickets": len(rows), "of": len(split.train)}
     if record:
-        out["baselines"] = cheap_baselines(split.train, split.test, labels, validation)
+        out["baselines"] = cheap_baselines(rows, split.test, labels, validation)
         on_validation = out["baselines"][WORD_CHAR_TFIDF].pop("validation", None)
     elif validation is not None:
-        on_validation = word_char_tfidf_svm(split.train, validation, labels)
+        on_validation = word_char_tfidf_svm(rows, validation, labels)
     if validation is not None:
         out["baseline_check"] = evaluation.baseline_check(
             model_f1,
@@ -504,6 +518,24 @@ def _baselines(split, labels: list[str], model_f1: float | None, record: bool) -
             len(validation),
         )
     return out
+
+
+def head_rows(job: _Job) -> pd.DataFrame:
+    """The training tickets the head learned from, in the split's order (a sampled head's
+    stratified prefix, ``head_positions``): the baselines and the neighbour index use them."""
+    train, params = job.split.train, job.params
+    if params["head"] not in HEADS_THAT_ENCODE:
+        return train
+    return head_sample_rows(train, replayed_head_tickets(params, job.head_sample), job.seed)
+
+
+def replayed_head_tickets(params: dict[str, Any], sample: dict[str, Any] | None) -> int:
+    """The ``head_tickets`` a replay redoes: the number given, or the sample ``auto`` chose
+    (``sample``, the learning curve's record; 0 = every ticket)."""
+    value = params.get("head_tickets", 0) or 0
+    if value == AUTO:
+        return int(sample["tickets"]) if sample else 0
+    return int(value)
 
 
 def _final_refit(final, overrides, given_validation, options, text_column, label_column):
@@ -757,6 +789,7 @@ def plan_time_budget(
     served = scoring / (SCORING_SPEEDUP_WITH_EXPORT if params["inference"] != "torch" else 1.0)
     fixed = per_ticket * (elsewhere + served) + fit_per_ticket * head_tickets + export_seconds
     baseline_seconds = _baseline_seconds(split, params, seed, fit_per_ticket, baselines)
+    baseline_seconds *= (head_tickets or len(split.train)) / max(len(split.train), 1)
     fixed += baseline_seconds
     params, choice = _plan_frozen_layers(
         model, params, split, seed, total - spent, per_ticket, examples, in_process, fixed
@@ -795,8 +828,9 @@ BASELINE_FITS = 1.35
 
 
 def _baseline_seconds(split, params: dict[str, Any], seed: int, fusion_per_ticket: float, on):
-    """The TF-IDF baselines' fits on every training ticket (``cheap_baselines``): the fusion
-    head's estimator (word+char TF-IDF + SVM) measured here stands in for them."""
+    """The TF-IDF baselines' fits on every training ticket (``cheap_baselines``; they fit on
+    the head's sample when it has one): the fusion head's estimator (word+char TF-IDF + SVM)
+    measured here stands in for them."""
     if not on or not len(split.test):
         return 0.0
     if params["head"] != "fusion":
@@ -823,9 +857,15 @@ def _head_tickets_that_fit(params, train_tickets: int, room: float, per_ticket: 
     kept)."""
     head_tickets = head_ticket_count(params, train_tickets)
     fits = max(int(room / per_ticket), MIN_HEAD_TICKETS)
-    if not int(params["head_tickets"]) and fits < head_tickets:
-        return fits, {"from": head_tickets, "to": fits}
+    if not explicit_head_tickets(params) and fits < head_tickets:
+        return fits, _with_recipe_value({"from": head_tickets, "to": fits}, params)
     return head_tickets, None
+
+
+def _with_recipe_value(cut: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A time cut of the head's sample, with ``head_tickets=auto`` remembered (``recipe``) so
+    that ``fit_after_fine_tune`` can give the tickets back as the recipe chose them."""
+    return {**cut, "recipe": AUTO} if params.get("head_tickets") == AUTO else cut
 
 
 def _warn_unbounded(total: float, spent: float, tickets: int, per_ticket: float, reserved: float):
@@ -858,8 +898,12 @@ def _plan_frozen_layers(
     texts = split.train["text"].sample(
         min(TRAIN_PROBE_TICKETS, len(split.train)), random_state=seed + 1
     )
-    measured = probe_train_seconds(model, texts.astype(str).tolist(), params, tuple(range(layers)))
     tickets = len(split.train) + len(split.validation)  # the states' tickets (_lower_states)
+    too_big = _states_beyond_memory(model, texts.astype(str).tolist(), tickets)
+    if too_big:
+        chosen = {"frozen_layers": 0, "epochs": float(params["epochs"]), "reason": too_big}
+        return {**params, "frozen_layers": 0}, {**chosen, "states_seconds": 0.0, "top_share": 1.0}
+    measured = probe_train_seconds(model, texts.astype(str).tolist(), params, tuple(range(layers)))
     choice = choose_frozen_layers(
         seconds,
         layers,
@@ -873,6 +917,29 @@ def _plan_frozen_layers(
     )
     chosen = {"frozen_layers": choice["frozen_layers"], "epochs": choice["epochs"]}
     return {**params, **chosen}, choice
+
+
+# The frozen layers' states stay in memory through the fine-tune and the head: at most this
+# share of the memory available when the plan is made (the head's sample plans for the rest).
+STATES_MEMORY_SHARE = 0.5
+
+
+def _states_beyond_memory(model, probe: list[str], tickets: int) -> str:
+    """Why ``frozen_layers=auto`` must not freeze layers here ('' when it may): the lower
+    layers' states of ``tickets`` tickets (``STATES_DTYPE``, per token, the probe's mean length)
+    would not fit ``STATES_MEMORY_SHARE`` of the available memory (800k tickets of ~45 tokens
+    need ~26 GiB)."""
+    lengths = model.tokenizer(probe, truncation=True, max_length=int(model.max_seq_length))
+    tokens = float(np.mean([len(ids) for ids in lengths["input_ids"]])) if probe else 0.0
+    width = embedding_dimension(model) * np.dtype(STATES_DTYPE).itemsize
+    need = tickets * tokens * width / 2**20
+    available = available_mib()
+    if need <= STATES_MEMORY_SHARE * available:
+        return ""
+    return (
+        f"the lower layers' states of {tickets:,} tickets would need about {need / 1024:.0f} GiB "
+        f"of the {available / 1024:.0f} GiB available: every layer trains, within the budget's steps"
+    )
 
 
 def choose_frozen_layers(
@@ -1032,8 +1099,8 @@ def fit_after_fine_tune(
     head_tickets = 0
     fit_per_ticket = plan["head_fit_seconds_per_ticket"] * slower
     planned = plan.pop("head_tickets_cut", None)
-    if planned:  # only a head_tickets left at 0 (every ticket) is ever cut
-        params = {**params, "head_tickets": 0}
+    if planned:  # only a head_tickets left at 0 (every ticket) or auto is ever cut
+        params = {**params, "head_tickets": planned.get("recipe", 0)}
     if params["head"] in HEADS_THAT_ENCODE:
         head_tickets = head_ticket_count(params, len(split.train))
     head_seconds = (here + fit_per_ticket) * head_tickets + here * len(split.validation)
@@ -1042,7 +1109,8 @@ def fit_after_fine_tune(
         room = left - scoring - keeps - here * len(split.validation)
         fits = max(int(room / (here + fit_per_ticket)), MIN_HEAD_TICKETS)
         if fits < head_tickets:
-            plan["head_tickets_cut"] = {"from": head_tickets, "to": fits, "after_fine_tune": True}
+            cut = {"from": head_tickets, "to": fits, "after_fine_tune": True}
+            plan["head_tickets_cut"] = _with_recipe_value(cut, params)
             params = {**params, "head_tickets": fits}
             head_tickets = fits
             head_seconds = (here + fit_per_ticket) * fits + here * len(split.validation)
@@ -1133,7 +1201,7 @@ def replay_settings(folder: str | Path) -> tuple[str, dict[str, Any], int, dict[
     replay = record.get("replay") or {
         "replans": [],
         "trained_steps": record.get("steps"),
-        "head_tickets": int(record.get("params", {}).get("head_tickets", 0) or 0),
+        "head_tickets": replayed_head_tickets(record.get("params", {}), record.get("head_sample")),
         "export": True,
     }
     split = record.get("split", {})

@@ -39,7 +39,9 @@ _SEED_PARAMS: dict[str, Any] = {
     "label_text": "name",  # name | description
     "head": "cosine",  # cosine | prototypes | logreg | fusion
     "head_C": 10.0,
-    "head_tickets": 0,  # 0 = every training ticket
+    # 0 = every training ticket; auto (the fusion recipe's): every ticket up to 100k that fit
+    # memory, beyond a stratified sample chosen by a learning curve (heads.fit_fusion_by_curve)
+    "head_tickets": 0,
     "embedding_weight": 1.0,
     # none | balanced: weight each category by n / (k · its tickets) in the cross-entropy
     # (softmax) loss and in the logreg/fusion heads, so small categories count as much as big ones.
@@ -104,7 +106,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "classify": _CLASSIFY_PARAMS,
     # The `classify` fine-tune, then one calibrated linear SVM on word+char TF-IDF ⊕ its
     # embeddings: the two views make different mistakes.
-    "fusion": {**_CLASSIFY_PARAMS, "head": "fusion", "head_C": 0.3},
+    "fusion": {**_CLASSIFY_PARAMS, "head": "fusion", "head_C": 0.3, "head_tickets": "auto"},
 }
 DEFAULT_RECIPE = "fusion"
 PAIR_LOSSES = {"cosine", "online_contrastive", "contrastive", "cosent"}
@@ -172,7 +174,7 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
                 value = "auto" if str(value).strip().lower() == "auto" else float(value)
                 if value != "auto" and value < 0:
                     raise ValueError(value)
-            elif key == "frozen_layers":
+            elif key in ("frozen_layers", "head_tickets"):
                 value = "auto" if str(value).strip().lower() == "auto" else int(value)
                 if value != "auto" and value < 0:
                     raise ValueError(value)
@@ -190,6 +192,7 @@ def resolve_recipe(name: str | None, overrides: dict[str, Any] | None = None) ->
             kind = {
                 "time_budget": "duration such as 20m, 90s or 1h (0 = no limit)",
                 "frozen_layers": "number of lower layers to freeze (0 = none) or auto",
+                "head_tickets": "number of training tickets for the head (0 = all) or auto",
                 "learning_rate": "number ≥ 0 or auto",
             }.get(key, type(default).__name__)
             raise BadInputError(f"parameter {key}={value!r} must be a {kind}") from None
