@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from workbench import cascade
 from workbench import display as wb
 from workbench.evaluation import loss_figure
 from workbench.modelcard import budget_sentence, final_sentence, layers_sentence, replay_sentence
@@ -66,6 +67,8 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
     check = metrics.get("baseline_check")
     if check:
         (wb.warning if check["below"] else wb.note)(check["sentence"])
+    if metrics.get("cascade"):
+        wb.note(cascade.sentence(metrics["cascade"]))
     if record.get("final"):
         final = record["final"]
         (wb.note if final.get("same_training", True) else wb.warning)(final_sentence(final))
