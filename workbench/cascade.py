@@ -171,6 +171,7 @@ def build(
     calibrated and thresholded on ``part`` (the temperature part of validation) only; writes
     ``first_stage.skops`` and ``cascade.json`` into ``out_dir`` (None, nothing written, when the
     head has no cascade or ``part`` cannot calibrate it)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     clear(out_dir)
     head = first_stage(fitted, part) if classifier.head_kind in CASCADE_HEADS else None
     if head is None:
