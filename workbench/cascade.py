@@ -157,9 +157,12 @@ def choose_threshold(
 ) -> float | None:
     """The smallest first-stage confidence whose cascade keeps macro-F1 within ``MAX_F1_LOSS``
     of the full model's on these tickets (None: no threshold does, or there are none)."""
-    for threshold in np.unique(first.max(axis=1)) if len(first) else []:
-        result = comparison(truth, first, full, float(threshold), labels)
-        if result["cascade_macro_f1"] >= result["full_macro_f1"] - MAX_F1_LOSS - 1e-12:
+    frame = pd.DataFrame({"label": list(truth)})
+    floor = summary(frame, full, labels)["macro-F1"] - MAX_F1_LOSS - 1e-12
+    confidence = first.max(axis=1)
+    for threshold in np.unique(confidence) if len(first) else []:
+        mixed = np.where((confidence >= threshold)[:, None], first, full)
+        if summary(frame, mixed, labels)["macro-F1"] >= floor:
             return float(threshold)
     return None
 
