@@ -79,6 +79,15 @@ def test_the_threshold_comes_from_the_temperature_part_only(tiny_fusion, tmp_pat
         assert stricter is None or stricter > lowest
     assert len(routing_part) and len(split.test)
 
+    # Measured once on test, shown in metrics.json and in the model card's own section.
+    metrics = json.loads((classifier.path / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["cascade"]["test"]["tickets"] == len(split.test)
+    low, high = metrics["cascade"]["test"]["change_interval"]
+    assert low <= high
+    card = (classifier.path / "README.md").read_text(encoding="utf-8")
+    assert "## Cascade" in card and cascade.sentence(metrics["cascade"]) in card
+    assert f"On {len(split.test):,} test tickets" in card
+
 
 def test_streamed_cascade_serves_first_stage_above_threshold(
     tiny_fusion, tickets, tmp_path, capsys
@@ -145,7 +154,7 @@ def test_the_routing_record_applied_is_the_one_of_what_is_served(
 ):
     """The cascade is served with routing.json's cascade record; a cascade whose threshold
     that record did not certify, a routing.json without one, or half a cascade: one line."""
-    classifier, _, _ = tiny_fusion
+    classifier, split, _ = tiny_fusion
     stored = json.loads((classifier.path / "routing.json").read_text(encoding="utf-8"))
     assert stored["serves"] == "full model" and stored["cascade"]["serves"] == "cascade"
     out = tmp_path / "p.csv"
@@ -160,6 +169,13 @@ def test_the_routing_record_applied_is_the_one_of_what_is_served(
     code, _, err = _predict(capsys, moved, tickets, tmp_path / "m.csv")
     assert code == 2 and err.count("\n") == 1 and "--cascade off" in err and "0.123" in err
     assert _predict(capsys, moved, tickets, tmp_path / "m.csv", "--cascade", "off")[0] == 0
+    # Re-certified on labelled tickets the model never saw: the probabilities it serves.
+    unseen = tmp_path / "unseen.csv"
+    split.test.rename(columns={"text": "Document", "label": "Topic_group"}).to_csv(unseen)
+    again = ("--calibration", str(unseen), "--target-error", "0.2")
+    assert _predict(capsys, moved, tickets, tmp_path / "m.csv", *again)[0] == 0
+    used = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["routing"]
+    assert used["origin"] == "recalibrated" and used["serves"] == "cascade"
 
     uncertified = _copy(classifier.path, tmp_path / "uncertified")
     _edit(uncertified / "routing.json", lambda r: r.pop("cascade"))
