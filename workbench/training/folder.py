@@ -450,6 +450,8 @@ def _evaluate_folder(
         word_char = _word_char_fit(job, classifier, temperature_part, baselines)
     if word_char is not None and len(temperature_part):
         served = cascade.build(out_dir, classifier, word_char, temperature_part)
+    if served is not None:  # a final refit (no test) still shows what chose its threshold
+        metrics["cascade"] = served.record
     if len(routing_part):
         routed = routing.fit_routing(
             out_dir,
