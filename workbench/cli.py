@@ -586,8 +586,9 @@ def _check_predict_options(args: argparse.Namespace, out: Path) -> None:
     """Options of one engine given to the other, and a wrong --out, before the model loads."""
     if args.cascade == "auto" and (args.engine == "ray" or args.explain):
         raise _bad(
-            "--cascade auto applies to --engine local without --explain (the cascade's first "
-            "stage has no encoder to explain or to shard); leave it out or give --cascade off"
+            "--cascade auto applies to --engine local without --explain (--explain explains the "
+            "full model's fusion head, and Ray's actors serve the full model); leave it out or "
+            "give --cascade off"
         )
     if args.engine == "local":
         from workbench.streaming import output_format
@@ -627,7 +628,7 @@ def _predict_local(args: argparse.Namespace, classifier, options: dict) -> int:
     )
     calibration = file_sha256(args.calibration) if args.calibration else None
     settings = {"inference": args.inference, "explain": args.explain, "calibration": calibration}
-    settings["cascade"] = None if cascade is None else cascade.threshold
+    settings["cascade"] = None if cascade is None else {"threshold": cascade.threshold}
     settings |= {"target_error": args.target_error, "delta": args.delta}
     if args.explain:
         from workbench.explain import explain_note
