@@ -191,3 +191,39 @@ def test_the_routing_record_applied_is_the_one_of_what_is_served(
             capsys, classifier.path, tickets, tmp_path / "r", "--cascade", "auto", *extra
         )
         assert code == 2 and "--cascade auto applies to --engine local without --explain" in err
+
+
+def test_an_interrupted_cascade_run_resumes_with_the_same_rows_and_share(
+    tiny_fusion, tickets, tmp_path, capsys, monkeypatch
+):
+    """Stopped after two chunks and resumed: every row once, the stages and the share sent to
+    the encoder as an uninterrupted run's; resuming with --cascade off is refused."""
+    from workbench import streaming
+
+    classifier, _, _ = tiny_fusion
+    fresh, out = tmp_path / "fresh.csv", tmp_path / "out.csv"
+    assert _predict(capsys, classifier.path, tickets, fresh, "--chunk-size", "30")[0] == 0
+    score, calls = streaming.score_chunk, {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("stopped for the test")
+        return score(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(streaming, "score_chunk", failing)
+        with pytest.raises(RuntimeError, match="stopped for the test"):
+            _predict(capsys, classifier.path, tickets, out, "--chunk-size", "30")
+    capsys.readouterr()
+    code, _, err = _predict(
+        capsys, classifier.path, tickets, out, "--chunk-size", "30", "--resume", "--cascade", "off"
+    )
+    assert code == 2 and "other options (cascade" in err
+    assert _predict(capsys, classifier.path, tickets, out, "--chunk-size", "30", "--resume")[0] == 0
+    resumed, reference = pd.read_csv(out), pd.read_csv(fresh)
+    assert resumed["row"].tolist() == reference["row"].tolist()
+    assert resumed["stage"].tolist() == reference["stage"].tolist()
+    assert resumed["predicted"].tolist() == reference["predicted"].tolist()
+    records = [json.loads(p.with_suffix(".json").read_text(encoding="utf-8")) for p in (out, fresh)]
+    assert records[0]["cascade"] == records[1]["cascade"]
