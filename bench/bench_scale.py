@@ -3,6 +3,11 @@
     .venv/bin/python bench/bench_scale.py --sizes 10k,100k            # a shared machine
     .venv/bin/python bench/bench_scale.py --sizes 10k,100k,300k,1M     # alone, ~24 GiB
     .venv/bin/python bench/bench_scale.py --sizes 10k,100k --steps predict-stream  # constant RSS
+    # the cascade on synthetic tickets: a tiny fusion folder (or --model FOLDER), share encoded
+    .venv/bin/python bench/bench_scale.py --sizes 10k,100k --steps predict-stream --tiny-recipe fusion
+    # the cascade's quality on real tickets: cascade vs --cascade off on a labelled file
+    .venv/bin/python bench/bench_scale.py --model /work/models-real/fusion \
+        --quality ../shared/data/it_tickets/tickets_dev.csv --quality-split test --quality-rows 9568
 
 Synthetic ticket sets of each size come from ``workbench.sample_data.generate_tickets`` (cached
 as CSV under ``--cache``). Per size, each step runs in its own subprocess, so its peak RSS is
@@ -39,6 +44,18 @@ imports, so the step's own share is the difference):
   recipe fine-tunes every training ticket for 2 epochs (~46 ms an example: ~18 h at 1M) and
   encodes 300k validation and test tickets: a 1M run wants e.g. ``--train-param
   time_budget=3h --train-param test_size=0.02 --train-param validation_size=0.02``.
+  ``--cascade auto`` (the CLI's default) serves a folder's cascade when it has one (a ``fusion``
+  folder: ``--tiny-recipe fusion`` trains a tiny one into the cache); the line then gives the
+  share of tickets sent to the encoder. ``--cascade off`` times the full transformer path.
+
+``--quality FILE`` (with ``--model``, a folder with a cascade) is a quality check instead of the
+growth table: the same labelled tickets through ``workbench predict`` with the cascade and with
+``--cascade off``: both times, the share sent to the encoder, both macro-F1s and the 95 % paired
+bootstrap interval of their difference (``backends.paired_change_interval``). With
+``--quality-split test`` FILE is the folder's training file and its test split is rebuilt as
+training built it (``bench_routing.rebuild_split``; tickets nothing was fitted or chosen on);
+``--quality-rows N`` draws a stratified sample of N of them. Whatever is drawn is written to a
+temporary folder outside the repository and removed after; FILE is only read.
 
 Before a step starts, its peak RSS is extrapolated from the smaller sizes (log-log fit); a step
 that would not fit ``--memory-gib`` says so in one line and is skipped. The end is a Markdown
@@ -289,15 +306,18 @@ def step_predict_stream(args) -> dict:
     _remove(out)
     command = [sys.executable, "-m", "workbench.cli", "predict", "--model", str(args.model)]
     command += ["--data", str(args.data), "--out", str(out), "--chunk-size", str(args.chunk_size)]
-    seconds, rss, summary = _run_cli(command)
+    seconds, rss, summary = _run_cli(command + ["--cascade", args.cascade])
+    served = _cascade_served(out)
     _remove(out)
+    _remove(out.with_suffix(".json"))
     return {
         "seconds": seconds,
         "peak_mib": rss,
         "base_mib": 0.0,
         "rate": args.size / seconds,
         "detail": f"{args.size} rows in chunks of {args.chunk_size:,}, "
-        f"{args.size / seconds:.1f} tickets/s end to end; CLI: {summary[-1] if summary else '?'}",
+        f"{args.size / seconds:.1f} tickets/s end to end, {served}; "
+        f"CLI: {summary[-1] if summary else '?'}",
     }
 
 
@@ -323,6 +343,102 @@ def step_train(args) -> dict:
         + (f" (curve {curve})" if curve else "")
         + f", {record['steps']} steps; settings: {' '.join(args.train_param or []) or 'default'}",
     }
+
+
+def _cascade_served(out: Path) -> str:
+    """What served the tickets, from the run record: the share the cascade sent to the encoder."""
+    record = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    cascade = record.get("cascade")
+    if not cascade:
+        return "full model (no cascade served)"
+    return f"cascade: {cascade['share_to_encoder']:.1%} sent to the encoder"
+
+
+# --------------------------------------------------------------------------- quality check
+
+
+def quality(args) -> int:
+    """``--quality FILE``: the cascade against ``--cascade off`` on the same labelled tickets."""
+    import tempfile
+
+    if args.model is None:
+        raise SystemExit("--quality needs --model: a trained folder with a cascade (fusion)")
+    with tempfile.TemporaryDirectory(prefix="bench-cascade-") as folder:
+        data = _quality_tickets(args, Path(folder))
+        runs = {}
+        for mode in ("auto", "off"):
+            out = Path(folder) / f"{mode}.csv"
+            command = [sys.executable, "-m", "workbench.cli", "predict", "--model", str(args.model)]
+            command += ["--data", str(data), "--out", str(out), "--cascade", mode]
+            command += ["--text-column", "Document", "--label-column", "Topic_group"]
+            command += ["--chunk-size", str(args.chunk_size)]
+            before = _children_cpu()
+            seconds = _run_cli(command)[0]
+            runs[mode] = (seconds, _quality_predictions(out), _cascade_served(out))
+            runs[f"{mode} cpu"] = _children_cpu() - before
+    print(quality_line(runs, args))
+    return 0
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished children: a busy machine stretches wall time, not this."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _quality_tickets(args, folder: Path) -> Path:
+    """The labelled tickets as a CSV in ``folder`` (Document, Topic_group): the file, or the
+    folder's test split of it; a stratified sample of ``--quality-rows`` of them."""
+    from workbench.data import load_tickets
+    from workbench.explore import sample_rows
+
+    if args.quality_split == "test":
+        sys.path.insert(0, str(PROJECT / "bench"))
+        from bench_routing import rebuild_split
+
+        frame = rebuild_split(args.model, args.quality)[1].test
+    else:
+        frame = load_tickets(args.quality, min_class_size=0).frame
+    if args.quality_rows and args.quality_rows < len(frame):
+        frame = sample_rows(frame, args.quality_rows, seed=0)
+    path = folder / "tickets.csv"
+    frame.rename(columns={"text": "Document", "label": "Topic_group"})[
+        ["Document", "Topic_group"]
+    ].to_csv(path, index=False)
+    return path
+
+
+def _quality_predictions(out: Path):
+    import pandas as pd
+
+    return pd.read_csv(out, usecols=["label", "predicted"], dtype=str, keep_default_na=False)
+
+
+def quality_line(runs: dict, args) -> str:
+    """Both macro-F1s (over the model's categories), their paired interval and both times."""
+    from sklearn.metrics import f1_score
+
+    from workbench.backends import paired_change_interval
+
+    labels = json.loads((args.model / "labels.json").read_text(encoding="utf-8"))
+    (fast, cascade, served), (slow, full, _) = runs["auto"], runs["off"]
+    truth = full["label"].to_numpy(dtype=object)
+    f1 = {
+        name: f1_score(truth, frame["predicted"], labels=labels, average="macro", zero_division=0)
+        for name, frame in (("cascade", cascade), ("full", full))
+    }
+    low, high = paired_change_interval(
+        truth, full["predicted"].to_numpy(dtype=object), cascade["predicted"].to_numpy(dtype=object)
+    )
+    return (
+        f"{len(truth):,} labelled tickets ({args.quality.name}, {args.quality_split}): "
+        f"cascade {fast:.1f} s ({runs['auto cpu']:.1f} s CPU; {served}), macro-F1 "
+        f"{f1['cascade']:.4f}; --cascade off {slow:.1f} s ({runs['off cpu']:.1f} s CPU), "
+        f"macro-F1 {f1['full']:.4f}; change "
+        f"{100 * (f1['cascade'] - f1['full']):+.2f} points, 95 % paired bootstrap "
+        f"{100 * low:+.2f} to {100 * high:+.2f}; speed-up {slow / fast:.2f}× wall, "
+        f"{runs['off cpu'] / runs['auto cpu']:.2f}× CPU"
+    )
 
 
 def _remove(path: Path) -> None:
@@ -386,9 +502,9 @@ def generate(size: int, cache: Path) -> Path:
     return path
 
 
-def tiny_model(cache: Path) -> Path:
-    """A tiny real model (recipe seed, 32 pairs, 1 epoch) trained once on 320 sample tickets."""
-    out = cache / "tiny-model"
+def tiny_model(cache: Path, recipe: str = "seed") -> Path:
+    """A tiny real model (``recipe``, 32 pairs, 1 epoch) trained once on 320 sample tickets."""
+    out = cache / ("tiny-model" if recipe == "seed" else f"tiny-model-{recipe}")
     if (out / "labels.json").exists():
         return out
     import pandas as pd
@@ -398,7 +514,7 @@ def tiny_model(cache: Path) -> Path:
     data = cache / "train-320.csv"
     pd.DataFrame(generate_tickets(320, seed=1)).to_csv(data, index=False)
     command = [sys.executable, "-m", "workbench.cli", "train", "--data", str(data)]
-    command += ["--recipe", "seed", "--out", str(out)]
+    command += ["--recipe", recipe, "--out", str(out)]
     for key, value in TINY_TRAINING.items():
         command += ["--param", f"{key}={value}"]
     subprocess.run(command, check=True, capture_output=True, env=_child_env())
@@ -442,6 +558,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--train-param", action="append", metavar="KEY=VALUE", help="train: a --param to pass"
     )
+    parser.add_argument(
+        "--tiny-recipe",
+        choices=["seed", "fusion"],
+        default="seed",
+        help="recipe of the tiny model trained when --model is not given (fusion has a cascade)",
+    )
+    parser.add_argument(
+        "--cascade", choices=["auto", "off"], default="auto", help="predict-stream: --cascade"
+    )
+    parser.add_argument("--quality", type=Path, default=None, help="labelled tickets: see above")
+    parser.add_argument("--quality-split", choices=["file", "test"], default="file")
+    parser.add_argument("--quality-rows", type=int, default=0, help="0: every ticket")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per step")
     # internal: one step in a child process
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -453,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         run_child(args)
         return 0
+    if args.quality is not None:
+        return quality(args)
 
     sizes = sorted(parse_size(s) for s in args.sizes.split(","))
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
@@ -462,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     model = args.model
     if any(s.startswith("predict") for s in steps) and model is None:
-        model = tiny_model(args.cache)
+        model = tiny_model(args.cache, args.tiny_recipe)
     budget = args.memory_gib * 1024
     print(f"sizes {sizes}, steps {steps}, RSS budget {args.memory_gib:g} GiB per step")
     results: dict[str, dict[int, dict]] = {step: {} for step in steps}
@@ -486,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--size", str(size), "--work", str(args.cache), "--vectors", str(vectors)]
             command += ["--encode-count", str(args.encode_count)]
             command += ["--predict-rows", str(args.predict_rows), "--actors", str(args.actors)]
-            command += ["--chunk-size", str(args.chunk_size)]
+            command += ["--chunk-size", str(args.chunk_size), "--cascade", args.cascade]
             for setting in args.train_param or []:
                 command += ["--train-param", setting]
             if model is not None:

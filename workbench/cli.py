@@ -246,6 +246,20 @@ def _predict_command(commands: argparse._SubParsersAction) -> None:
         help="per ticket: the TF-IDF terms that pushed it most towards its category (exact "
         "contributions of the fusion head), the embedding's share and the nearest training tickets",
     )
+    _predict_serving_arguments(predict)
+
+
+def _predict_serving_arguments(predict: argparse.ArgumentParser) -> None:
+    """``predict``'s options for how tickets are served: the cascade, chunks, the engine."""
+    predict.add_argument(
+        "--cascade",
+        choices=["auto", "off"],
+        default=None,
+        help="--engine local: auto (default) serves the folder's cascade when it has one (its "
+        "word+char TF-IDF first stage answers the tickets it is sure of, the encoder the rest; "
+        "a 'stage' column says which); off: the full model for every ticket. --engine ray and "
+        "--explain serve the full model and refuse --cascade auto",
+    )
     predict.add_argument(
         "--chunk-size",
         type=int,
@@ -570,6 +584,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _check_predict_options(args: argparse.Namespace, out: Path) -> None:
     """Options of one engine given to the other, and a wrong --out, before the model loads."""
+    if args.cascade == "auto" and (args.engine == "ray" or args.explain):
+        raise _bad(
+            "--cascade auto applies to --engine local without --explain (--explain explains the "
+            "full model's fusion head, and Ray's actors serve the full model); leave it out or "
+            "give --cascade off"
+        )
     if args.engine == "local":
         from workbench.streaming import output_format
 
@@ -595,17 +615,20 @@ def _check_predict_options(args: argparse.Namespace, out: Path) -> None:
 def _predict_local(args: argparse.Namespace, classifier, options: dict) -> int:
     """The file scored chunk by chunk into --out (``workbench.streaming``), then the summary."""
     from workbench import routing
+    from workbench.cascade import load_cascade
     from workbench.data import table_path, write_json
     from workbench.evaluation import HeadlineCounts
     from workbench.streaming import DEFAULT_CHUNK_SIZE, run_identity, stream_predictions
     from workbench.texthash import file_sha256
 
     out, data_path = Path(args.out), table_path(args.data)
+    cascade = None if args.cascade == "off" or args.explain else load_cascade(classifier)
     operating, used = routing.for_prediction(
-        classifier, args.target_error, args.delta, args.calibration, options
+        classifier, args.target_error, args.delta, args.calibration, options, cascade
     )
     calibration = file_sha256(args.calibration) if args.calibration else None
     settings = {"inference": args.inference, "explain": args.explain, "calibration": calibration}
+    settings["cascade"] = None if cascade is None else {"threshold": cascade.threshold}
     settings |= {"target_error": args.target_error, "delta": args.delta}
     if args.explain:
         from workbench.explain import explain_note
@@ -622,6 +645,7 @@ def _predict_local(args: argparse.Namespace, classifier, options: dict) -> int:
         chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
         explain=args.explain,
         resume=args.resume,
+        cascade=cascade,
     )
     done = data.progress
     record = prediction_record(classifier, data, args.inference)
@@ -629,11 +653,29 @@ def _predict_local(args: argparse.Namespace, classifier, options: dict) -> int:
     record["chunk_size"] = args.chunk_size or DEFAULT_CHUNK_SIZE
     print(f"{done.rows_used} predictions written to {out} (encoder backend {record['backend']})")
     print(f"routing: {done.auto} auto, {done.rows_used - done.auto} review. {used['sentence']}")
+    record["cascade"] = _cascade_line(cascade, done)
     _print_counts(done.mapped, done.dropped)
     if done.counts:
         _print_metrics(record, HeadlineCounts.from_record(done.counts), classifier.labels)
     write_json(out.with_suffix(".json"), record)
     return 0
+
+
+def _cascade_line(cascade, done) -> dict | None:
+    """Print the share of tickets sent to the encoder; the run record's ``cascade``."""
+    if cascade is None:
+        return None
+    share = 1 - done.first / done.rows_used if done.rows_used else 1.0
+    rule = (
+        "no first-stage threshold kept validation macro-F1"
+        if cascade.threshold is None
+        else f"the first stage served the others, confidence ≥ {cascade.threshold:.3f}"
+    )
+    print(
+        f"cascade: {done.rows_used - done.first} of {done.rows_used} tickets ({share:.1%}) sent "
+        f"to the encoder ({rule})"
+    )
+    return {"threshold": cascade.threshold, "first": done.first, "share_to_encoder": share}
 
 
 def _print_counts(mapped: dict[str, int], dropped: dict[str, int]) -> None:

@@ -596,8 +596,11 @@ def softmax(values: np.ndarray) -> np.ndarray:
     return scipy_softmax(values, axis=1)
 
 
-def head_features(head: dict[str, Any], vectors: np.ndarray, texts: list[str]):
-    """The head's input: embeddings, or TF-IDF ⊕ weighted embeddings for the fusion head."""
+def head_features(head: dict[str, Any], vectors: np.ndarray | None, texts: list[str]):
+    """The head's input: embeddings, TF-IDF ⊕ weighted embeddings for the fusion head, or TF-IDF
+    alone for the cascade's first stage (``tfidf``: no encoder, ``vectors`` unused)."""
+    if head["kind"] == "tfidf":
+        return head["vectorizer"].transform(texts)
     if head["kind"] == "fusion" and "vectorizer" not in head:  # cross-validated: one pipeline
         return fusion_frame(vectors, texts)
     if head["kind"] == "fusion":
@@ -616,9 +619,10 @@ def prototype_probabilities(head: dict[str, Any], vectors: np.ndarray) -> np.nda
 
 
 def head_probabilities(
-    head: dict[str, Any], vectors: np.ndarray, texts: list[str], n_labels: int
+    head: dict[str, Any], vectors: np.ndarray | None, texts: list[str], n_labels: int
 ) -> np.ndarray:
-    """Class probabilities in label order; classes absent from training get 0."""
+    """Class probabilities in label order; classes absent from training get 0 (``vectors``:
+    None for a ``tfidf`` head, which reads the texts only)."""
     if head["kind"] == "prototypes":
         return prototype_probabilities(head, vectors)
     estimator = head["estimator"]
@@ -629,6 +633,6 @@ def head_probabilities(
     for start in range(0, len(texts), HEAD_CHUNK):
         part = slice(start, start + HEAD_CHUNK)
         full[part, columns] = estimator.predict_proba(
-            head_features(head, vectors[part], texts[part])
+            head_features(head, None if vectors is None else vectors[part], texts[part])
         )
     return full

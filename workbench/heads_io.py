@@ -11,6 +11,10 @@ A head (the dict ``fit_head`` builds) is written as two plain files:
   256 MB and 40 s to write, 17 s to read, against 8 MB and under a second here.
 
 A legacy ``head.joblib`` (a pickle) is refused in one line and never opened.
+
+The cascade's first stage (a ``tfidf`` head: word+char TF-IDF + calibrated LinearSVC, no
+encoder) is stored the same way under another name: ``first_stage.skops`` and
+``first_stage_vectorizer.json`` (``name=FIRST_STAGE``), with the same checks.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from workbench.folder_checks import check_vectorizer_spec
 HEAD_FILE = "head.skops"
 VECTORIZER_FILE = "head_vectorizer.json"
 LEGACY_HEAD_FILE = "head.joblib"
-HEAD_KINDS = ("prototypes", "logreg", "fusion")
+HEAD_KINDS = ("prototypes", "logreg", "fusion", "tfidf")
+FIRST_STAGE = "first_stage"  # the cascade's first stage: first_stage.skops + its vectorizer
 
 # Types beyond skops' default trusted set (its audited sklearn estimators, numpy and scipy types)
 # that a head may contain: the calibration internals of CalibratedClassifierCV, with either
@@ -47,16 +52,23 @@ TRUSTED_EXTRA_TYPES = frozenset(
 _VECTORIZER_SLOT = "__vectorizer_file__"
 
 
-def save_head(head: dict[str, Any] | None, folder: Path) -> Path | None:
-    """Write ``head`` into ``folder`` (``None``: remove any head there); returns ``head.skops``.
+def _files(name: str) -> tuple[str, str]:
+    """(skops file, vectorizer file) of the head stored under ``name``."""
+    return f"{name}.skops", f"{name}_vectorizer.json"
+
+
+def save_head(head: dict[str, Any] | None, folder: Path, name: str = "head") -> Path | None:
+    """Write ``head`` into ``folder`` (``None``: remove any head there); returns ``head.skops``
+    (``<name>.skops``).
 
     A stale ``head.joblib`` is always removed, so a retrained folder loads with this version.
     """
     import skops.io as sio
 
     folder = Path(folder)
-    for name in (HEAD_FILE, VECTORIZER_FILE, LEGACY_HEAD_FILE):
-        (folder / name).unlink(missing_ok=True)
+    head_file, vectorizer_file = _files(name)
+    for stale in (head_file, vectorizer_file, LEGACY_HEAD_FILE):
+        (folder / stale).unlink(missing_ok=True)
     if head is None:
         return None
     if head.get("kind") not in HEAD_KINDS:
@@ -64,15 +76,16 @@ def save_head(head: dict[str, Any] | None, folder: Path) -> Path | None:
     stored = dict(head)
     if stored.get("vectorizer") is not None:
         spec = _vectorizer_spec(stored["vectorizer"])
-        (folder / VECTORIZER_FILE).write_text(json.dumps(spec), encoding="utf-8")
+        (folder / vectorizer_file).write_text(json.dumps(spec), encoding="utf-8")
         stored["vectorizer"] = _VECTORIZER_SLOT
-    path = folder / HEAD_FILE
+    path = folder / head_file
     sio.dump(stored, path)
     return path
 
 
-def load_head(folder: Path) -> dict[str, Any] | None:
-    """The head stored in ``folder``, or ``None`` when it has none (cosine recipes).
+def load_head(folder: Path, name: str = "head") -> dict[str, Any] | None:
+    """The head stored in ``folder`` (as ``<name>.skops``), or ``None`` when it has none
+    (cosine recipes; a folder without a cascade for ``name=FIRST_STAGE``).
 
     Refuses, in one ``BadInputError`` line, a ``head.joblib``, a ``head.skops`` naming a type
     outside the allow-list (nothing is built from it), and any unreadable or malformed file.
@@ -85,10 +98,11 @@ def load_head(folder: Path) -> dict[str, Any] | None:
         raise BadInputError(
             f"{legacy}: head.joblib is a pickle and is never loaded; retrain with this version"
         )
-    path = folder / HEAD_FILE
+    head_file, vectorizer_file = _files(name)
+    path = folder / head_file
     if not path.exists():
-        if (folder / VECTORIZER_FILE).exists():
-            raise BadInputError(f"{folder}: {VECTORIZER_FILE} without {HEAD_FILE}; retrain")
+        if (folder / vectorizer_file).exists():
+            raise BadInputError(f"{folder}: {vectorizer_file} without {head_file}; retrain")
         return None
     try:
         untrusted = sio.get_untrusted_types(file=path)
@@ -107,7 +121,7 @@ def load_head(folder: Path) -> dict[str, Any] | None:
     if not isinstance(head, dict) or head.get("kind") not in HEAD_KINDS:
         raise BadInputError(f"{path}: not a head (expected a dict with kind in {HEAD_KINDS})")
     if head.get("vectorizer") == _VECTORIZER_SLOT:
-        head["vectorizer"] = _load_vectorizer(folder / VECTORIZER_FILE)
+        head["vectorizer"] = _load_vectorizer(folder / vectorizer_file)
     _check_head(head, path)
     return head
 
@@ -120,17 +134,17 @@ def _check_head(head: dict[str, Any], path: Path) -> None:
             raise BadInputError(f"{path}: 'prototypes' is not a 2-D array; retrain")
         if not isinstance(head.get("scale"), int | float):
             raise BadInputError(f"{path}: 'scale' is not a number; retrain")
-    if head["kind"] in ("logreg", "fusion"):
+    if head["kind"] in ("logreg", "fusion", "tfidf"):
         estimator = head.get("estimator")
         if not (hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_")):
             raise BadInputError(f"{path}: the {head['kind']} head has no fitted estimator")
     cross_validated = head.get("calibration") == "cv"  # TF-IDF lives inside its pipeline
     if (
-        head["kind"] == "fusion"
+        head["kind"] in ("fusion", "tfidf")
         and not cross_validated
         and not hasattr(head.get("vectorizer"), "transform")
     ):
-        raise BadInputError(f"{path}: the fusion head has no TF-IDF vectorizer")
+        raise BadInputError(f"{path}: the {head['kind']} head has no TF-IDF vectorizer")
 
 
 # ----------------------------------------------------------------------------- TF-IDF as JSON

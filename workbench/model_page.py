@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from workbench import cascade
 from workbench import display as wb
 from workbench.evaluation import loss_figure
 from workbench.modelcard import (
@@ -77,6 +78,8 @@ def show(training_dir: str | Path, scope: Scope | None = None) -> dict:
         (wb.warning if check["below"] else wb.note)(check["sentence"])
     if metrics.get("baselines_trained_on"):
         wb.note(baselines_sample_sentence(metrics["baselines_trained_on"]))
+    if metrics.get("cascade"):
+        wb.note(cascade.sentence(metrics["cascade"]))
     if record.get("final"):
         final = record["final"]
         (wb.note if final.get("same_training", True) else wb.warning)(final_sentence(final))

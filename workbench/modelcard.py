@@ -11,10 +11,11 @@ from typing import Any
 
 import pandas as pd
 
+from workbench import cascade
 from workbench.corrections import corrections_sentence
 from workbench.data import Split
 from workbench.heads import CLASS_WEIGHT_NOTE
-from workbench.routing import card_lines
+from workbench.routing import card_lines, guarantee_sentence
 
 _LOSS_NAMES = {
     "cosine": "CosineSimilarityLoss (MSE between cosine similarity and the pair label)",
@@ -58,7 +59,20 @@ def model_card(
     lines += _data_lines(record, split)
     lines += _procedure_lines(record, log) + _evaluation_lines(record, metrics)
     lines += card_lines(metrics.get("routing"))
+    lines += cascade_lines(metrics)
     return "\n".join(lines) + "\n"
+
+
+def cascade_lines(metrics: dict[str, Any]) -> list[str]:
+    """The card's 'Cascade' section (none without a cascade): what skips the encoder, and the
+    operating point certified on what the cascade serves."""
+    if not metrics.get("cascade"):
+        return []
+    lines = ["", "## Cascade", "", cascade.sentence(metrics["cascade"])]
+    served = (metrics.get("routing") or {}).get("cascade")
+    if served:
+        lines += ["", f"Routing of what the cascade serves: {guarantee_sentence(served)}"]
+    return lines
 
 
 def _details_lines(record: dict[str, Any], split: Split) -> list[str]:

@@ -37,6 +37,11 @@ How, exactly:
   would be needed (``certify_minimum``, ``list_minimum``) instead of failing.
 * The probabilities certified are those of one encoder backend (``routing.json`` ``backend``):
   ``predict`` serving another refuses unless it re-certifies on ``--calibration`` tickets.
+* Certify what is served: a folder with a cascade (``workbench.cascade``) gets a second record,
+  ``routing.json`` ``cascade``, certified the same way on the cascade's probabilities (the first
+  stage's where it serves, the full model's elsewhere) with its ``cascade_threshold``; each
+  record says what it certified (``serves``: ``full model`` or ``cascade``) and ``predict``
+  applies the one matching what it serves, refusing a cascade threshold it was not certified at.
 
 Stored as ``routing.json`` in the model folder (``write_routing``/``read_routing``); monitoring
 (``monitor``) compares a labelled week's realised routed error with the target.
@@ -54,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.backends import backend_of
+from workbench.cascade import Cascade
 from workbench.classifier import COSINE_TEMPERATURE
 from workbench.data import load_tickets, write_json
 from workbench.errors import BadInputError
@@ -622,12 +628,21 @@ def label_array(values, labels: list[str]) -> np.ndarray:
     return np.array([index.get(str(v), -1) for v in values], dtype=int)
 
 
-def scored(classifier, frame: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Texts, routing probabilities and true ids of the rows with a category the model knows."""
+def scored(
+    classifier, frame: pd.DataFrame, cascade: Cascade | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts, routing probabilities and true ids of the rows with a category the model knows
+    (with ``cascade``: the probabilities the cascade serves)."""
     rows = frame[frame["label"].isin(classifier.labels)]
     texts = rows["text"].astype(str).tolist()
-    probabilities = confidences(classifier, texts, classifier.scores(texts))
+    if cascade is not None:
+        probabilities = cascade.serve(texts)[0]
+    else:
+        probabilities = confidences(classifier, texts, classifier.scores(texts))
     return texts, probabilities, label_array(rows["label"], classifier.labels)
+
+
+SERVES = ("full model", "cascade")  # what a record's probabilities are: routing.json "serves"
 
 
 def fit_routing(
@@ -637,15 +652,27 @@ def fit_routing(
     options: dict[str, float] | None = None,
     source: str = "validation (routing part)",
     ordering: pd.DataFrame | None = None,
+    cascade: Cascade | None = None,
 ) -> dict[str, Any]:
     """Certify the operating point on ``calibration`` tickets (testing order learned on
-    ``ordering``, the temperature part) and write ``routing.json``."""
-    options = options or {}
+    ``ordering``, the temperature part) and write ``routing.json``; with ``cascade``, the
+    cascade's own record too (``cascade``), certified on the same tickets."""
+    record = _certified(classifier, calibration, options or {}, source, ordering, None)
+    if cascade is not None:
+        record["cascade"] = _certified(
+            classifier, calibration, options or {}, source, ordering, cascade
+        )
+    write_routing(out_dir, record)
+    return record
+
+
+def _certified(classifier, calibration, options, source, ordering, cascade) -> dict[str, Any]:
+    """One record: the probabilities the full model (``cascade`` None) or the cascade serves."""
     labels = classifier.labels
-    texts, probabilities, y = scored(classifier, calibration)
+    texts, probabilities, y = scored(classifier, calibration, cascade)
     learned = None
     if ordering is not None and len(ordering):
-        _, learn_probabilities, learn_y = scored(classifier, ordering)
+        _, learn_probabilities, learn_y = scored(classifier, ordering, cascade)
         learned = (learn_probabilities, learn_y)
     record = calibrate(
         probabilities,
@@ -658,9 +685,15 @@ def fit_routing(
         source=source,
         ordering=learned,
     )
-    record["backend"] = backend_of(classifier.model)  # whose probabilities were certified
-    write_routing(out_dir, record)
-    return record
+    return record | _served_by(classifier, cascade)
+
+
+def _served_by(classifier, cascade: Cascade | None) -> dict[str, Any]:
+    """Whose probabilities a record certifies: the encoder backend, and the cascade if any."""
+    served = {"backend": backend_of(classifier.model), "serves": SERVES[cascade is not None]}
+    if cascade is not None:
+        served["cascade_threshold"] = cascade.threshold
+    return served
 
 
 def add_test_outcome(
@@ -669,9 +702,14 @@ def add_test_outcome(
     probabilities: np.ndarray,
     y_true,
     labels: list[str],
+    cascade: tuple[Cascade, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Measure the stored operating point once on the test split (the reference for monitoring)."""
+    """Measure the stored operating point once on the test split (the reference for monitoring);
+    ``cascade``: (the cascade, the test texts) when the record has a cascade record too."""
     record["test"] = outcome(probabilities, y_true, labels, record)
+    if cascade is not None and record.get("cascade"):
+        served = cascade[0].serve(cascade[1])[0]
+        record["cascade"]["test"] = outcome(served, y_true, labels, record["cascade"])
     write_routing(out_dir, record)
     return record
 
@@ -680,7 +718,10 @@ def summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
     """What ``metrics.json`` and the model card keep of ``routing.json`` (no per-threshold list)."""
     if record is None:
         return None
-    return {k: v for k, v in record.items() if k != "tested"}
+    kept = {k: v for k, v in record.items() if k != "tested"}
+    if record.get("cascade"):
+        kept["cascade"] = summary(record["cascade"])
+    return kept
 
 
 def sets_sentence(record: dict[str, Any]) -> str:
@@ -738,12 +779,13 @@ def for_prediction(
     delta: float | None = None,
     calibration: str | Path | None = None,
     load_options: dict[str, Any] | None = None,
+    cascade: Cascade | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The operating point ``predict`` applies, and what the run record says about it.
 
-    The stored ``routing.json`` by default; ``--target-error``/``--delta`` only re-certify on a
-    labelled ``--calibration`` file (tickets the model did not train on), never on the stored
-    calibration tickets' summary alone.
+    The stored ``routing.json`` by default (its ``cascade`` record when ``cascade`` serves);
+    ``--target-error``/``--delta`` only re-certify on a labelled ``--calibration`` file (tickets
+    the model did not train on), never on the stored calibration tickets' summary alone.
     """
     if (target_error is not None or delta is not None) and not calibration:
         raise BadInputError(
@@ -773,30 +815,21 @@ def for_prediction(
             )
         # As in training: a seeded share orders the thresholds, the rest certifies.
         learn, certify_on = split_validation(rows, seed=0)
-        _, learn_probabilities, learn_y = scored(classifier, learn)
-        texts, probabilities, y = scored(classifier, certify_on)
-        record = calibrate(
-            probabilities,
-            y,
-            texts,
-            classifier.labels,
-            options["target_error"],
-            options["delta"],
-            options["set_coverage"],
-            source=f"--calibration {Path(calibration).name}",
-            ordering=(learn_probabilities, learn_y),
-        )
-        record["backend"] = backend_of(classifier.model)
+        source = f"--calibration {Path(calibration).name}"
+        record = _certified(classifier, certify_on, options, source, learn, cascade)
         return record, used_note(record, "recalibrated")
-    record = stored_for(classifier)
+    record = stored_for(classifier, cascade)
     return record, used_note(record, "stored" if record else "none")
 
 
-def stored_for(classifier) -> dict[str, Any] | None:
-    """The stored operating point, refused in one line when ``classifier`` encodes with another
-    backend than the one whose probabilities certified it: an int8 encoder moves probabilities
-    near the threshold, so the guarantee is not that backend's (re-certify it instead)."""
+def stored_for(classifier, cascade: Cascade | None = None) -> dict[str, Any] | None:
+    """The stored operating point of what is served (the full model, or ``cascade``), refused
+    in one line when it certified other probabilities: another cascade threshold, or another
+    encoder backend (an int8 encoder moves probabilities near the threshold, so the guarantee
+    is not that backend's; re-certify it instead)."""
     record = read_routing(classifier.path)
+    if record is not None and cascade is not None:
+        record = _cascade_record(classifier, record, cascade)
     certified, served = (record or {}).get("backend"), backend_of(classifier.model)
     if certified and certified != served:
         raise BadInputError(
@@ -806,6 +839,20 @@ def stored_for(classifier) -> dict[str, Any] | None:
             f"saw) to certify one for {served}"
         )
     return record
+
+
+def _cascade_record(classifier, record: dict[str, Any], cascade: Cascade) -> dict[str, Any]:
+    """``routing.json``'s cascade record, refused in one line unless it certified this cascade."""
+    stored = record.get("cascade")
+    certified = "none" if stored is None else stored.get("cascade_threshold")
+    if stored is None or certified != cascade.threshold:
+        raise BadInputError(
+            f"{Path(classifier.path) / FILE}: no operating point certified for the cascade this "
+            f"run serves (first-stage threshold {cascade.threshold}; certified: {certified}); "
+            "pass --cascade off to serve the full model, or --calibration FILE (labelled "
+            "tickets the model never saw) to certify the cascade"
+        )
+    return stored
 
 
 def used_note(record: dict[str, Any] | None, origin: str) -> dict[str, Any]:
@@ -822,5 +869,6 @@ def used_note(record: dict[str, Any] | None, origin: str) -> dict[str, Any]:
         "source": record["calibration"]["source"],
         "set_quantile": (record.get("sets") or {}).get("quantile"),
         "backend": record.get("backend"),
+        "serves": record.get("serves", SERVES[0]),
         "sentence": guarantee_sentence(record),
     }

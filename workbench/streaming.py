@@ -14,6 +14,10 @@ folder, the input file and the options are those of the interrupted run, cuts th
 to the recorded length (a chunk cut off mid-write leaves a tail) and goes on from the next input
 row, so every row is written exactly once and in order.
 
+With a cascade (``workbench.cascade``), each chunk goes through the first stage whole and only
+the tickets it is not sure of through the encoder; a ``stage`` column says which served, and
+the progress file sums the tickets the first stage served.
+
 The embedding cache stays off unless asked for (``Classifier.cache``): one-off tickets would
 only fill it, ~1.7 KB each, and writing it was 7.6 of the 46 minutes of a million tickets.
 """
@@ -31,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.cascade import STAGE_COLUMN, Cascade, stage_names
 from workbench.classifier import Classifier
 from workbench.data import no_usable_rows, read_ticket_chunks
 from workbench.embeddings import model_fingerprint, progress_stream
@@ -45,7 +50,14 @@ DEFAULT_CHUNK_SIZE = 20_000
 PROGRESS_SUFFIX = ".progress.json"
 PARTS_SUFFIX = ".parts"
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
-FOLDER_FILES = ("labels.json", "recipe.json", "head.skops", "routing.json")
+FOLDER_FILES = (
+    "labels.json",
+    "recipe.json",
+    "head.skops",
+    "routing.json",
+    "first_stage.skops",
+    "cascade.json",
+)
 
 
 @dataclass
@@ -58,17 +70,19 @@ class Progress:
     written_bytes: int = 0  # CSV: the output's length after the last complete chunk
     parts: int = 0  # Parquet: part files complete
     auto: int = 0  # tickets routed automatically
+    first: int = 0  # tickets the cascade's first stage served (the others went to the encoder)
     dropped: dict[str, int] = field(default_factory=dict)
     mapped: dict[str, int] = field(default_factory=dict)
     labels_seen: list[str] = field(default_factory=list)
     text_columns: list[str] = field(default_factory=list)
     counts: dict | None = None  # HeadlineCounts.record() when the file has labels
 
-    def add(self, chunk, written: int, auto: int, mapped: dict[str, int]) -> None:
+    def add(self, chunk, written: int, auto: int, mapped: dict[str, int], first: int = 0) -> None:
         """Sum one written chunk into the totals."""
         self.rows_read += chunk.rows_read
         self.rows_used += written
         self.auto += auto
+        self.first += first
         self.dropped = dict(Counter(self.dropped) + Counter(chunk.dropped))
         self.mapped = dict(Counter(self.mapped) + Counter(mapped))
         self.text_columns = chunk.text_columns
@@ -280,14 +294,26 @@ class ParquetOutput:
 
 
 def score_chunk(
-    classifier: Classifier, frame: pd.DataFrame, operating: dict | None, explain: bool
+    classifier: Classifier,
+    frame: pd.DataFrame,
+    operating: dict | None,
+    explain: bool,
+    cascade: Cascade | None = None,
 ) -> tuple[pd.DataFrame, Any]:
     """One chunk's prediction table (as the whole file's would be: row, text, label, predicted,
-    score, route, candidates, score::<category>, explanations) and its scores."""
+    score, route, candidates, [stage,] score::<category>, explanations) and its scores; with
+    ``cascade``, the scores it serves and ``stage`` (``first``/``full``) after ``candidates``."""
     texts = frame["text"].tolist()
-    scores = classifier.scores(texts)
+    if cascade is None:
+        scores = classifier.scores(texts)
+        probabilities = confidences(classifier, texts, scores)
+    else:
+        scores, first = cascade.serve(texts)
+        probabilities = scores  # cascades exist for heads whose scores are probabilities
     table = predictions_table(frame, scores, classifier.labels)
-    table = add_columns(table, confidences(classifier, texts, scores), operating, classifier.labels)
+    table = add_columns(table, probabilities, operating, classifier.labels)
+    if cascade is not None:
+        table.insert(list(table.columns).index("candidates") + 1, STAGE_COLUMN, stage_names(first))
     if explain:
         explained = explain_tickets(classifier, texts, table["predicted"].tolist())
         table = pd.concat([table, explained], axis=1)
@@ -318,11 +344,13 @@ def stream_predictions(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     explain: bool = False,
     resume: bool = False,
+    cascade: Cascade | None = None,
 ) -> StreamedData:
     """Score ``data_path`` into ``out`` chunk by chunk (see the module's docstring).
 
     ``options`` are ``load_tickets``'s text/label columns and descriptions; ``operating`` the
-    routing record applied to every ticket; ``identity`` from :func:`run_identity`.
+    routing record applied to every ticket (the cascade's when ``cascade`` serves); ``identity``
+    from :func:`run_identity`.
     """
     from tqdm.std import tqdm
 
@@ -357,25 +385,27 @@ def stream_predictions(
         leave=False,
     ) as bar:
         for chunk in itertools.chain([first] if first else [], chunks):
-            _one_chunk(classifier, chunk, rare, operating, explain, output, progress)
+            _one_chunk(classifier, chunk, rare, (operating, explain, cascade), output, progress)
             save_progress(out, progress)  # only after the chunk's rows are on disk
             bar.update(chunk.rows_read)
     return _finish(out, output, progress, data_path, options)
 
 
-def _one_chunk(classifier, chunk, rare, operating, explain, output, progress: Progress) -> None:
-    """Map labels, score, write durably and sum one chunk."""
+def _one_chunk(classifier, chunk, rare, serving, output, progress: Progress) -> None:
+    """Map labels, score, write durably and sum one chunk; ``serving``: (operating point,
+    explain, cascade) as ``score_chunk`` takes them."""
     frame, mapped = map_frame_labels(chunk.frame, classifier.labels, rare)
     if not len(frame):  # every row of the chunk dropped or left out: counted, nothing written
         progress.add(chunk, 0, 0, mapped)
         return
-    table, scores = score_chunk(classifier, frame, operating, explain)
+    table, scores = score_chunk(classifier, frame, *serving)
     output.append(table, progress)
     if "label" in frame:
         counts = HeadlineCounts.from_record(progress.counts) if progress.counts else None
         counts = (counts or HeadlineCounts()).add(frame["label"], scores, classifier.labels)
         progress.counts = counts.record()
-    progress.add(chunk, len(table), int((table["route"] == "auto").sum()), mapped)
+    first = int((table[STAGE_COLUMN] == "first").sum()) if STAGE_COLUMN in table else 0
+    progress.add(chunk, len(table), int((table["route"] == "auto").sum()), mapped, first)
 
 
 def _finish(out: Path, output, progress: Progress, data_path: Path, options: dict) -> StreamedData:

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench import evaluation, modelcard, routing, runinfo
+from workbench import cascade, evaluation, modelcard, routing, runinfo
 from workbench.backends import choose_backend, export_backends, warn
-from workbench.baselines import WORD_CHAR_TFIDF, cheap_baselines, word_char_tfidf_svm
+from workbench.baselines import WORD_CHAR_TFIDF, FittedSvm, cheap_baselines, fit_word_char, summary
 from workbench.calibration import fit_model_temperature
 from workbench.classifier import classifier_scorer, load_classifier
 from workbench.data import TicketData, load_tickets, split_tickets, write_json
@@ -446,70 +446,109 @@ def _export_and_replay(job: _Job, record: dict, export: bool, result) -> None:
 def _evaluate_folder(
     job: _Job, record: dict, routing_part, temperature_part, baselines: bool
 ) -> dict[str, Any]:
-    """metrics.json of the written folder: test metrics, routing, baselines; predictions.csv."""
-    split, labels, out_dir = job.split, job.labels, job.out_dir
+    """metrics.json of the written folder: test metrics, routing, the cascade, baselines;
+    predictions.csv. The word+char TF-IDF SVM is fitted once here: the baselines and the
+    baseline check score with it, and the cascade keeps it as its first stage."""
+    split, out_dir = job.split, job.out_dir
     metrics: dict[str, Any] = {"recipe": job.name, "training_seconds": record["training_seconds"]}
-    routed = None
+    routed = served = word_char = None
+    cascade.clear(out_dir)
     if len(routing_part) or len(split.test):
         classifier = load_classifier(out_dir)
+        word_char = _word_char_fit(job, classifier, temperature_part, baselines)
+    if word_char is not None and len(temperature_part):
+        served = cascade.build(out_dir, classifier, word_char, temperature_part)
+    if served is not None:  # a final refit (no test) still shows what chose its threshold
+        metrics["cascade"] = served.record
     if len(routing_part):
         routed = routing.fit_routing(
-            out_dir, classifier, routing_part, job.routing_options, ordering=temperature_part
+            out_dir,
+            classifier,
+            routing_part,
+            job.routing_options,
+            ordering=temperature_part,
+            cascade=served,
         )
     if len(split.test):
-        scores = classifier.scores(split.test["text"].tolist())
-        table = evaluation.predictions_table(split.test, scores, labels)
-        table.to_csv(out_dir / "predictions.csv", index=False)
-        validation_scores = (
-            classifier.scores(split.validation["text"].tolist()) if len(split.validation) else None
-        )
-        # metrics.json "validation" is what searches and sweeps rank on: the selection part
-        # only, never the routing part that certifies the chosen model (routing.selection_part).
-        chosen_on = split.validation.index.isin(temperature_part.index)
         metrics.update(
-            evaluation.metrics_payload(
-                split.test["label"],
-                scores,
-                labels,
-                job.name,
-                validation_true=split.validation["label"][chosen_on],
-                validation_scores=None
-                if validation_scores is None
-                else validation_scores[chosen_on],
-            )
+            _test_metrics(job, classifier, temperature_part, (routed, served, word_char), baselines)
         )
         metrics["training_seconds"] = record["training_seconds"]
-        if routed is not None:
-            texts = split.test["text"].tolist()
-            probabilities = routing.confidences(classifier, texts, scores)
-            routing.add_test_outcome(out_dir, routed, probabilities, split.test["label"], labels)
-        # The baseline check compares on every validation ticket (it chooses nothing).
-        on_validation = None
-        if validation_scores is not None:
-            on_validation = evaluation.headline(
-                split.validation["label"], validation_scores, labels
-            )["macro-F1"]
-        metrics.update(_baselines(split, head_rows(job), labels, on_validation, baselines))
     metrics["routing"] = routing.summary(routed)
     return metrics
 
 
+def _test_metrics(job: _Job, classifier, temperature_part, fitted, baselines: bool) -> dict:
+    """The test split touched once: predictions.csv, the metrics, the routing and cascade
+    outcomes; ``fitted`` is (routing record, cascade, word+char SVM), each possibly None."""
+    split, labels, out_dir = job.split, job.labels, job.out_dir
+    routed, served, word_char = fitted
+    texts = split.test["text"].tolist()
+    scores = classifier.scores(texts)
+    table = evaluation.predictions_table(split.test, scores, labels)
+    table.to_csv(out_dir / "predictions.csv", index=False)
+    validation_scores = (
+        classifier.scores(split.validation["text"].tolist()) if len(split.validation) else None
+    )
+    # metrics.json "validation" is what searches and sweeps rank on: the selection part
+    # only, never the routing part that certifies the chosen model (routing.selection_part).
+    chosen_on = split.validation.index.isin(temperature_part.index)
+    metrics = evaluation.metrics_payload(
+        split.test["label"],
+        scores,
+        labels,
+        job.name,
+        validation_true=split.validation["label"][chosen_on],
+        validation_scores=None if validation_scores is None else validation_scores[chosen_on],
+    )
+    if served is not None:
+        metrics["cascade"] = cascade.add_test(out_dir, served, split.test, scores)
+    if routed is not None:
+        probabilities = routing.confidences(classifier, texts, scores)
+        test_cascade = None if served is None else (served, texts)
+        routing.add_test_outcome(
+            out_dir, routed, probabilities, split.test["label"], labels, cascade=test_cascade
+        )
+    # The baseline check compares on every validation ticket (it chooses nothing).
+    on_validation = None
+    if validation_scores is not None:
+        on_validation = evaluation.headline(split.validation["label"], validation_scores, labels)[
+            "macro-F1"
+        ]
+    metrics.update(_baselines(split, head_rows(job), labels, on_validation, baselines, word_char))
+    return metrics
+
+
+def _word_char_fit(job: _Job, classifier, temperature_part, baselines: bool) -> FittedSvm | None:
+    """The one word+char TF-IDF SVM fit, when something uses it: the baselines, the baseline
+    check (validation and test) or the cascade (a head in ``CASCADE_HEADS``, a temperature part)."""
+    split = job.split
+    checks = len(split.test) and (baselines or len(split.validation))
+    builds = classifier.head_kind in cascade.CASCADE_HEADS and len(temperature_part)
+    return fit_word_char(head_rows(job), job.labels) if checks or builds else None
+
+
 def _baselines(
-    split, rows: pd.DataFrame, labels: list[str], model_f1: float | None, record: bool
+    split,
+    rows: pd.DataFrame,
+    labels: list[str],
+    model_f1: float | None,
+    record: bool,
+    word_char: FittedSvm,
 ) -> dict[str, Any]:
     """The cheap baselines on test (``record``) and the word+char check against the model's
-    validation macro-F1 ``model_f1`` (None: no validation), from one fit of each baseline on
-    ``rows``: the training tickets the head learned from (``head_rows``), so the comparison is
-    on the same rows; a sampled head's baselines record that sample's size."""
+    validation macro-F1 ``model_f1`` (None: no validation), fitted on ``rows``: the training
+    tickets the head learned from (``head_rows``), so the comparison is on the same rows;
+    ``word_char`` is the one fit of the word+char baseline on them (``_word_char_fit``)."""
     out: dict[str, Any] = {}
     validation = split.validation if model_f1 is not None else None
     if len(rows) < len(split.train):
         out["baselines_trained_on"] = {"tickets": len(rows), "of": len(split.train)}
     if record:
-        out["baselines"] = cheap_baselines(rows, split.test, labels, validation)
+        out["baselines"] = cheap_baselines(rows, split.test, labels, validation, word_char)
         on_validation = out["baselines"][WORD_CHAR_TFIDF].pop("validation", None)
     elif validation is not None:
-        on_validation = word_char_tfidf_svm(rows, validation, labels)
+        on_validation = summary(validation, word_char.decisions(validation), labels)
     if validation is not None:
         out["baseline_check"] = evaluation.baseline_check(
             model_f1,
