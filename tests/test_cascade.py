@@ -227,3 +227,28 @@ def test_an_interrupted_cascade_run_resumes_with_the_same_rows_and_share(
     assert resumed["predicted"].tolist() == reference["predicted"].tolist()
     records = [json.loads(p.with_suffix(".json").read_text(encoding="utf-8")) for p in (out, fresh)]
     assert records[0]["cascade"] == records[1]["cascade"]
+
+
+def test_the_threshold_stops_at_the_first_confidence_that_fails():
+    """A first stage that is right on its most confident tickets, wrong on the middle ones and
+    right again (by luck) on the least confident: the point estimate over every ticket would let
+    it serve all of them; the lower-bound scan stops above the wrong band."""
+    labels = ["a", "b"]
+    n = 600
+    truth = np.array(["a", "b"] * (n // 2), dtype=object)
+    codes = (truth == "b").astype(int)
+    confidence = np.linspace(0.99, 0.51, n)
+    first = np.zeros((n, 2))
+    first[np.arange(n), codes] = confidence
+    first[np.arange(n), 1 - codes] = 1 - confidence
+    wrong = slice(200, 260)  # the middle band: the first stage answers the other category
+    first[wrong] = first[wrong][:, ::-1]
+    full = np.zeros((n, 2))
+    full[np.arange(n), codes] = 0.9  # the full model is right on every ticket
+    full[np.arange(n), 1 - codes] = 0.1
+    full[300:360] = full[300:360][:, ::-1]  # ... but for a band the first stage gets right
+    chosen = cascade.choose_threshold(pd.Series(truth), first, full, labels)
+    assert chosen is not None
+    assert chosen > float(first[wrong].max(axis=1).max())  # never serves the wrong band
+    served = first.max(axis=1) >= chosen
+    assert 0.2 < served.mean() < 0.35  # the most confident third, not every ticket
