@@ -266,7 +266,7 @@ def sentence(record: dict[str, Any] | None) -> str:
         text += (
             f" On {test['tickets']:,} test tickets: {test['share_to_encoder']:.1%} sent to the "
             f"encoder, macro-F1 {test['cascade_macro_f1']:.3f} cascade vs "
-            f"{test['full_macro_f1']:.3f} full model (change {100 * low:+.2f} to "
+            f"{test['full_macro_f1']:.3f} full model (cascade − full: {100 * low:+.2f} to "
             f"{100 * high:+.2f} points, 95 % paired bootstrap)."
         )
     return text
