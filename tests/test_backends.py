@@ -133,6 +133,38 @@ def test_two_exports_of_one_model_choose_the_same_backend(exported, tmp_path):
     assert backends.choose_backend(again, "auto") == backends.choose_backend(folder, "auto")
 
 
+def test_openvino_int8_is_left_out_only_where_the_cpu_lacks_int8_units():
+    """On plain AVX2 OpenVINO int8 was slower than PyTorch and its calibration the longest
+    export: not made there, with the reason; any int8 dot-product unit brings it back."""
+    avx2 = backends.default_backends({"avx2", "fma"})
+    assert [b for b, reason in avx2.items() if reason] == ["openvino-int8"]
+    assert "VNNI" in avx2["openvino-int8"]
+    for units in ({"avx2", "avx512_vnni"}, {"avx_vnni"}, {"amx_int8", "amx_tile"}):
+        assert not any(backends.default_backends(units).values())
+
+
+def test_a_backend_left_out_is_recorded_with_its_reason_not_exported(
+    exported, tmp_path, monkeypatch
+):
+    folder, _ = exported
+    only = tmp_path / "only-onnx"
+    shutil.copytree(
+        folder, only, ignore=shutil.ignore_patterns("onnx", "openvino", "backends.json")
+    )
+    reasons = {b: None if b == "onnx" else f"left out: {b}" for b in backends.FILES}
+    monkeypatch.setattr(backends, "default_backends", lambda flags=None: reasons)
+    report = backends.export_backends(only, TEXTS[:16], batch_size=16)
+    assert report["backends"]["onnx"]["checked"]
+    for name in ("onnx-int8", "openvino", "openvino-int8"):
+        assert report["backends"][name] == {
+            "file": backends.FILES[name],
+            "checked": False,
+            "reason": f"left out: {name}",
+        }
+        assert not (only / backends.FILES[name]).exists()
+    assert backends.choose_backend(only, "auto") in {"onnx", "torch"}
+
+
 def test_paired_interval_of_the_macro_f1_difference():
     """Identical predictions: no change at all; predictions wrong on 30 of 400 tickets the
     reference gets right: an interval clearly below zero (and above zero the other way round,

@@ -53,6 +53,12 @@ RUNTIME.update({"openvino": "openvino", "openvino-int8": "openvino"})
 EXPORTER = {"onnx": "onnx", "onnx-int8": "onnxruntime", "openvino": "openvino"}
 EXPORTER["openvino-int8"] = "nncf"
 REPORT = "backends.json"
+# OpenVINO's static int8 pays only on CPUs with int8 dot-product instructions (VNNI, AMX): on
+# AVX2 CPUs without them it ran at 0.79x and 1.16x PyTorch (bench/RESULTS.md, inference
+# backends) while its NNCF calibration was the longest export (24-27 s). There it is not
+# exported unless asked for by name; ONNX int8 (1.4-2x on the same CPUs) still is.
+INT8_UNITS = ("avx512_vnni", "avx_vnni", "amx_int8")
+NEEDS_INT8_UNITS = ("openvino-int8",)
 # A backend is "checked" when every reference ticket's embedding is this close to PyTorch's
 # (1 - cosine) and, with a scorer, the predicted category agrees this often. fp32 exports differ
 # only by operator order (~1e-6); int8 rounds weights/activations to 256 levels, which moves a
@@ -85,6 +91,20 @@ def runtime_installed(backend: str) -> bool:
 
 def exporter_installed(backend: str) -> bool:
     return runtime_installed(backend) and importlib.util.find_spec(EXPORTER[backend]) is not None
+
+
+def default_backends(flags: set[str] | None = None) -> dict[str, str | None]:
+    """The exports worth making on this CPU (``flags``: its ``/proc/cpuinfo`` flags): each
+    backend, with None, or with the one-line reason it is left out."""
+    from workbench.runinfo import cpu_flag_set
+
+    flags = cpu_flag_set() if flags is None else flags
+    units = any(flag in flags for flag in INT8_UNITS)
+    reason = (
+        "not exported: this CPU has no int8 dot-product instructions (VNNI, AMX), on which "
+        "OpenVINO int8 ran slower than or about as fast as PyTorch"
+    )
+    return {b: None if units or b not in NEEDS_INT8_UNITS else reason for b in FILES}
 
 
 def read_report(folder: str | os.PathLike) -> dict[str, Any]:
@@ -403,8 +423,10 @@ def export_backends(
     calibration_texts: list[str] | None = None,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Export every installed backend into ``model_dir``, check it against PyTorch on
-    ``reference_texts`` and write ``model_dir/backends.json``; returns its content.
+    """Export every installed backend into ``model_dir`` (``backends``: by default those worth
+    making on this CPU, :func:`default_backends`; the others are recorded with the reason),
+    check it against PyTorch on ``reference_texts`` and write ``model_dir/backends.json``;
+    returns its content.
 
     ``scorer(vectors, texts) -> scores`` (e.g. ``workbench.classifier.classifier_scorer``) adds
     the share of tickets whose predicted category is the same as with PyTorch, and with
@@ -418,7 +440,8 @@ def export_backends(
     texts = [str(t) for t in reference_texts if str(t).strip()]
     if len(texts) < 8:
         raise BadInputError("export_backends: need at least 8 reference texts to check the exports")
-    wanted = [b for b in (backends or FILES) if b != "torch"]
+    left_out = {} if backends else {b: r for b, r in default_backends().items() if r}
+    wanted = [b for b in (backends or FILES) if b != "torch" and b not in left_out]
     torch_model = models.load_model(folder, device="cpu")
     ref = _Reference.of(torch_model, texts, reference_texts, reference_labels, scorer, batch_size)
     report: dict[str, Any] = {
@@ -430,6 +453,8 @@ def export_backends(
             "torch": {"file": None, "checked": True, "tickets_per_s": round(ref.speed, 1)}
         },
     }
+    for backend, reason in left_out.items():
+        report["backends"][backend] = {"file": FILES[backend], "checked": False, "reason": reason}
     for backend in wanted:
         entry: dict[str, Any] = {"file": FILES[backend], "checked": False}
         report["backends"][backend] = entry

@@ -72,11 +72,16 @@ SPEED_FLAGS = ("avx2", "avx512_bf16", "amx_tile")
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """Which of ``SPEED_FLAGS`` this CPU has, e.g. ``"avx2 avx512_bf16"`` (empty off Linux)."""
-    try:
-        found = set(Path(cpuinfo).read_text().split())
-    except OSError:
-        return ""
+    found = cpu_flag_set(cpuinfo)
     return " ".join(flag for flag in SPEED_FLAGS if flag in found)
+
+
+def cpu_flag_set(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """Every flag ``/proc/cpuinfo`` lists (empty off Linux)."""
+    try:
+        return set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return set()
 
 
 def environment() -> dict[str, object]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import cascade, evaluation, modelcard, routing, runinfo
-from workbench.backends import choose_backend, export_backends, warn
+from workbench.backends import choose_backend, default_backends, export_backends, warn
 from workbench.baselines import WORD_CHAR_TFIDF, FittedSvm, cheap_baselines, fit_word_char, summary
 from workbench.calibration import fit_model_temperature
 from workbench.classifier import classifier_scorer, load_classifier
@@ -763,6 +763,10 @@ OPENVINO_CALIBRATION_TICKETS = 300
 # EXPORT_SCALE: on a loaded machine small encodes slow down far more than the conversion does
 # (measured: encoding 30x slower, the export 1.7x, with three other jobs on 2 cores).
 EXPORT_SECONDS_AT_REFERENCE = 60.0
+# Without OpenVINO int8 (CPUs without int8 dot-product units, ``backends.default_backends``)
+# the conversions take about a quarter of that: 9.7 of 36.6 s on the real tickets and 8.5 of
+# 32.7 s on the sample (AVX2, 2026-12-07/08, the exports' ``export_s``).
+EXPORT_SHARE_WITHOUT_OPENVINO_INT8 = 0.3
 REFERENCE_ENCODE_SECONDS_PER_TICKET = 0.008
 EXPORT_SCALE = (0.5, 3.0)
 # Under a time budget the head's encoding and fit may take at most this share of it; beyond,
@@ -887,6 +891,8 @@ def _export_estimate(params, split, per_ticket: float) -> tuple[int, float]:
     seconds = EXPORT_SECONDS_AT_REFERENCE * float(
         np.clip(per_ticket / REFERENCE_ENCODE_SECONDS_PER_TICKET, *EXPORT_SCALE)
     )
+    if default_backends().get("openvino-int8"):  # a reason: it is left out on this CPU
+        seconds *= EXPORT_SHARE_WITHOUT_OPENVINO_INT8
     return EXPORT_ENCODES_PER_CHECK_TICKET * checked, seconds
 
 
