@@ -123,6 +123,23 @@ def test_streamed_cascade_serves_first_stage_above_threshold(
     assert record["cascade"]["first"] == len(texts) - encoded
 
 
+def test_the_first_stage_over_two_workers_scores_as_one(tiny_fusion, tickets, monkeypatch):
+    """Split over worker processes (lowered to 20 tickets a worker here), the first stage gives
+    every ticket the probabilities one process gives it, in the tickets' order."""
+    classifier, _, _ = tiny_fusion
+    texts = pd.read_csv(tickets)["Document"].astype(str).tolist()
+    alone = cascade.load_cascade(classifier)
+    alone.workers = 1
+    one = alone.first_probabilities(texts)
+    monkeypatch.setattr(cascade, "TICKETS_PER_WORKER", 20)
+    split = cascade.load_cascade(classifier)
+    split.workers = 2
+    two = split.first_probabilities(texts)
+    assert two.shape == one.shape == (len(texts), len(classifier.labels))
+    assert np.allclose(two, one, atol=1e-6)
+    assert (two.argmax(axis=1) == one.argmax(axis=1)).mean() > 0.99
+
+
 def test_cascade_off_and_a_folder_without_one_predict_as_before(
     tiny_fusion, tickets, tmp_path, capsys
 ):
@@ -186,11 +203,10 @@ def test_the_routing_record_applied_is_the_one_of_what_is_served(
     code, _, err = _predict(capsys, half, tickets, tmp_path / "h.csv")
     assert code == 2 and "cascade is incomplete (cascade.json is missing)" in err
 
-    for extra in (["--explain"], ["--engine", "ray"]):
-        code, _, err = _predict(
-            capsys, classifier.path, tickets, tmp_path / "r", "--cascade", "auto", *extra
-        )
-        assert code == 2 and "--cascade auto applies to --engine local without --explain" in err
+    code, _, err = _predict(
+        capsys, classifier.path, tickets, tmp_path / "r", "--cascade", "auto", "--explain"
+    )
+    assert code == 2 and "--cascade auto does not apply with --explain" in err
 
 
 def test_an_interrupted_cascade_run_resumes_with_the_same_rows_and_share(

@@ -177,3 +177,73 @@ def test_a_failed_local_start_leaves_no_processes(monkeypatch):
         assert process.wait(timeout=10) is not None  # stopped, not waiting for its 120 s
     alive = {c.pid for c in psutil.Process().children(recursive=True)}
     assert not alive & {p.pid for p in spawned}
+
+
+def test_ray_serves_the_cascade_as_local_does(tiny_fusion, small_sample, tmp_path, capsys):
+    """With a cascade threshold that splits the tickets, 2 Ray actors give every row the stage
+    and the scores the local engine gives it, print the same share sent to the encoder and
+    record it; --cascade off serves the full model (no stage column)."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from workbench import cascade
+
+    classifier, _, _ = tiny_fusion
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for path in classifier.path.iterdir():
+        if path.name == "model":
+            (folder / "model").symlink_to(path.resolve())
+        elif path.is_file():
+            shutil.copy(path, folder / path.name)
+    texts = pd.read_csv(small_sample)["Document"].astype(str).tolist()
+    confidence = cascade.load_cascade(classifier).first_probabilities(texts).max(axis=1)
+    threshold = float(np.median(confidence))
+    for name, change in (
+        (cascade.FILE, lambda r: r.update(threshold=threshold)),
+        ("routing.json", lambda r: r["cascade"].update(cascade_threshold=threshold)),
+    ):
+        record = json.loads((folder / name).read_text(encoding="utf-8"))
+        change(record)
+        (folder / name).write_text(json.dumps(record), encoding="utf-8")
+
+    local_out, ray_out, off_out = tmp_path / "local.csv", tmp_path / "ray", tmp_path / "off"
+    code, local_text, _ = _run(
+        capsys,
+        "predict",
+        "--model",
+        str(folder),
+        "--data",
+        str(small_sample),
+        "--out",
+        str(local_out),
+    )
+    assert code == 0
+    code, ray_text, err = _run(
+        capsys,
+        *("predict", "--engine", "ray", "--actors", "2", "--batch-size", "64"),
+        *("--model", str(folder), "--data", str(small_sample), "--out", str(ray_out)),
+    )
+    assert code == 0, err
+    local = pd.read_csv(local_out, dtype={"text": str, "label": str}).sort_values("row")
+    scored = pd.read_parquet(ray_out).sort_values("row").reset_index(drop=True)
+    local = local.reset_index(drop=True)
+    assert list(scored.columns) == ["shard", *local.columns]
+    clear = np.abs(confidence - threshold) > 1e-6  # a float tie at the threshold may go either way
+    assert 0 < (scored["stage"] == "first").sum() < len(scored)
+    assert (scored["stage"][clear] == local["stage"][clear]).all()
+    assert_same_predictions(local[clear], scored.drop(columns="shard")[clear])
+    line = [x for x in local_text.splitlines() if x.startswith("cascade: ")]
+    assert line and line[0] in ray_text.splitlines()
+    record = json.loads((ray_out / "_prediction.json").read_text(encoding="utf-8"))
+    assert record["cascade"]["first"] == int((scored["stage"] == "first").sum())
+
+    code, _, err = _run(
+        capsys,
+        *("predict", "--engine", "ray", "--actors", "2", "--cascade", "off"),
+        *("--model", str(folder), "--data", str(small_sample), "--out", str(off_out)),
+    )
+    assert code == 0, err
+    assert "stage" not in pd.read_parquet(off_out).columns

@@ -36,6 +36,7 @@ import numpy as np
 from workbench import models
 from workbench.errors import BadInputError
 from workbench.models import DEFAULT_BASE_MODEL, pick_device, torch_threads
+from workbench.runinfo import cpu_flag_set
 from workbench.texthash import file_sha256
 
 if TYPE_CHECKING:
@@ -96,8 +97,6 @@ def exporter_installed(backend: str) -> bool:
 def default_backends(flags: set[str] | None = None) -> dict[str, str | None]:
     """The exports worth making on this CPU (``flags``: its ``/proc/cpuinfo`` flags): each
     backend, with None, or with the one-line reason it is left out."""
-    from workbench.runinfo import cpu_flag_set
-
     flags = cpu_flag_set() if flags is None else flags
     units = any(flag in flags for flag in INT8_UNITS)
     reason = (

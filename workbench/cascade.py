@@ -37,6 +37,7 @@ from workbench.data import write_json
 from workbench.errors import BadInputError
 from workbench.heads import CALIBRATION_METHOD, calibrate_frozen, head_probabilities
 from workbench.heads_io import FIRST_STAGE, load_head, save_head
+from workbench.models import cpu_cores
 
 FILE = "cascade.json"
 CASCADE_HEADS = ("fusion",)
@@ -47,6 +48,10 @@ MAX_F1_LOSS = 0.003
 THRESHOLD_GRID = np.linspace(0.0, 1.0, 101)
 STAGE_COLUMN = "stage"  # predict's column: which stage served the ticket
 STAGES = ("first", "full")
+# The first stage scores every ticket, and its word+char tokenising is pure Python, one core:
+# from this many tickets a worker, it is split over the cores in joblib's reusable worker
+# processes (20,000 synthetic tickets: 13.4 s on one AVX2 core, 5.3-7.7 s on two).
+TICKETS_PER_WORKER = 2_000
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Cascade:
     classifier: Classifier
     first: dict[str, Any]  # the first stage, a ``tfidf`` head
     record: dict[str, Any] = field(default_factory=dict)  # cascade.json
+    workers: int | None = None  # processes for the first stage; None: this machine's cores
 
     @property
     def threshold(self) -> float | None:
@@ -64,7 +70,20 @@ class Cascade:
         return None if value is None else float(value)
 
     def first_probabilities(self, texts: list[str]) -> np.ndarray:
-        return head_probabilities(self.first, None, texts, len(self.classifier.labels))
+        """The first stage's calibrated probabilities, over the cores for large batches."""
+        labels = len(self.classifier.labels)
+        workers = min(self.workers or cpu_cores(), len(texts) // TICKETS_PER_WORKER)
+        if workers < 2:
+            return head_probabilities(self.first, None, texts, labels)
+        from joblib import Parallel, delayed
+
+        shares = np.array_split(np.arange(len(texts)), workers)
+        return np.concatenate(
+            Parallel(n_jobs=workers)(
+                delayed(head_probabilities)(self.first, None, [texts[i] for i in share], labels)
+                for share in shares
+            )
+        )
 
     def serve(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities served, True where the first stage served): the first stage on every

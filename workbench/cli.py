@@ -255,10 +255,10 @@ def _predict_serving_arguments(predict: argparse.ArgumentParser) -> None:
         "--cascade",
         choices=["auto", "off"],
         default=None,
-        help="--engine local: auto (default) serves the folder's cascade when it has one (its "
-        "word+char TF-IDF first stage answers the tickets it is sure of, the encoder the rest; "
-        "a 'stage' column says which); off: the full model for every ticket. --engine ray and "
-        "--explain serve the full model and refuse --cascade auto",
+        help="auto (default) serves the folder's cascade when it has one (its word+char TF-IDF "
+        "first stage answers the tickets it is sure of, the encoder the rest; a 'stage' column "
+        "says which), with either engine; off: the full model for every ticket. --explain "
+        "serves the full model and refuses --cascade auto",
     )
     predict.add_argument(
         "--chunk-size",
@@ -584,11 +584,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _check_predict_options(args: argparse.Namespace, out: Path) -> None:
     """Options of one engine given to the other, and a wrong --out, before the model loads."""
-    if args.cascade == "auto" and (args.engine == "ray" or args.explain):
+    if args.cascade == "auto" and args.explain:
         raise _bad(
-            "--cascade auto applies to --engine local without --explain (--explain explains the "
-            "full model's fusion head, and Ray's actors serve the full model); leave it out or "
-            "give --cascade off"
+            "--cascade auto does not apply with --explain (it explains the full model's fusion "
+            "head); leave it out or give --cascade off"
         )
     if args.engine == "local":
         from workbench.streaming import output_format
@@ -653,7 +652,7 @@ def _predict_local(args: argparse.Namespace, classifier, options: dict) -> int:
     record["chunk_size"] = args.chunk_size or DEFAULT_CHUNK_SIZE
     print(f"{done.rows_used} predictions written to {out} (encoder backend {record['backend']})")
     print(f"routing: {done.auto} auto, {done.rows_used - done.auto} review. {used['sentence']}")
-    record["cascade"] = _cascade_line(cascade, done)
+    record["cascade"] = _cascade_line(cascade, done.rows_used, done.first)
     _print_counts(done.mapped, done.dropped)
     if done.counts:
         _print_metrics(record, HeadlineCounts.from_record(done.counts), classifier.labels)
@@ -661,21 +660,19 @@ def _predict_local(args: argparse.Namespace, classifier, options: dict) -> int:
     return 0
 
 
-def _cascade_line(cascade, done) -> dict | None:
-    """Print the share of tickets sent to the encoder; the run record's ``cascade``."""
+def _cascade_line(cascade, rows: int, first: int) -> dict | None:
+    """Print the share of ``rows`` tickets sent to the encoder (``first``: those the first
+    stage served); the run record's ``cascade``."""
     if cascade is None:
         return None
-    share = 1 - done.first / done.rows_used if done.rows_used else 1.0
+    share = 1 - first / rows if rows else 1.0
     rule = (
         "no first-stage threshold kept validation macro-F1"
         if cascade.threshold is None
         else f"the first stage served the others, confidence ≥ {cascade.threshold:.3f}"
     )
-    print(
-        f"cascade: {done.rows_used - done.first} of {done.rows_used} tickets ({share:.1%}) sent "
-        f"to the encoder ({rule})"
-    )
-    return {"threshold": cascade.threshold, "first": done.first, "share_to_encoder": share}
+    print(f"cascade: {rows - first} of {rows} tickets ({share:.1%}) sent to the encoder ({rule})")
+    return {"threshold": cascade.threshold, "first": first, "share_to_encoder": share}
 
 
 def _print_counts(mapped: dict[str, int], dropped: dict[str, int]) -> None:
@@ -715,17 +712,21 @@ def _print_metrics(record: dict, counts, known: list[str]) -> None:
 
 def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
     """``--engine ray``: Parquet shards in --out, a summary line, the same run record."""
+    from workbench.cascade import load_cascade
     from workbench.data import write_json
     from workbench.routing import stored_for, used_note
     from workbench.scale import (
         DEFAULT_ACTORS,
         DEFAULT_BATCH_SIZE,
         RECORD_FILE,
+        first_stage_count,
         headline_counts,
         predict_ray,
     )
 
-    stored = stored_for(classifier)  # before the actors: refused if another backend certified
+    cascade = None if args.cascade == "off" else load_cascade(classifier)
+    # Before the actors: refused if another backend or cascade threshold certified it.
+    stored = stored_for(classifier, cascade)
     run = predict_ray(
         classifier,
         args.data,
@@ -734,6 +735,7 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
         inference=args.inference,
         actors=args.actors or DEFAULT_ACTORS,
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+        cascade=cascade is not None,
     )
     record = prediction_record(classifier, run["data"], args.inference)
     record["routing"] = used_note(stored, "stored" if stored else "none")
@@ -753,6 +755,8 @@ def _predict_ray(args: argparse.Namespace, classifier, options: dict) -> int:
         f"({run['tickets_per_second']:.0f} tickets/s; {run['actors']} actors × "
         f"{run['threads_per_actor']} threads, encoder backend {record['backend']})"
     )
+    first = first_stage_count(args.out) if cascade is not None and run["rows"] else 0
+    record["cascade"] = _cascade_line(cascade, run["rows"], first)
     if run["rows"] and run["labelled"]:
         _print_metrics(record, headline_counts(args.out, classifier.labels), classifier.labels)
     write_json(Path(args.out) / RECORD_FILE, record)

@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
+from workbench.cascade import STAGE_COLUMN, STAGES, load_cascade, stage_names
 from workbench.classifier import SCORE_PREFIX, load_classifier
 from workbench.data import SUPPORTED_SUFFIXES, no_usable_rows, read_ticket_chunks, text_columns_of
 from workbench.embeddings import encode
@@ -45,7 +46,7 @@ from workbench.evaluation import HeadlineCounts, predictions_table
 from workbench.heads import head_probabilities
 from workbench.labels import map_frame_labels, rare_record_of
 from workbench.models import cpu_cores
-from workbench.routing import add_columns, confidences_from_vectors, read_routing
+from workbench.routing import add_columns, confidences_from_vectors, stored_for
 from workbench.texthash import file_sha256
 
 STATS_DIR = "_shards"  # per-shard counts; "_" so Parquet readers skip it
@@ -282,27 +283,41 @@ def _read_shard(
 
 class Scorer:
     """Ray actor: loads the classifier once, then scores batches exactly as ``Classifier.scores``
-    does, without the embedding disk cache (a million one-off tickets would only fill it)."""
+    does, without the embedding disk cache (a million one-off tickets would only fill it); with
+    ``cascade``, as the local engine serves the folder's cascade (its first stage in this actor's
+    process: the actors are the parallelism)."""
 
-    def __init__(self, model_dir: str, inference: str | None, threads: int) -> None:
+    def __init__(self, model_dir: str, inference: str | None, threads: int, cascade: bool) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
         os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
         self.classifier = load_classifier(model_dir, inference=inference)
-        self.routing = read_routing(model_dir)  # the stored operating point, as local predict
+        self.classifier.cache = False
+        self.cascade = load_cascade(self.classifier) if cascade else None
+        if self.cascade is not None:
+            self.cascade.workers = 1
+        # The stored operating point of what is served, as local predict applies it.
+        self.routing = stored_for(self.classifier, self.cascade)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         classifier = self.classifier
         texts = [str(t) for t in batch["text"]]
-        vectors = encode(classifier.model, texts, cache=False, description="scoring")
-        if classifier.head is None:
-            scores = vectors @ classifier.label_vectors().T
+        if self.cascade is not None:
+            scores, first = self.cascade.serve(texts)
+            probabilities = scores  # cascades exist for heads whose scores are probabilities
         else:
-            scores = head_probabilities(classifier.head, vectors, texts, len(classifier.labels))
+            vectors = encode(classifier.model, texts, cache=False, description="scoring")
+            if classifier.head is None:
+                scores = vectors @ classifier.label_vectors().T
+            else:
+                scores = head_probabilities(classifier.head, vectors, texts, len(classifier.labels))
+            probabilities = confidences_from_vectors(classifier, vectors, scores)
         table = predictions_table(batch, scores, classifier.labels)
-        probabilities = confidences_from_vectors(classifier, vectors, scores)
         table = add_columns(table, probabilities, self.routing, classifier.labels)
+        if self.cascade is not None:
+            at = list(table.columns).index("candidates") + 1
+            table.insert(at, STAGE_COLUMN, stage_names(first))
         table.insert(0, "shard", batch["shard"].to_numpy())
         return table
 
@@ -316,11 +331,13 @@ def predict_ray(
     actors: int = DEFAULT_ACTORS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     cpus: int | None = None,
+    cascade: bool = False,
 ) -> dict[str, Any]:
     """Score ``data_path`` (file or folder of shards) into Parquet shards under ``out_dir``.
 
     ``classifier`` is loaded by the caller (it names the model folder, its labels and recipe);
-    the actors load their own copy. Returns the run's facts for the summary line and record.
+    the actors load their own copy, and with ``cascade`` serve its cascade. Returns the run's
+    facts for the summary line and record.
     """
     if actors < 1:
         raise BadInputError(f"--actors {actors}: give at least 1 actor")
@@ -338,8 +355,9 @@ def predict_ray(
     stats_dir = out / STATS_DIR
     stats_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    scoring = {"inference": inference, "threads": threads, "cascade": cascade}
     scored = _scoring_pipeline(
-        classifier, files, options, stats_dir, batch_size, inference, actors, actor_cpus, threads
+        classifier, files, options, stats_dir, batch_size, scoring, actors, actor_cpus
     )
     try:
         scored.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": IO_TASK_CPUS})
@@ -394,9 +412,10 @@ def _actor_resources(cpus_total: float, actors: int) -> tuple[float, int]:
 
 
 def _scoring_pipeline(
-    classifier, files, options, stats_dir, batch_size, inference, actors, actor_cpus, threads
+    classifier, files, options, stats_dir, batch_size, scoring, actors, actor_cpus
 ):
-    """The Ray Data pipeline: read each shard (one task per file), score in an actor pool."""
+    """The Ray Data pipeline: read each shard (one task per file), score in an actor pool
+    (``scoring``: the ``Scorer``'s inference, threads and cascade)."""
     import ray  # optional ([scale] extra)
 
     shards = ray.data.from_items(
@@ -419,11 +438,7 @@ def _scoring_pipeline(
         Scorer,
         batch_size=batch_size,
         batch_format="pandas",
-        fn_constructor_kwargs={
-            "model_dir": str(Path(classifier.path).resolve()),
-            "inference": inference,
-            "threads": threads,
-        },
+        fn_constructor_kwargs={"model_dir": str(Path(classifier.path).resolve()), **scoring},
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=actor_cpus,
         max_restarts=0,  # a crashed actor fails the run rather than rescoring silently
@@ -451,6 +466,18 @@ def _bad_input_in(error: BaseException) -> BadInputError | None:
     if marker in text:
         return BadInputError(text.split(marker, 1)[1].splitlines()[0])
     return None
+
+
+def first_stage_count(out_dir: str | Path) -> int:
+    """Rows of a run's Parquet shards that the cascade's first stage served."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    served = 0
+    for shard in sorted(Path(out_dir).glob("*.parquet")):
+        column = pq.read_table(shard, columns=[STAGE_COLUMN])[STAGE_COLUMN]
+        served += int(pc.sum(pc.equal(column, STAGES[0])).as_py() or 0)
+    return served
 
 
 def headline_counts(out_dir: str | Path, labels: list[str], batch: int = 65_536) -> HeadlineCounts:
