@@ -32,15 +32,17 @@ imports, so the step's own share is the difference):
   ``encode`` step's vectors, repeated with small noise, stand in; UMAP's cost depends on the
   number of points and dimensions, which are the real ones.
 * ``predict-local`` / ``predict-ray``: ``workbench predict --engine local|ray`` on the first
-  ``--predict-rows`` (20,000) tickets of the set (the whole set when it is not bigger), with a tiny trained model (``--model``, or one
-  trained once into the cache). For Ray only the driver's RSS is counted, not the actors'.
+  ``--predict-rows`` (20,000) tickets of the set (the whole set when it is not bigger), with a
+  tiny trained model (``--model``, or one trained once into the cache), ``--cascade`` as given.
+  Peak RSS is the command's process tree: for Ray that holds Ray's own processes (GCS, raylet,
+  actors), whose shared object-store pages may count more than once.
 * ``predict-stream``: ``workbench predict`` (local engine, which reads, scores and appends the
   file ``--chunk-size`` tickets at a time) on the *whole* set, with the same model: its peak RSS
   should stay flat as the set grows (the growth exponent near 0), its time grow linearly.
 * ``train``: ``workbench train`` on the whole set with the default recipe (``fusion``, whose
   ``head_tickets=auto`` samples the head's tickets by a learning curve beyond 100k training
-  tickets or memory) plus any ``--train-param KEY=VALUE``; time and peak RSS of the CLI process,
-  the head's tickets and the curve's sizes (from ``recipe.json``). On 2 AVX2 cores the default
+  tickets or memory) plus any ``--train-param KEY=VALUE``; time and peak RSS of the CLI's
+  process tree, the head's tickets and the curve's sizes (from ``recipe.json``). On 2 AVX2 cores the default
   recipe fine-tunes every training ticket for 2 epochs (~46 ms an example: ~18 h at 1M) and
   encodes 300k validation and test tickets: a 1M run wants e.g. ``--train-param
   time_budget=3h --train-param test_size=0.02 --train-param validation_size=0.02``.
@@ -72,6 +74,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -277,7 +280,7 @@ def step_predict(args, engine: str) -> dict:
     command += ["--model", str(args.model), "--data", str(subset), "--out", str(out)]
     if engine == "ray":
         command += ["--actors", str(args.actors)]
-    seconds, rss, summary = _run_cli(command)
+    seconds, rss, summary = _run_cli(command + ["--cascade", args.cascade])
     return {
         "seconds": seconds,
         "peak_mib": rss,
@@ -289,19 +292,43 @@ def step_predict(args, engine: str) -> dict:
 
 
 def _run_cli(command: list[str], marker: str = "predictions") -> tuple[float, float, list[str]]:
-    """Run one ``workbench`` command: its seconds, the children's peak RSS (MiB) and the CLI's
-    summary lines (those with ``marker``)."""
+    """Run one ``workbench`` command: its seconds, the peak RSS (MiB) of its whole process tree
+    (the command and any worker processes it starts, summed, sampled every 0.2 s; never below
+    the largest single process's peak) and the CLI's summary lines (those with ``marker``)."""
+    import psutil
+
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=_child_env())
-    seconds = time.perf_counter() - started
-    if done.returncode:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return seconds, rss, [line for line in done.stdout.splitlines() if marker in line]
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = psutil.Popen(command, stdout=stdout, stderr=stderr, text=True, env=_child_env())
+        tree_peak = 0
+        while process.poll() is None:
+            try:
+                tree = [process, *process.children(recursive=True)]
+                tree_peak = max(tree_peak, sum(_rss(p) for p in tree))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        stdout.seek(0), stderr.seek(0)
+        out, err = stdout.read(), stderr.read()
+    if process.returncode:
+        raise RuntimeError(err.strip().splitlines()[-1] if err.strip() else "failed")
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    rss = max(largest, tree_peak / 2**20)
+    return seconds, rss, [line for line in out.splitlines() if marker in line]
+
+
+def _rss(process) -> int:
+    import psutil
+
+    try:
+        return process.memory_info().rss
+    except psutil.Error:  # ended between the listing and the reading
+        return 0
 
 
 def step_predict_stream(args) -> dict:
-    """The whole set through ``workbench predict`` in chunks: peak RSS of the CLI process."""
+    """The whole set through ``workbench predict`` in chunks: peak RSS of its process tree (workers included)."""
     out = Path(args.work) / f"out-stream-{args.size}.csv"
     _remove(out)
     command = [sys.executable, "-m", "workbench.cli", "predict", "--model", str(args.model)]
@@ -322,7 +349,7 @@ def step_predict_stream(args) -> dict:
 
 
 def step_train(args) -> dict:
-    """``workbench train`` on the whole set, default recipe: peak RSS of the CLI process."""
+    """``workbench train`` on the whole set, default recipe: peak RSS of its process tree."""
     out = Path(args.work) / f"train-{args.size}"
     _remove(out)
     command = [sys.executable, "-m", "workbench.cli", "train", "--data", str(args.data)]
@@ -359,7 +386,6 @@ def _cascade_served(out: Path) -> str:
 
 def quality(args) -> int:
     """``--quality FILE``: the cascade against ``--cascade off`` on the same labelled tickets."""
-    import tempfile
 
     if args.model is None:
         raise SystemExit("--quality needs --model: a trained folder with a cascade (fusion)")
@@ -565,7 +591,10 @@ def main(argv: list[str] | None = None) -> int:
         help="recipe of the tiny model trained when --model is not given (fusion has a cascade)",
     )
     parser.add_argument(
-        "--cascade", choices=["auto", "off"], default="auto", help="predict-stream: --cascade"
+        "--cascade",
+        choices=["auto", "off"],
+        default="auto",
+        help="predict-local, predict-ray, predict-stream: --cascade",
     )
     parser.add_argument("--quality", type=Path, default=None, help="labelled tickets: see above")
     parser.add_argument("--quality-split", choices=["file", "test"], default="file")
@@ -647,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{step:>13} {size:>9,}: {result['seconds']:8.1f} s, peak RSS "
                 f"{result['peak_mib']:7.0f} MiB"
-                + (f" (after imports {base:.0f})" if base else " (the CLI process)")
+                + (f" (after imports {base:.0f})" if base else " (the CLI's process tree)")
                 + f"; {result['detail']} [{time.perf_counter() - started:.0f} s with start-up]",
                 flush=True,
             )

@@ -53,6 +53,8 @@ STATS_DIR = "_shards"  # per-shard counts; "_" so Parquet readers skip it
 RECORD_FILE = "_prediction.json"
 DEFAULT_ACTORS = 2
 DEFAULT_BATCH_SIZE = 512
+READ_BLOCK_BYTES = 4 << 20  # ~10,000 tickets a block (see ``_init_ray``)
+OUTPUT_ROWS_PER_FILE = 200_000  # the scored shards are written in files of at least this
 # Share of a CPU that each read and write task asks for: they are light next to encoding, and
 # actors that claimed every CPU would otherwise starve the reads feeding them.
 IO_TASK_CPUS = 0.25
@@ -198,6 +200,9 @@ def _init_ray(cpus: int | None) -> dict[str, Any]:
     from ray.data import DataContext  # optional: [scale] extra
 
     context = DataContext.get_current()
+    # A read task buffers what it yields into blocks of this size before the actors see them:
+    # at Ray's 128 MiB a single 100,000-ticket file was one block, and one actor scored it all.
+    context.target_max_block_size = READ_BLOCK_BYTES
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.execution_options.verbose_progress = False
@@ -360,7 +365,11 @@ def predict_ray(
         classifier, files, options, stats_dir, batch_size, scoring, actors, actor_cpus
     )
     try:
-        scored.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": IO_TASK_CPUS})
+        scored.write_parquet(
+            str(out.resolve()),
+            min_rows_per_file=OUTPUT_ROWS_PER_FILE,
+            ray_remote_args={"num_cpus": IO_TASK_CPUS},
+        )
     except Exception as error:  # a BadInputError raised in a task arrives wrapped by Ray
         cause = _bad_input_in(error)
         if cause is not None:
