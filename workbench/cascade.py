@@ -50,8 +50,10 @@ STAGE_COLUMN = "stage"  # predict's column: which stage served the ticket
 STAGES = ("first", "full")
 # The first stage scores every ticket, and its word+char tokenising is pure Python, one core:
 # from this many tickets a worker, it is split over the cores in joblib's reusable worker
-# processes (20,000 synthetic tickets: 13.4 s on one AVX2 core, 5.3-7.7 s on two).
+# processes (20,000 synthetic tickets: 13.4 s on one AVX2 core, 5.3-7.7 s on two), in pieces
+# of at most TICKETS_PER_TASK, so that a worker never holds more than one piece's features.
 TICKETS_PER_WORKER = 2_000
+TICKETS_PER_TASK = 2_000
 
 
 @dataclass
@@ -77,7 +79,8 @@ class Cascade:
             return head_probabilities(self.first, None, texts, labels)
         from joblib import Parallel, delayed
 
-        shares = np.array_split(np.arange(len(texts)), workers)
+        pieces = max(workers, -(-len(texts) // TICKETS_PER_TASK))
+        shares = np.array_split(np.arange(len(texts)), pieces)
         return np.concatenate(
             Parallel(n_jobs=workers)(
                 delayed(head_probabilities)(self.first, None, [texts[i] for i in share], labels)
