@@ -144,7 +144,7 @@ def test_openvino_int8_is_left_out_only_where_the_cpu_lacks_int8_units():
 
 
 def test_a_backend_left_out_is_recorded_with_its_reason_not_exported(
-    exported, tmp_path, monkeypatch
+    exported, tmp_path, monkeypatch, capsys
 ):
     folder, _ = exported
     only = tmp_path / "only-onnx"
@@ -163,6 +163,10 @@ def test_a_backend_left_out_is_recorded_with_its_reason_not_exported(
         }
         assert not (only / backends.FILES[name]).exists()
     assert backends.choose_backend(only, "auto") in {"onnx", "torch"}
+    capsys.readouterr()
+    assert backends.choose_backend(only, "openvino-int8") == "torch"  # asked for by name
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not exported: left out: openvino-int8" in lines[0], lines
 
 
 def test_paired_interval_of_the_macro_f1_difference():

@@ -143,9 +143,13 @@ def _unavailable_reason(folder: Path, backend: str, report: dict[str, Any]) -> s
     if not runtime_installed(backend):
         return f"{RUNTIME[backend]} is not installed (pip install -e '.[inference]')"
     file = folder / FILES[backend]
-    if not file.exists():
-        return f"{file} was not exported (train again, or call workbench.backends.export_backends)"
     entry = report.get("backends", {}).get(backend)
+    if not file.exists():
+        why = f": {entry['reason']}" if (entry or {}).get("reason") else ""
+        return (
+            f"{file} was not exported{why} (train again, or call "
+            f"workbench.backends.export_backends with backends=['{backend}'])"
+        )
     if not entry:
         return f"{backend} has no accuracy check in {folder / REPORT}"
     if not entry.get("checked"):
