@@ -107,6 +107,13 @@ def stage_names(first: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(first, dtype=bool), STAGES[0], STAGES[1]).astype(object)
 
 
+def with_stage(table: pd.DataFrame, first: np.ndarray) -> pd.DataFrame:
+    """``table`` with the ``stage`` column after ``candidates``, as both engines write it."""
+    at = list(table.columns).index("candidates") + 1
+    table.insert(at, STAGE_COLUMN, stage_names(first))
+    return table
+
+
 def load_cascade(classifier: Classifier) -> Cascade | None:
     """The folder's cascade, or None when it has none (other heads, older folders); one line
     when only half of it is there."""

@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
-from workbench.cascade import STAGE_COLUMN, STAGES, load_cascade, stage_names
+from workbench.cascade import STAGE_COLUMN, STAGES, load_cascade, with_stage
 from workbench.classifier import SCORE_PREFIX, load_classifier
 from workbench.data import SUPPORTED_SUFFIXES, no_usable_rows, read_ticket_chunks, text_columns_of
 from workbench.embeddings import encode
@@ -321,8 +321,7 @@ class Scorer:
         table = predictions_table(batch, scores, classifier.labels)
         table = add_columns(table, probabilities, self.routing, classifier.labels)
         if self.cascade is not None:
-            at = list(table.columns).index("candidates") + 1
-            table.insert(at, STAGE_COLUMN, stage_names(first))
+            table = with_stage(table, first)
         table.insert(0, "shard", batch["shard"].to_numpy())
         return table
 

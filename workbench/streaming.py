@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.cascade import STAGE_COLUMN, Cascade, stage_names
+from workbench.cascade import STAGE_COLUMN, Cascade, with_stage
 from workbench.classifier import Classifier
 from workbench.data import no_usable_rows, read_ticket_chunks
 from workbench.embeddings import model_fingerprint, progress_stream
@@ -313,7 +313,7 @@ def score_chunk(
     table = predictions_table(frame, scores, classifier.labels)
     table = add_columns(table, probabilities, operating, classifier.labels)
     if cascade is not None:
-        table.insert(list(table.columns).index("candidates") + 1, STAGE_COLUMN, stage_names(first))
+        table = with_stage(table, first)
     if explain:
         explained = explain_tickets(classifier, texts, table["predicted"].tolist())
         table = pd.concat([table, explained], axis=1)
